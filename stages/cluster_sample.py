@@ -1,0 +1,143 @@
+"""cluster_sample: fuzzy-cluster the teacher's normalised company names and sample headlines for review.
+
+Names are clustered with rapidfuzz (scorer and threshold in params) row chunk by row chunk, so memory
+stays bounded; clusters are the connected components of "similar enough" pairs. Each cluster is
+represented by its most frequent form. A fraction of each cluster's headlines (at least one) is
+sampled, plus fractions of headlines without a company and of invalid answers.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from rapidfuzz import fuzz, process
+
+from stages.common.io import log, read_table, setup_logging, write_json, write_table
+from stages.common.params import load_params, require
+
+LABELS = Path("data/labels/llm_labels.parquet")
+SAMPLE_OUT = Path("data/sampled/sample.parquet")
+CLUSTERS_OUT = Path("data/sampled/clusters.parquet")
+METRICS = Path("metrics/cluster_sample.json")
+
+SCORERS = {"ratio": fuzz.ratio, "token_sort_ratio": fuzz.token_sort_ratio, "WRatio": fuzz.WRatio}
+_NON_WORD = re.compile(r"[^\w&]+")
+
+
+def normalise_name(name: str, suffixes: frozenset[str]) -> str:
+    words = _NON_WORD.sub(" ", name.casefold()).split()
+    while len(words) > 1 and words[-1] in suffixes:
+        words.pop()
+    return " ".join(words)
+
+
+def headline_names(labels: pl.DataFrame, suffixes: frozenset[str]) -> dict[str, list[str]]:
+    """Normalised names per headline id, only for mentions the teacher's answer actually found in the text."""
+    names = {}
+    for row in labels.filter(pl.col("valid")).iter_rows(named=True):
+        found = [r for r in row["result"] if r not in row["hallucinated"]]
+        pairs = zip(row["result"], row["normalized_result"]) if not row["length_mismatch"] \
+            else ((r, r) for r in row["result"])
+        forms = sorted({normalise_name(n or r, suffixes) for r, n in pairs if r in found} - {""})
+        if forms:
+            names[row["id"]] = forms
+    return names
+
+
+def cluster_names(names: list[str], scorer: str, threshold: float, chunk_rows: int = 2048) -> list[int]:
+    """Cluster index per name: connected components of pairs scoring >= threshold."""
+    parent = list(range(len(names)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for start in range(0, len(names), chunk_rows):
+        scores = process.cdist(names[start:start + chunk_rows], names, scorer=SCORERS[scorer],
+                               score_cutoff=threshold, dtype=np.uint8, workers=-1)
+        for i, j in zip(*np.nonzero(scores)):
+            a, b = root(start + int(i)), root(int(j))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return [root(i) for i in range(len(names))]
+
+
+def cluster_table(names_by_headline: dict[str, list[str]], scorer: str, threshold: float) -> pl.DataFrame:
+    counts = Counter(n for forms in names_by_headline.values() for n in forms)
+    names = sorted(counts)
+    roots = cluster_names(names, scorer, threshold)
+    members: dict[int, list[str]] = {}
+    for name, r in zip(names, roots):
+        members.setdefault(r, []).append(name)
+    representative = {r: min(m, key=lambda n: (-counts[n], n)) for r, m in members.items()}
+    return pl.DataFrame({"name": names, "count": [counts[n] for n in names],
+                         "representative": [representative[r] for r in roots]},
+                        schema={"name": pl.String, "count": pl.Int64, "representative": pl.String})
+
+
+def sample_ids(groups: dict[str, list[str]], fraction: float, rng: np.random.Generator) -> set[str]:
+    """ceil(fraction * size) ids from each group (so at least one from a non-empty group)."""
+    chosen = set()
+    for key in sorted(groups):
+        ids = sorted(groups[key])
+        k = min(len(ids), math.ceil(fraction * len(ids)))
+        chosen.update(ids[i] for i in rng.choice(len(ids), size=k, replace=False))
+    return chosen
+
+
+def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict[str, list[str]],
+           params: dict) -> pl.DataFrame:
+    rng = np.random.default_rng(require(params, "seed", "cluster_sample"))
+    to_cluster = dict(zip(clusters["name"], clusters["representative"]))
+    by_cluster: dict[str, list[str]] = {}
+    for headline, forms in names_by_headline.items():
+        for rep in {to_cluster[f] for f in forms}:
+            by_cluster.setdefault(rep, []).append(headline)
+    valid = labels.filter(pl.col("valid"))
+    no_company = [i for i in valid["id"] if i not in names_by_headline]
+    invalid = labels.filter(~pl.col("valid"))["id"].to_list()
+    picked = {
+        "cluster": sample_ids(by_cluster, require(params, "cluster_fraction", "cluster_sample"), rng),
+        "no_company": sample_ids({"": no_company} if no_company else {},
+                                 require(params, "no_company_fraction", "cluster_sample"), rng),
+        "invalid": sample_ids({"": invalid} if invalid else {}, params.get("invalid_fraction", 0.0), rng),
+    }
+    reason = {i: why for why, ids in picked.items() for i in ids}
+    clusters_of = {h: sorted({to_cluster[f] for f in forms}) for h, forms in names_by_headline.items()}
+    chosen = labels.filter(pl.col("id").is_in(list(reason)))
+    return chosen.with_columns(
+        sample_reason=pl.col("id").replace_strict(reason, return_dtype=pl.String),
+        clusters=pl.col("id").map_elements(lambda i: clusters_of.get(i, []), return_dtype=pl.List(pl.String)))
+
+
+def main() -> None:
+    setup_logging()
+    params = load_params("cluster_sample")
+    labels = read_table(LABELS, ["id", "valid", "result", "normalized_result", "hallucinated", "length_mismatch"])
+    suffixes = frozenset(params.get("strip_suffixes", []))
+    names_by_headline = headline_names(labels, suffixes)
+    clusters = cluster_table(names_by_headline, require(params, "scorer", "cluster_sample"),
+                             require(params, "threshold", "cluster_sample"))
+    sampled = sample(labels, clusters, names_by_headline, params)
+    write_table(clusters, CLUSTERS_OUT, sort_by="name")
+    write_table(sampled, SAMPLE_OUT)
+    sizes = clusters.group_by("representative").agg(pl.col("count").sum()).sort(["count", "representative"],
+                                                                                   descending=[True, False])
+    reasons = sampled["sample_reason"].value_counts()
+    metrics = {"names": clusters.height, "clusters": sizes.height, "headlines_in": labels.height,
+               "sample_size": sampled.height,
+               "sampled_by": {r["sample_reason"]: r["count"] for r in reasons.iter_rows(named=True)},
+               "largest_clusters": {r["representative"]: r["count"] for r in sizes.head(10).iter_rows(named=True)}}
+    write_json(METRICS, metrics)
+    log.info("cluster_sample: %d names -> %d clusters; sampled %d of %d headlines %s", metrics["names"],
+             metrics["clusters"], sampled.height, labels.height, metrics["sampled_by"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Deterministic reading and writing of the pipeline's tables and metrics files."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+log = logging.getLogger("headline_ner")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pl.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"{path}: not found (run the upstream stage first: dvc repro)")
+    frame = pl.read_parquet(path)
+    missing = [c for c in columns or [] if c not in frame.columns]
+    if missing:
+        raise SystemExit(f"{path}: missing column(s) {missing}; has {frame.columns}")
+    return frame
+
+
+def write_table(frame: pl.DataFrame, path: str | Path, sort_by: str = "id") -> None:
+    """Sorted rows, no timestamps, written via a temp file so a crash never leaves half a table."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.sort(sort_by).write_parquet(tmp, compression="zstd", statistics=False)
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

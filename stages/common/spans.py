@@ -1,0 +1,67 @@
+"""Turning strings into character spans, and character spans into word-token spans.
+
+The teacher returns strings ("Apple", "(AAPL)", "apple's"); training and evaluation need character
+offsets in the headline. Matching is exact first, then case-insensitive, always on word boundaries so
+"Gap" is not found inside "Gaps". A string found nowhere is a hallucination: counted, never a span.
+"""
+from __future__ import annotations
+
+import re
+
+WORD_TOKEN = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the word splitter GLiNER uses, kept for both students
+_WRAPPERS = "()[]{}\"'“”‘’ \t"
+_POSSESSIVE = re.compile(r"(?:'s|’s|')$", re.IGNORECASE)
+
+
+def clean_mention(mention: str) -> str:
+    """'(AAPL)' -> 'AAPL', "Apple's" -> 'Apple': the span we train on excludes wrappers and possessives."""
+    return _POSSESSIVE.sub("", mention.strip(_WRAPPERS)).strip(_WRAPPERS)
+
+
+def _find(text: str, needle: str, flags: int) -> list[tuple[int, int]]:
+    pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", flags)
+    return [(m.start(), m.end()) for m in pattern.finditer(text)]
+
+
+def align(text: str, mentions: list[str], occurrences: str = "all") -> tuple[list[dict], list[str]]:
+    """Character spans for the mentions found in text, and the mentions not found (hallucinations).
+
+    occurrences: "all" labels every place a mention occurs, "first" only its first occurrence.
+    Overlapping spans keep the longest (e.g. "Bank of America" over "America").
+    """
+    if occurrences not in ("all", "first"):
+        raise ValueError(f"occurrences must be 'all' or 'first', got {occurrences!r}")
+    found: set[tuple[int, int]] = set()
+    missing: list[str] = []
+    for mention in mentions:
+        needle = clean_mention(mention)
+        hits = (_find(text, needle, 0) or _find(text, needle, re.IGNORECASE)) if needle else []
+        if not hits:
+            missing.append(mention)
+            continue
+        found.update(hits if occurrences == "all" else hits[:1])
+    kept: list[tuple[int, int]] = []
+    for start, end in sorted(found, key=lambda s: (-(s[1] - s[0]), s[0])):
+        if all(end <= s or start >= e for s, e in kept):
+            kept.append((start, end))
+    return [{"start": s, "end": e, "text": text[s:e]} for s, e in sorted(kept)], missing
+
+
+def word_tokens(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of the word tokens both students see."""
+    return [(m.start(), m.end()) for m in WORD_TOKEN.finditer(text)]
+
+
+def char_to_token_spans(tokens: list[tuple[int, int]], spans: list[dict]) -> list[tuple[int, int]]:
+    """Inclusive token index ranges covering each character span (a span inside a token takes the token)."""
+    result = []
+    for span in spans:
+        inside = [i for i, (s, e) in enumerate(tokens) if e > span["start"] and s < span["end"]]
+        if inside:
+            result.append((inside[0], inside[-1]))
+    return result
+
+
+def token_to_char_span(text: str, tokens: list[tuple[int, int]], first: int, last: int) -> dict:
+    start, end = tokens[first][0], tokens[last][1]
+    return {"start": start, "end": end, "text": text[start:end]}

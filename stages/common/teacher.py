@@ -1,0 +1,248 @@
+"""The LLM teacher: prompt, answer cache, async client for any OpenAI-compatible chat endpoint, parsing.
+
+Works with HF Inference Endpoints / TGI, vLLM and llama.cpp server: they all speak
+POST {base_url}/v1/chat/completions. Only the structured-output field differs; `response_format`
+in params picks it.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import yaml
+from pydantic import BaseModel, ValidationError
+
+
+class Companies(BaseModel):
+    """What the teacher must answer: names as written, and their normalised forms in the same order."""
+    result: list[str]
+    normalized_result: list[str]
+
+
+ANSWER_SCHEMA = Companies.model_json_schema()
+
+RESPONSE_FORMATS: dict[str, Callable[[dict], dict | None]] = {
+    "llama_cpp": lambda schema: {"type": "json_object", "schema": schema},
+    "tgi": lambda schema: {"type": "json", "value": schema},
+    "openai": lambda schema: {"type": "json_schema", "json_schema": {"name": "companies", "schema": schema}},
+    "none": lambda schema: None,
+}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    system: str
+    examples: tuple[tuple[str, str], ...]  # (headline, answer JSON)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Prompt:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+        try:
+            examples = tuple((e["headline"], json.dumps(Companies(**e["answer"]).model_dump()))
+                             for e in raw.get("examples", []))
+            return cls(system=raw["system"].strip(), examples=examples)
+        except (KeyError, TypeError, ValidationError) as error:
+            raise SystemExit(f"{path}: bad prompt file: {error}") from error
+
+    def messages(self, headline: str) -> list[dict]:
+        turns = [{"role": "system", "content": self.system}]
+        for example, answer in self.examples:
+            turns += [{"role": "user", "content": example}, {"role": "assistant", "content": answer}]
+        return turns + [{"role": "user", "content": headline}]
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """Everything that changes the teacher's answer: a different spec is a cache miss."""
+    model: str
+    prompt: Prompt
+    response_format: str
+    generation: dict
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"model": self.model, "system": self.prompt.system, "examples": self.prompt.examples,
+                           "schema": ANSWER_SCHEMA, "response_format": self.response_format,
+                           "generation": self.generation}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def cache_key(self, headline: str, fingerprint: str | None = None) -> str:
+        return hashlib.sha256(f"{fingerprint or self.fingerprint()}\n{headline}".encode()).hexdigest()
+
+    def body(self, headline: str) -> dict:
+        body = {"model": self.model, "messages": self.prompt.messages(headline), **self.generation}
+        response_format = RESPONSE_FORMATS[self.response_format](ANSWER_SCHEMA)
+        if response_format:
+            body["response_format"] = response_format
+        return body
+
+
+class AnswerCache:
+    """Append-only JSONL shards: every paid answer is on disk (fsync'd) before it is used.
+
+    A new shard per run means a crash can at worst cut the last line of the newest shard, which the
+    reader skips. DVC tracks the directory as a persistent output, so `dvc push/pull` shares it.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.answers: dict[str, dict] = {}
+        for shard in sorted(self.directory.glob("answers-*.jsonl")):
+            with open(shard, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        self.answers[entry["key"]] = entry
+                    except (json.JSONDecodeError, KeyError):
+                        continue  # a line cut by a crash: that call is simply asked again
+        self._shard = None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.answers
+
+    def get(self, key: str) -> dict | None:
+        return self.answers.get(key)
+
+    def put(self, entry: dict) -> None:
+        if self._shard is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            number = len(list(self.directory.glob("answers-*.jsonl")))
+            self._shard = open(self.directory / f"answers-{number:05d}.jsonl", "a", encoding="utf-8")
+        self._shard.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
+        self._shard.flush()
+        os.fsync(self._shard.fileno())
+        self.answers[entry["key"]] = entry
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+
+
+class TeacherError(Exception):
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class ClientSettings:
+    base_url: str
+    token: str | None = None
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    max_attempts: int = 5
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+
+
+@dataclass
+class RunStats:
+    calls: int = 0
+    retries: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    latencies_s: list[float] = field(default_factory=list)
+
+
+def retry_delay(attempt: int, settings: ClientSettings, retry_after: str | None) -> float:
+    """Server's Retry-After when given, else exponential backoff with full jitter."""
+    if retry_after:
+        try:
+            return min(float(retry_after), settings.max_backoff_s)
+        except ValueError:
+            pass
+    return random.uniform(0, min(settings.max_backoff_s, settings.backoff_s * 2 ** attempt))
+
+
+async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: ClientSettings,
+              stats: RunStats) -> dict:
+    """One chat completion with retries. Returns content, finish_reason, usage; raises TeacherError."""
+    last = TeacherError("unknown")
+    for attempt in range(settings.max_attempts):
+        if attempt:
+            stats.retries += 1
+        started = time.perf_counter()
+        retry_after = None
+        try:
+            stats.calls += 1
+            async with session.post(url, json=body) as response:
+                if response.status == 200:
+                    payload = await response.json(content_type=None)
+                    choice = payload["choices"][0]
+                    stats.latencies_s.append(time.perf_counter() - started)
+                    return {"content": choice["message"].get("content") or "",
+                            "finish_reason": choice.get("finish_reason"), "usage": payload.get("usage") or {}}
+                text = (await response.text())[:200]
+                last = TeacherError(f"http_{response.status}", text)
+                if response.status not in RETRYABLE_STATUS:
+                    raise last
+                retry_after = response.headers.get("Retry-After")
+        except asyncio.TimeoutError:
+            last = TeacherError("timeout", f"no answer in {settings.timeout_s}s")
+        except aiohttp.ClientError as error:
+            last = TeacherError("connection", str(error)[:200])
+        except (KeyError, IndexError, TypeError, json.JSONDecodeError) as error:
+            raise TeacherError("bad_response", repr(error)[:200]) from error
+        if attempt + 1 < settings.max_attempts:
+            await asyncio.sleep(retry_delay(attempt, settings, retry_after))
+    raise last
+
+
+async def ask_all(spec: RequestSpec, headlines: Iterable[str], cache: AnswerCache, settings: ClientSettings,
+                  on_done: Callable[[], None] = lambda: None) -> tuple[RunStats, dict[str, str]]:
+    """Ask for every headline not in the cache, `concurrency` requests in flight at any time.
+
+    Answers go to the cache as they arrive; returns run stats and the error kind per failed headline.
+    """
+    fingerprint = spec.fingerprint()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for headline in headlines:
+        queue.put_nowait(headline)
+    stats, failed = RunStats(), {}
+    url = settings.base_url.rstrip("/") + "/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+    timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout,
+                                     connector=aiohttp.TCPConnector(limit=settings.concurrency)) as session:
+        async def worker() -> None:
+            while not queue.empty():
+                headline = queue.get_nowait()
+                key = spec.cache_key(headline, fingerprint)
+                try:
+                    answer = await ask(session, url, spec.body(headline), settings, stats)
+                    cache.put({"key": key, "model": spec.model, "headline": headline, **answer})
+                except TeacherError as error:
+                    failed[headline] = error.kind
+                    stats.failures[error.kind] = stats.failures.get(error.kind, 0) + 1
+                on_done()
+
+        await asyncio.gather(*(worker() for _ in range(max(1, settings.concurrency))))
+    return stats, failed
+
+
+def parse_answer(content: str) -> dict:
+    """The teacher's answer as lists; invalid answers are kept with the reason, never dropped."""
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as error:
+        return {"valid": False, "error": f"invalid_json: {error.msg}", "result": [], "normalized_result": []}
+    if not isinstance(data, dict) or not isinstance(data.get("result"), list) \
+            or not all(isinstance(x, str) for x in data["result"]):
+        return {"valid": False, "error": "schema: 'result' must be a list of strings", "result": [],
+                "normalized_result": []}
+    normalized = data.get("normalized_result")
+    if not isinstance(normalized, list) or not all(isinstance(x, str) for x in normalized):
+        normalized = []
+    return {"valid": True, "error": None, "result": data["result"], "normalized_result": normalized}

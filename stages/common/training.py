@@ -1,0 +1,122 @@
+"""What both students share: training records, best-checkpoint-by-valid-F1 callback, outputs."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+from transformers import TrainerCallback
+
+from stages.common.io import log, read_table, setup_logging, write_json
+from stages.common.metrics import entity_scores
+from stages.common.params import load_params
+
+SETTINGS_FILE = "headline_ner.json"  # how to predict with a saved student (label, threshold, ...)
+
+Predictor = Callable[[list[str]], list[list[dict]]]
+
+
+def labelled_records(frame: pl.DataFrame) -> list[dict]:
+    """Records with a usable label (human or teacher), as {id, text, spans}; sorted for a fixed order."""
+    usable = frame.filter(pl.col("label_source") != "none").sort("id")
+    return [{"id": r["id"], "text": r["text"], "spans": r["spans"] or []} for r in usable.iter_rows(named=True)]
+
+
+class BestByValidF1(TrainerCallback):
+    """After every epoch: entity F1 on the validation records; the best model so far is saved.
+
+    Stops early after `patience` epochs without improvement (0 disables early stopping).
+    """
+
+    def __init__(self, predict: Predictor, save: Callable[[Path], None], valid: list[dict], staging: Path,
+                 patience: int = 0):
+        self.predict, self.save, self.valid, self.staging, self.patience = predict, save, valid, staging, patience
+        self.history: list[dict] = []
+        self.best_f1, self.best_epoch = -1.0, 0
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        epoch = round(state.epoch or len(self.history) + 1)
+        scores = entity_scores([r["spans"] for r in self.valid], self.predict([r["text"] for r in self.valid]))
+        self.history.append({"epoch": epoch, "train_loss": None, "valid_precision": scores["precision"],
+                             "valid_recall": scores["recall"], "valid_f1": scores["f1"]})
+        log.info("epoch %d: valid P %.3f R %.3f F1 %.3f", epoch, scores["precision"], scores["recall"],
+                 scores["f1"])
+        if scores["f1"] > self.best_f1:
+            self.best_f1, self.best_epoch = scores["f1"], epoch
+            if self.staging.exists():
+                shutil.rmtree(self.staging)
+            self.save(self.staging)
+        elif self.patience and epoch - self.best_epoch >= self.patience:
+            log.info("early stop: no valid F1 gain for %d epochs", self.patience)
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # With logging_strategy="epoch" the epoch's mean loss is logged just after on_epoch_end.
+        if logs and "loss" in logs and self.history and self.history[-1]["train_loss"] is None:
+            self.history[-1]["train_loss"] = round(float(logs["loss"]), 4)
+
+
+def publish(staging: Path, out_dir: Path) -> None:
+    """Replace the previous model only once the new best checkpoint is complete."""
+    if not staging.exists():
+        raise SystemExit(f"no checkpoint was saved in {staging}: did training run at least one epoch?")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+
+
+def write_settings(model_dir: Path, settings: dict) -> None:
+    (model_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def read_settings(model_dir: Path) -> dict:
+    path = model_dir / SETTINGS_FILE
+    if not path.exists():
+        raise SystemExit(f"{path}: missing; {model_dir} was not written by a finetune stage")
+    return json.loads(path.read_text())
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "train_loss", "valid_precision", "valid_recall",
+                                               "valid_f1"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def write_model_card(model_dir: Path, title: str, base: str, sizes: dict, params: dict, best: dict) -> None:
+    lines = [f"# {title}", "", "Company-name NER for financial news headlines, trained by the headline-ner "
+             "pipeline (teacher LLM labels, human-reviewed where available).", "",
+             f"- Base model: `{base}`", f"- Training records: {sizes['train']}, validation records: {sizes['valid']}",
+             f"- Best epoch: {best['epoch']} with validation entity F1 {best['valid_f1']:.4f} (exact character spans)",
+             "", "## Parameters", "", "```json", json.dumps(params, indent=2, sort_keys=True), "```", "",
+             "## Limits", "", "Trained on English headlines; labels come from an LLM and are only as good as the "
+             "review behind them (see metrics/review.json). Check the test metrics before relying on it.", ""]
+    (model_dir / "README.md").write_text("\n".join(lines))
+
+
+def finetune_main(section: str, title: str, train: Callable[[dict, list[dict], list[dict], Path], dict],
+                  out_dir: Path, metrics_path: Path, history_path: Path) -> None:
+    """The thin main() of both finetune stages: read params and splits, train, write model card and metrics."""
+    setup_logging()
+    params = load_params(section)
+    records = {name: labelled_records(read_table(Path("data/reviewed") / f"{name}.parquet", ["label_source", "spans"]))
+               for name in ("train", "valid")}
+    if not records["train"] or not records["valid"]:
+        raise SystemExit(f"{section}: need labelled train and valid records, have {len(records['train'])} and "
+                         f"{len(records['valid'])}")
+    log.info("%s: %d train, %d valid records, base %s", section, len(records["train"]), len(records["valid"]),
+             params["base_model"])
+    result = train(params, records["train"], records["valid"], out_dir)
+    best_row = next(h for h in result["history"] if h["epoch"] == result["best_epoch"])
+    sizes = {name: len(r) for name, r in records.items()}
+    write_model_card(out_dir, title, params["base_model"], sizes, params, best_row)
+    write_history(history_path, result["history"])
+    write_json(metrics_path, {"train_records": sizes["train"], "valid_records": sizes["valid"],
+                              "best_epoch": result["best_epoch"], "best_valid_f1": result["best_valid_f1"]})
+    log.info("%s: best epoch %d, valid F1 %.4f -> %s", section, result["best_epoch"], result["best_valid_f1"], out_dir)

@@ -1,0 +1,102 @@
+"""finetune_gliner: fine-tune a GLiNER student on the reviewed train split, keep the best valid-F1 epoch.
+
+Base model from params: `local-minilm` builds GLiNER on the offline MiniLM encoder; a hub id or
+directory of a GLiNER checkpoint (e.g. EmergentMethods/gliner_medium_news-v2.1) fine-tunes that.
+Writes models/gliner/ (reloads with GLiNER.from_pretrained), metrics/finetune_gliner.json and the
+per-epoch plot data metrics/finetune_gliner_epochs.csv.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from stages.common.encoder import hidden_size, local_encoder_dir, unreachable
+from stages.common.params import require
+from stages.common.spans import char_to_token_spans, word_tokens
+from stages.common.training import BestByValidF1, finetune_main, publish, read_settings, write_settings
+
+OUT = Path("models/gliner")
+METRICS = Path("metrics/finetune_gliner.json")
+HISTORY = Path("metrics/finetune_gliner_epochs.csv")
+
+
+def to_example(record: dict, label: str) -> dict:
+    """GLiNER's training format: word tokens, inclusive token spans, and the label always on offer
+    (so headlines without a company teach the model to say no)."""
+    tokens = word_tokens(record["text"])
+    return {"tokenized_text": [record["text"][s:e] for s, e in tokens],
+            "ner": [[first, last, label] for first, last in char_to_token_spans(tokens, record["spans"])],
+            "ner_labels": [label]}
+
+
+def build_model(base: str, max_width: int):
+    from gliner import GLiNER, GLiNERConfig
+
+    encoder = local_encoder_dir(base)
+    if encoder is None:
+        try:
+            return GLiNER.from_pretrained(base)
+        except OSError as error:
+            raise unreachable(base, "finetune_gliner.base_model", error) from error
+    config = GLiNERConfig(model_name=str(encoder), span_mode="markerV0", max_width=max_width,
+                          hidden_size=hidden_size(encoder), max_len=128)
+    return GLiNER.from_config(config, backbone_from_pretrained=True, load_tokenizer=True)
+
+
+def predict(model, texts: list[str], label: str, threshold: float, batch_size: int = 32) -> list[list[dict]]:
+    if not texts:
+        return []
+    batches = model.inference(texts, [label], threshold=threshold, batch_size=batch_size)
+    return [[{"start": e["start"], "end": e["end"], "text": e["text"]} for e in entities] for entities in batches]
+
+
+def load(model_dir: Path):
+    """A saved student and a predict(texts) function for it."""
+    from gliner import GLiNER
+
+    settings = read_settings(model_dir)
+    model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
+    model.eval()
+    return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"],
+                                                      settings["threshold"], batch_size)
+
+
+def train(params: dict, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:
+    import torch
+    from gliner.training import Trainer
+
+    torch.manual_seed(require(params, "seed", "finetune_gliner"))
+    label, threshold = params["entity_label"], params["threshold"]
+    model = build_model(require(params, "base_model", "finetune_gliner"), params.get("max_width", 8))
+    staging = out_dir.with_name(out_dir.name + ".partial")
+
+    def save(directory: Path) -> None:
+        model.save_pretrained(str(directory))
+        write_settings(directory, {"entity_label": label, "threshold": threshold})
+
+    best = BestByValidF1(lambda texts: predict(model, texts, label, threshold), save, valid_records, staging,
+                         params.get("patience", 0))
+    with tempfile.TemporaryDirectory() as scratch:
+        args = model.create_training_args(
+            output_dir=scratch, learning_rate=params["learning_rate"], weight_decay=params["weight_decay"],
+            others_lr=params["others_learning_rate"], others_weight_decay=params["others_weight_decay"],
+            focal_loss_alpha=params["focal_loss_alpha"], focal_loss_gamma=params["focal_loss_gamma"],
+            lr_scheduler_type="linear", warmup_ratio=params["warmup_ratio"],
+            per_device_train_batch_size=params["batch_size"], num_train_epochs=params["epochs"], max_steps=-1,
+            save_strategy="no", eval_strategy="no", logging_strategy="epoch", use_cpu=True,
+            dataloader_num_workers=0, seed=params["seed"], data_seed=params["seed"], report_to="none")
+        trainer = Trainer(model=model, args=args, train_dataset=[to_example(r, label) for r in train_records],
+                          data_collator=model.data_collator_class(model.config, data_processor=model.data_processor,
+                                                                  prepare_labels=True),
+                          tokenizer=model.data_processor.transformer_tokenizer, callbacks=[best])
+        trainer.train()
+    publish(staging, out_dir)
+    return {"history": best.history, "best_epoch": best.best_epoch, "best_valid_f1": best.best_f1}
+
+
+def main() -> None:
+    finetune_main("finetune_gliner", "GLiNER company-name student", train, OUT, METRICS, HISTORY)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""finetune_spanmarker: fine-tune a SpanMarker student on the reviewed train split, keep the best epoch.
+
+Base model from params: `local-minilm` builds SpanMarker on the offline MiniLM encoder; a hub id or
+directory of a SpanMarker checkpoint (e.g. tomaarsen/span-marker-bert-base-orgs with entity_label ORG)
+fine-tunes that. Validation F1 comes from our own entity scorer (SpanMarker's seqeval metric needs the
+hub). Writes models/spanmarker/, metrics/finetune_spanmarker.json and per-epoch plot data.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from stages.common.encoder import local_encoder_dir, unreachable
+from stages.common.params import require
+from stages.common.spans import char_to_token_spans, token_to_char_span, word_tokens
+from stages.common.training import BestByValidF1, finetune_main, publish, read_settings, write_settings
+
+OUT = Path("models/spanmarker")
+METRICS = Path("metrics/finetune_spanmarker.json")
+HISTORY = Path("metrics/finetune_spanmarker_epochs.csv")
+
+
+def tag_ids(record: dict, label2id: dict[str, int], label: str) -> tuple[list[str], list[int]]:
+    """Word tokens and their tag ids, in IOB2 when the model's labels have B-/I- forms, else IO."""
+    text = record["text"]
+    tokens = word_tokens(text)
+    iob = f"B-{label}" in label2id
+    tags = [label2id["O"]] * len(tokens)
+    for first, last in char_to_token_spans(tokens, record["spans"]):
+        for i in range(first, last + 1):
+            tags[i] = label2id[(("B-" if i == first else "I-") + label) if iob else label]
+    return [text[s:e] for s, e in tokens], tags
+
+
+def build_model(params: dict):
+    from span_marker import SpanMarkerModel
+
+    base = require(params, "base_model", "finetune_spanmarker")
+    sizes = {k: params[k] for k in ("model_max_length", "marker_max_length", "entity_max_length")}
+    encoder = local_encoder_dir(base)
+    try:
+        if encoder is None:
+            return SpanMarkerModel.from_pretrained(base, **sizes)
+        label = params["entity_label"]
+        return SpanMarkerModel.from_pretrained(str(encoder), labels=["O", f"B-{label}", f"I-{label}"], **sizes)
+    except OSError as error:
+        raise unreachable(base, "finetune_spanmarker.base_model", error) from error
+
+
+def predict(model, texts: list[str], label: str, batch_size: int = 32) -> list[list[dict]]:
+    from datasets import Dataset
+
+    if not texts:
+        return []
+    offsets = [word_tokens(t) for t in texts]
+    dataset = Dataset.from_dict({"tokens": [[t[s:e] for s, e in o] for t, o in zip(texts, offsets)]})
+    batches = model.predict(dataset, batch_size=batch_size, show_progress_bar=False)
+    return [sorted((token_to_char_span(text, tokens, e["word_start_index"], e["word_end_index"] - 1)
+                    for e in entities if e["label"] == label), key=lambda s: s["start"])
+            for text, tokens, entities in zip(texts, offsets, batches)]
+
+
+def load(model_dir: Path):
+    from span_marker import SpanMarkerModel
+
+    settings = read_settings(model_dir)
+    model = SpanMarkerModel.from_pretrained(str(model_dir))
+    model.eval()
+    return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"], batch_size)
+
+
+def train(params: dict, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from span_marker import Trainer
+    from transformers import TrainingArguments
+
+    torch.manual_seed(require(params, "seed", "finetune_spanmarker"))
+    label = params["entity_label"]
+    model = build_model(params)
+    label2id = model.config.label2id
+    tokens, tags = zip(*(tag_ids(r, label2id, label) for r in train_records))
+    staging = out_dir.with_name(out_dir.name + ".partial")
+
+    def save(directory: Path) -> None:
+        model.save_pretrained(str(directory))
+        write_settings(directory, {"entity_label": label})
+
+    best = BestByValidF1(lambda texts: predict(model, texts, label), save, valid_records, staging,
+                         params.get("patience", 0))
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(
+            output_dir=scratch, learning_rate=params["learning_rate"], weight_decay=params["weight_decay"],
+            warmup_ratio=params["warmup_ratio"], per_device_train_batch_size=params["batch_size"],
+            num_train_epochs=params["epochs"], save_strategy="no", eval_strategy="no", logging_strategy="epoch",
+            use_cpu=True, dataloader_num_workers=0, seed=params["seed"], data_seed=params["seed"],
+            report_to="none")
+        trainer = Trainer(model=model, args=args,
+                          train_dataset=Dataset.from_dict({"tokens": list(tokens), "ner_tags": list(tags)}),
+                          callbacks=[best])
+        trainer.train()
+    publish(staging, out_dir)
+    return {"history": best.history, "best_epoch": best.best_epoch, "best_valid_f1": best.best_f1}
+
+
+def main() -> None:
+    finetune_main("finetune_spanmarker", "SpanMarker company-name student", train, OUT, METRICS, HISTORY)
+
+
+if __name__ == "__main__":
+    main()

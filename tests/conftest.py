@@ -1,0 +1,24 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fake_teacher import FakeTeacher
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def fake_teacher():
+    server = FakeTeacher().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gold() -> list[dict]:
+    with open(ROOT / "tests/fixtures/sample_gold.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]

@@ -1,0 +1,98 @@
+"""A real HTTP server speaking the OpenAI chat-completions protocol, for tests.
+
+It answers like a decent teacher (names from the sample's company list found in the headline), counts
+requests per headline, and misbehaves on demand: `script[headline]` is a list of behaviours consumed
+one request at a time ("429", "500", "slow", "garbage", "truncate"); then it answers normally.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from make_sample_headlines import COMPANIES, INDICES  # noqa: E402
+
+NAMES = sorted({n for c in COMPANIES for n in (c[0], c[1], c[2])}, key=len, reverse=True)
+INDICES_MARKER = "indices-are-companies"  # a prompt containing this makes the teacher return indices too
+
+
+def teacher_answer(headline: str, system_prompt: str) -> dict:
+    candidates = NAMES + (INDICES if INDICES_MARKER in system_prompt else [])
+    found, taken = [], []
+    for name in candidates:
+        for m in re.finditer(r"(?<!\w)" + re.escape(name) + r"(?!\w)", headline, re.IGNORECASE):
+            if all(m.end() <= s or m.start() >= e for s, e in taken):
+                taken.append((m.start(), m.end()))
+                found.append((m.start(), headline[m.start():m.end()]))
+    result = [text for _, text in sorted(found)]
+    return {"result": result, "normalized_result": [r.title() for r in result]}
+
+
+class FakeTeacher:
+    def __init__(self, retry_after_s: float = 1.0, slow_s: float = 3.0):
+        self.requests: Counter[str] = Counter()
+        self.request_times: dict[str, list[float]] = {}
+        self.script: dict[str, list[str]] = {}
+        self.bodies: list[dict] = []
+        self.retry_after_s, self.slow_s = retry_after_s, slow_s
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.bodies.append(body)
+        headline = body["messages"][-1]["content"]
+        self.requests[headline] += 1
+        self.request_times.setdefault(headline, []).append(self._loop.time())
+        behaviour = self.script.get(headline, []).pop(0) if self.script.get(headline) else "ok"
+        if behaviour == "429":
+            return web.Response(status=429, text="rate limited", headers={"Retry-After": str(self.retry_after_s)})
+        if behaviour == "500":
+            return web.Response(status=500, text="boom")
+        if behaviour == "slow":
+            await asyncio.sleep(self.slow_s)
+        content = json.dumps(teacher_answer(headline, body["messages"][0]["content"]))
+        finish = "stop"
+        if behaviour == "garbage":
+            content = "Sure! The companies are: " + headline
+        elif behaviour == "truncate":
+            content, finish = content[: len(content) // 2], "length"
+        return web.json_response({
+            "id": "x", "object": "chat.completion", "model": body.get("model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", lambda r: web.json_response({"data": [{"id": "fake"}]}))
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeTeacher:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
