@@ -7,13 +7,12 @@ per-epoch plot data metrics/finetune_gliner_epochs.csv.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from stages.common.encoder import hidden_size, local_encoder_dir, unreachable
 from stages.common.params import require
 from stages.common.spans import char_to_token_spans, word_tokens
-from stages.common.training import BestByValidF1, finetune_main, publish, read_settings, write_settings
+from stages.common.training import finetune_main, fit, read_settings
 
 OUT = Path("models/gliner")
 METRICS = Path("metrics/finetune_gliner.json")
@@ -68,30 +67,19 @@ def train(params: dict, train_records: list[dict], valid_records: list[dict], ou
     torch.manual_seed(require(params, "seed", "finetune_gliner"))
     label, threshold = params["entity_label"], params["threshold"]
     model = build_model(require(params, "base_model", "finetune_gliner"), params.get("max_width", 8))
-    staging = out_dir.with_name(out_dir.name + ".partial")
 
-    def save(directory: Path) -> None:
-        model.save_pretrained(str(directory))
-        write_settings(directory, {"entity_label": label, "threshold": threshold})
-
-    best = BestByValidF1(lambda texts: predict(model, texts, label, threshold), save, valid_records, staging,
-                         params.get("patience", 0))
-    with tempfile.TemporaryDirectory() as scratch:
-        args = model.create_training_args(
-            output_dir=scratch, learning_rate=params["learning_rate"], weight_decay=params["weight_decay"],
-            others_lr=params["others_learning_rate"], others_weight_decay=params["others_weight_decay"],
+    def make_trainer(args: dict, callbacks: list) -> Trainer:
+        training_args = model.create_training_args(
+            **args, others_lr=params["others_learning_rate"], others_weight_decay=params["others_weight_decay"],
             focal_loss_alpha=params["focal_loss_alpha"], focal_loss_gamma=params["focal_loss_gamma"],
-            lr_scheduler_type="linear", warmup_ratio=params["warmup_ratio"],
-            per_device_train_batch_size=params["batch_size"], num_train_epochs=params["epochs"], max_steps=-1,
-            save_strategy="no", eval_strategy="no", logging_strategy="epoch", use_cpu=True,
-            dataloader_num_workers=0, seed=params["seed"], data_seed=params["seed"], report_to="none")
-        trainer = Trainer(model=model, args=args, train_dataset=[to_example(r, label) for r in train_records],
-                          data_collator=model.data_collator_class(model.config, data_processor=model.data_processor,
-                                                                  prepare_labels=True),
-                          tokenizer=model.data_processor.transformer_tokenizer, callbacks=[best])
-        trainer.train()
-    publish(staging, out_dir)
-    return {"history": best.history, "best_epoch": best.best_epoch, "best_valid_f1": best.best_f1}
+            lr_scheduler_type="linear", max_steps=-1)
+        collator = model.data_collator_class(model.config, data_processor=model.data_processor, prepare_labels=True)
+        return Trainer(model=model, args=training_args, train_dataset=[to_example(r, label) for r in train_records],
+                       data_collator=collator, tokenizer=model.data_processor.transformer_tokenizer,
+                       callbacks=callbacks)
+
+    return fit(model, make_trainer, lambda texts: predict(model, texts, label, threshold),
+               {"entity_label": label, "threshold": threshold}, valid_records, out_dir, params)
 
 
 def main() -> None:

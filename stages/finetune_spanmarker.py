@@ -7,13 +7,12 @@ hub). Writes models/spanmarker/, metrics/finetune_spanmarker.json and per-epoch 
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from stages.common.encoder import local_encoder_dir, unreachable
 from stages.common.params import require
 from stages.common.spans import char_to_token_spans, token_to_char_span, word_tokens
-from stages.common.training import BestByValidF1, finetune_main, publish, read_settings, write_settings
+from stages.common.training import finetune_main, fit, read_settings
 
 OUT = Path("models/spanmarker")
 METRICS = Path("metrics/finetune_spanmarker.json")
@@ -80,27 +79,13 @@ def train(params: dict, train_records: list[dict], valid_records: list[dict], ou
     model = build_model(params)
     label2id = model.config.label2id
     tokens, tags = zip(*(tag_ids(r, label2id, label) for r in train_records))
-    staging = out_dir.with_name(out_dir.name + ".partial")
 
-    def save(directory: Path) -> None:
-        model.save_pretrained(str(directory))
-        write_settings(directory, {"entity_label": label})
+    def make_trainer(args: dict, callbacks: list) -> Trainer:
+        dataset = Dataset.from_dict({"tokens": list(tokens), "ner_tags": list(tags)})
+        return Trainer(model=model, args=TrainingArguments(**args), train_dataset=dataset, callbacks=callbacks)
 
-    best = BestByValidF1(lambda texts: predict(model, texts, label), save, valid_records, staging,
-                         params.get("patience", 0))
-    with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(
-            output_dir=scratch, learning_rate=params["learning_rate"], weight_decay=params["weight_decay"],
-            warmup_ratio=params["warmup_ratio"], per_device_train_batch_size=params["batch_size"],
-            num_train_epochs=params["epochs"], save_strategy="no", eval_strategy="no", logging_strategy="epoch",
-            use_cpu=True, dataloader_num_workers=0, seed=params["seed"], data_seed=params["seed"],
-            report_to="none")
-        trainer = Trainer(model=model, args=args,
-                          train_dataset=Dataset.from_dict({"tokens": list(tokens), "ner_tags": list(tags)}),
-                          callbacks=[best])
-        trainer.train()
-    publish(staging, out_dir)
-    return {"history": best.history, "best_epoch": best.best_epoch, "best_valid_f1": best.best_f1}
+    return fit(model, make_trainer, lambda texts: predict(model, texts, label), {"entity_label": label},
+               valid_records, out_dir, params)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +59,30 @@ class BestByValidF1(TrainerCallback):
         # With logging_strategy="epoch" the epoch's mean loss is logged just after on_epoch_end.
         if logs and "loss" in logs and self.history and self.history[-1]["train_loss"] is None:
             self.history[-1]["train_loss"] = round(float(logs["loss"]), 4)
+
+
+def fit(model, make_trainer: Callable[[dict, list], object], predict: Predictor, settings: dict,
+        valid: list[dict], out_dir: Path, params: dict) -> dict:
+    """Train with per-epoch validation; the best epoch's model (plus its predict settings) ends in out_dir.
+
+    make_trainer(args, callbacks) builds the library's trainer from the shared TrainingArguments kwargs.
+    """
+    staging = out_dir.with_name(out_dir.name + ".partial")
+
+    def save(directory: Path) -> None:
+        model.save_pretrained(str(directory))
+        write_settings(directory, settings)
+
+    best = BestByValidF1(predict, save, valid, staging, params.get("patience", 0))
+    with tempfile.TemporaryDirectory() as scratch:
+        args = {"output_dir": scratch, "learning_rate": params["learning_rate"], "weight_decay": params["weight_decay"],
+                "warmup_ratio": params["warmup_ratio"], "per_device_train_batch_size": params["batch_size"],
+                "num_train_epochs": params["epochs"], "seed": params["seed"], "data_seed": params["seed"],
+                "save_strategy": "no", "eval_strategy": "no", "logging_strategy": "epoch", "use_cpu": True,
+                "dataloader_num_workers": 0, "report_to": "none"}
+        make_trainer(args, [best]).train()
+    publish(staging, out_dir)
+    return {"history": best.history, "best_epoch": best.best_epoch, "best_valid_f1": best.best_f1}
 
 
 def publish(staging: Path, out_dir: Path) -> None:
