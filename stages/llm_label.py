@@ -3,13 +3,20 @@
 Reads data/fetched/headlines.parquet and the prompt file; keeps every answer in the persistent cache
 data/llm_cache/ (a rerun asks only what it has not asked with the same prompt and params); writes
 data/labels/llm_labels.parquet and metrics/llm_label.json.
+
+`python -m stages.llm_label --plan` prints what a run would ask and cost, without calling anything.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
+import math
 import os
+import sys
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -39,88 +46,195 @@ def select_headlines(headlines: pl.DataFrame, limit: int | None, seed: int) -> p
     return headlines.with_columns(rank=rank).sort("rank").head(limit).drop("rank")
 
 
+def request_specs(params: dict) -> list[RequestSpec]:
+    """One spec per self-consistency sample (just one when self-consistency is off)."""
+    endpoint = require(params, "endpoint", "llm_label")
+    generation = dict(require(params, "generation", "llm_label"))
+    consistency = params.get("self_consistency") or {}
+    samples = int(consistency.get("samples", 1))
+    if samples > 1:
+        generation["temperature"] = consistency["temperature"]
+    spec = RequestSpec(model=require(params, "endpoint.model", "llm_label"),
+                       prompt=Prompt.load(require(params, "prompt_file", "llm_label")),
+                       response_format=endpoint.get("response_format", "none"), generation=generation)
+    return [spec.for_sample(i) for i in range(samples)]
+
+
+def failed_row(failure: str | None) -> dict:
+    return {"valid": False, "error": f"request_failed: {failure or 'not asked'}", "raw_answer": None,
+            "finish_reason": None, "result": [], "normalized_result": [], "spans": [], "hallucinated": [],
+            "length_mismatch": False, "agreement": None}
+
+
 def label_row(text: str, answer: dict | None, failure: str | None, occurrences: str) -> dict:
     """One output row from a cached answer (or the failure that prevented one)."""
     if answer is None:
-        return {"valid": False, "error": f"request_failed: {failure or 'not asked'}", "raw_answer": None,
-                "finish_reason": None, "result": [], "normalized_result": [], "spans": [], "hallucinated": [],
-                "length_mismatch": False}
+        return failed_row(failure)
     parsed = parse_answer(answer["content"])
     spans, hallucinated = align(text, parsed["result"], occurrences)
     return {**parsed, "raw_answer": answer["content"], "finish_reason": answer.get("finish_reason"),
-            "spans": spans, "hallucinated": hallucinated,
+            "spans": spans, "hallucinated": hallucinated, "agreement": None,
             "length_mismatch": parsed["valid"] and len(parsed["result"]) != len(parsed["normalized_result"])}
+
+
+def consensus_row(text: str, answers: list[dict | None], failure: str | None, occurrences: str) -> dict:
+    """Self-consistency: keep the spans that more than half of the samples agree on."""
+    if len(answers) == 1 or any(a is None for a in answers):
+        return label_row(text, answers[0], failure, occurrences) if len(answers) == 1 else failed_row(failure)
+    rows = [label_row(text, a, None, occurrences) for a in answers]
+    votes = Counter((s["start"], s["end"]) for r in rows for s in r["spans"])
+    majority = {span for span, count in votes.items() if count > len(rows) / 2}
+    pairs: dict[str, str] = {}
+    for row in rows:
+        names = row["normalized_result"] if not row["length_mismatch"] else row["result"]
+        for mention, name in zip(row["result"], names):
+            found, _ = align(text, [mention], occurrences)
+            if mention not in pairs and any((s["start"], s["end"]) in majority for s in found):
+                pairs[mention] = name
+    agreeing = sum({(s["start"], s["end"]) for s in r["spans"]} == majority for r in rows)
+    return {"valid": sum(r["valid"] for r in rows) > len(rows) / 2,
+            "error": next((r["error"] for r in rows if r["error"]), None),
+            "raw_answer": json.dumps([a["content"] for a in answers], ensure_ascii=False),
+            "finish_reason": Counter(r["finish_reason"] for r in rows).most_common(1)[0][0],
+            "result": list(pairs), "normalized_result": list(pairs.values()),
+            "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e in sorted(majority)],
+            "hallucinated": sorted({h for r in rows for h in r["hallucinated"]}),
+            "length_mismatch": any(r["length_mismatch"] for r in rows), "agreement": agreeing / len(rows)}
 
 
 LABEL_SCHEMA = {"valid": pl.Boolean, "error": pl.String, "raw_answer": pl.String, "finish_reason": pl.String,
                 "result": pl.List(pl.String), "normalized_result": pl.List(pl.String), "spans": SPANS,
-                "hallucinated": pl.List(pl.String), "length_mismatch": pl.Boolean}
+                "hallucinated": pl.List(pl.String), "length_mismatch": pl.Boolean, "agreement": pl.Float64}
 
 
-def label_table(headlines: pl.DataFrame, spec: RequestSpec, cache: AnswerCache, failures: dict[str, str],
-                occurrences: str) -> pl.DataFrame:
-    fingerprint = spec.fingerprint()
-    rows = [label_row(text, cache.get(spec.cache_key(text, fingerprint)), failures.get(text), occurrences)
+def label_table(headlines: pl.DataFrame, specs: list[RequestSpec], cache: AnswerCache,
+                failures: dict[str, str], occurrences: str) -> pl.DataFrame:
+    rows = [consensus_row(text, [cache.get(s.cache_key(text)) for s in specs], failures.get(text), occurrences)
             for text in headlines["text"]]
     return pl.concat([headlines, pl.DataFrame(rows, schema=LABEL_SCHEMA)], how="horizontal")
 
 
-def label_metrics(labels: pl.DataFrame, answers: list[dict]) -> dict:
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 3)
+
+
+def usage_totals(answers: list[dict]) -> dict:
     usage = [a.get("usage") or {} for a in answers]
+    latencies = [a["latency_s"] for a in answers if a.get("latency_s") is not None]
+    return {"answers": len(answers), "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
+            "completion_tokens": sum(u.get("completion_tokens", 0) for u in usage),
+            "retries": sum(a.get("attempts", 1) - 1 for a in answers),
+            "latency_s": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
+                          "p99": percentile(latencies, 0.99), "total": round(sum(latencies), 3)}}
+
+
+def estimate_cost(totals: dict, cost: dict, concurrency: int) -> dict:
+    """Endpoint hours (sum of latencies over the concurrency) at the hourly price, or token prices if given."""
+    hours = totals["latency_s"]["total"] / max(1, concurrency) / 3600
+    if cost.get("usd_per_million_prompt_tokens") is not None:
+        usd = (totals["prompt_tokens"] * cost["usd_per_million_prompt_tokens"]
+               + totals["completion_tokens"] * cost.get("usd_per_million_completion_tokens", 0)) / 1e6
+    else:
+        usd = hours * cost.get("usd_per_hour", 0.0)
+    return {"endpoint_hours": round(hours, 4), "estimated_cost_usd": round(usd, 4)}
+
+
+def label_metrics(labels: pl.DataFrame, answers: list[dict], cost: dict, concurrency: int) -> dict:
+    """Deterministic given the cache: every figure describes the labels, not this particular run."""
     finish = labels.filter(pl.col("finish_reason").is_not_null())["finish_reason"].value_counts(sort=True)
-    return {
+    errors = labels.filter(pl.col("error").is_not_null())["error"].str.extract(r"^(\w+)").value_counts(sort=True)
+    totals = usage_totals(answers)
+    metrics = {
         "headlines": labels.height,
         "valid": int(labels["valid"].sum()),
         "invalid_answers": int((~labels["valid"] & labels["raw_answer"].is_not_null()).sum()),
         "failed_requests": int(labels["raw_answer"].is_null().sum()),
+        "errors_by_kind": {r["error"]: r["count"] for r in errors.iter_rows(named=True)},
         "length_mismatch": int(labels["length_mismatch"].sum()),
         "headlines_with_company": int((labels["spans"].list.len() > 0).sum()),
         "spans": int(labels["spans"].list.len().sum()),
         "hallucinated_mentions": int(labels["hallucinated"].list.len().sum()),
         "finish_reason": {r["finish_reason"]: r["count"] for r in finish.iter_rows(named=True)},
-        "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
-        "completion_tokens": sum(u.get("completion_tokens", 0) for u in usage),
-    }
+        **totals, **estimate_cost(totals, cost, concurrency)}
+    if labels["agreement"].is_not_null().any():
+        metrics["self_consistency_agreement"] = round(float(labels["agreement"].mean()), 4)
+    return metrics
 
 
-def main() -> None:
+def plan(todo: list, cached_answers: list[dict], params: dict) -> dict:
+    """What a run would ask and roughly cost, from what cached answers say about this endpoint."""
+    totals = usage_totals(cached_answers)
+    n = max(1, totals["answers"])
+    per_call = {"prompt_tokens": totals["prompt_tokens"] / n, "completion_tokens": totals["completion_tokens"] / n,
+                "latency_s": totals["latency_s"]["total"] / n}
+    if not cached_answers:  # nothing measured yet: a rough guess from prompt length and max_tokens
+        prompt_chars = len(json.dumps(request_specs(params)[0].body("x" * 60)))
+        per_call = {"prompt_tokens": prompt_chars / 4, "completion_tokens": 30,
+                    "latency_s": 1 / params.get("expected_headlines_per_s", 1.3)}
+    concurrency = params.get("concurrency", 8)
+    estimate = {"answers": len(todo), "prompt_tokens": round(per_call["prompt_tokens"] * len(todo)),
+                "completion_tokens": round(per_call["completion_tokens"] * len(todo)), "retries": 0,
+                "latency_s": {"total": per_call["latency_s"] * len(todo)}}
+    return {"requests_to_make": len(todo), "estimated_prompt_tokens": estimate["prompt_tokens"],
+            "estimated_completion_tokens": estimate["completion_tokens"],
+            "estimated_minutes": round(estimate["latency_s"]["total"] / concurrency / 60, 1),
+            **estimate_cost(estimate, params.get("cost", {}), concurrency),
+            "basis": f"mean of {len(cached_answers)} cached answers" if cached_answers else "rough guess"}
+
+
+def ask_missing(todo: list[tuple[RequestSpec, str]], cache: AnswerCache, params: dict) -> dict[str, str]:
+    """Ask the teacher for every missing answer; returns the error kind of each headline that still failed."""
+    endpoint = params["endpoint"]
+    base_url = endpoint["base_url"]
+    server = local_teacher(endpoint["model"]) if base_url == LOCAL else contextlib.nullcontext(base_url)
+    token_env = endpoint.get("token_env")
+    with server as url, tqdm(total=len(todo), desc="llm_label", unit="request") as progress:
+        settings = ClientSettings(base_url=url, token=os.environ.get(token_env) if token_env else None,
+                                  concurrency=params.get("concurrency", 8), timeout_s=params.get("timeout_s", 120),
+                                  max_attempts=params.get("max_attempts", 5))
+        try:
+            stats, failures = asyncio.run(ask_all(todo, cache, settings, progress.update))
+        finally:
+            cache.close()
+    log.info("llm_label: %d calls (%d retries), p50 latency %s s, failures %s", stats.calls, stats.retries,
+             percentile(stats.latencies_s, 0.5), stats.failures or "none")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", action="store_true", help="print what a run would ask and cost; call nothing")
+    args = parser.parse_args(argv)
     setup_logging()
     params = load_params("llm_label")
-    endpoint = require(params, "endpoint", "llm_label")
-    spec = RequestSpec(model=require(params, "endpoint.model", "llm_label"),
-                       prompt=Prompt.load(require(params, "prompt_file", "llm_label")),
-                       response_format=endpoint.get("response_format", "none"),
-                       generation=require(params, "generation", "llm_label"))
+    specs = request_specs(params)
     headlines = select_headlines(read_table(HEADLINES, ["id", "text", "date", "source"]),
                                  params.get("limit"), params.get("sample_seed", 0))
     cache = AnswerCache(CACHE_DIR)
-    fingerprint = spec.fingerprint()
-    todo = sorted({t for t in headlines["text"] if spec.cache_key(t, fingerprint) not in cache})
-    log.info("llm_label: %d headlines, %d cached, %d to ask %s", headlines.height,
-             headlines.height - len(todo), len(todo), spec.model)
-    failures: dict[str, str] = {}
-    if todo:
-        base_url = endpoint["base_url"]
-        server = (local_teacher(spec.model) if base_url == LOCAL else contextlib.nullcontext(base_url))
-        token_env = endpoint.get("token_env")
-        with server as url, tqdm(total=len(todo), desc="llm_label", unit="headline") as progress:
-            settings = ClientSettings(base_url=url, token=os.environ.get(token_env) if token_env else None,
-                                      concurrency=params.get("concurrency", 8),
-                                      timeout_s=params.get("timeout_s", 120),
-                                      max_attempts=params.get("max_attempts", 5))
-            try:
-                stats, failures = asyncio.run(ask_all(spec, todo, cache, settings, progress.update))
-            finally:
-                cache.close()
-        log.info("llm_label: %d calls, %d retries, failures %s", stats.calls, stats.retries, stats.failures)
-    labels = label_table(headlines, spec, cache, failures, params.get("occurrences", "all"))
-    used = [a for t in headlines["text"] if (a := cache.get(spec.cache_key(t, fingerprint)))]
-    metrics = label_metrics(labels, used)
+    texts = sorted(set(headlines["text"]))
+    todo = [(spec, text) for spec in specs for text in texts if spec.cache_key(text) not in cache]
+    log.info("llm_label: %d headlines x %d sample(s): %d answers cached, %d to ask %s at %s", headlines.height,
+             len(specs), len(specs) * len(texts) - len(todo), len(todo), specs[0].model,
+             params["endpoint"]["base_url"])
+    if args.plan:
+        print(json.dumps(plan(todo, list(cache.answers.values()), params), indent=2))
+        return
+    failures = ask_missing(todo, cache, params) if todo else {}
+    labels = label_table(headlines, specs, cache, failures, params.get("occurrences", "all"))
+    used = [a for spec in specs for t in texts if (a := cache.get(spec.cache_key(t)))]
+    metrics = label_metrics(labels, used, params.get("cost", {}), params.get("concurrency", 8))
     write_table(labels, OUT)
     write_json(METRICS, metrics)
-    log.info("llm_label: %d valid, %d invalid, %d failed, %d spans, %d hallucinated mentions -> %s",
+    log.info("llm_label: %d valid, %d invalid, %d failed, %d spans, %d hallucinated mentions, ~$%.4f -> %s",
              metrics["valid"], metrics["invalid_answers"], metrics["failed_requests"], metrics["spans"],
-             metrics["hallucinated_mentions"], OUT)
+             metrics["hallucinated_mentions"], metrics["estimated_cost_usd"], OUT)
+    if failures and params.get("fail_on_request_errors", True):
+        sys.exit(f"llm_label: {len(failures)} headline(s) still failed after retries ({dict(Counter(failures.values()))}); "
+                 f"every answer received is cached, so `dvc repro` again asks only for these. To carry on with them "
+                 f"flagged valid=false instead, set llm_label.fail_on_request_errors: false.")
 
 
 if __name__ == "__main__":

@@ -36,12 +36,12 @@ def teacher_answer(headline: str, system_prompt: str) -> dict:
 
 
 class FakeTeacher:
-    def __init__(self, retry_after_s: float = 1.0, slow_s: float = 3.0):
+    def __init__(self, retry_after_s: float = 1.0, slow_s: float = 3.0, delay_s: float = 0.0):
         self.requests: Counter[str] = Counter()
         self.request_times: dict[str, list[float]] = {}
         self.script: dict[str, list[str]] = {}
         self.bodies: list[dict] = []
-        self.retry_after_s, self.slow_s = retry_after_s, slow_s
+        self.retry_after_s, self.slow_s, self.delay_s = retry_after_s, slow_s, delay_s
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -53,6 +53,8 @@ class FakeTeacher:
         self.requests[headline] += 1
         self.request_times.setdefault(headline, []).append(self._loop.time())
         behaviour = self.script.get(headline, []).pop(0) if self.script.get(headline) else "ok"
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if behaviour == "429":
             return web.Response(status=429, text="rate limited", headers={"Retry-After": str(self.retry_after_s)})
         if behaviour == "500":

@@ -19,7 +19,8 @@ def test_local_teacher_answers_schema_bound_json_and_stops(tmp_path):
                        response_format="llama_cpp", generation={"temperature": 0.1, "max_tokens": 128, "seed": 0})
     cache = AnswerCache(tmp_path)
     with local_teacher("local-test", threads=2) as url:
-        stats, failed = asyncio.run(ask_all(spec, HEADLINES, cache, ClientSettings(base_url=url, concurrency=1)))
+        settings = ClientSettings(base_url=url, concurrency=1)
+        stats, failed = asyncio.run(ask_all([(spec, h) for h in HEADLINES], cache, settings))
     assert failed == {} and stats.calls == 2
     for headline in HEADLINES:
         answer = cache.get(spec.cache_key(headline))

@@ -16,7 +16,7 @@ def spec(prompt=PROMPT, temperature=0.1):
 
 def run(server, headlines, cache, concurrency=4, request_spec=None, **settings):
     options = ClientSettings(base_url=server.url, concurrency=concurrency, backoff_s=0.05, **settings)
-    return asyncio.run(ask_all(request_spec or spec(), headlines, cache, options))
+    return asyncio.run(ask_all([(request_spec or spec(), h) for h in headlines], cache, options))
 
 
 def test_answers_are_cached_and_not_asked_twice(fake_teacher, tmp_path):

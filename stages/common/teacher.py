@@ -13,7 +13,8 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import aiohttp
@@ -53,11 +54,15 @@ class Prompt:
         except (KeyError, TypeError, ValidationError) as error:
             raise SystemExit(f"{path}: bad prompt file: {error}") from error
 
-    def messages(self, headline: str) -> list[dict]:
+    @cached_property
+    def _prefix(self) -> list[dict]:
         turns = [{"role": "system", "content": self.system}]
         for example, answer in self.examples:
             turns += [{"role": "user", "content": example}, {"role": "assistant", "content": answer}]
-        return turns + [{"role": "user", "content": headline}]
+        return turns
+
+    def messages(self, headline: str) -> list[dict]:
+        return [*self._prefix, {"role": "user", "content": headline}]
 
 
 @dataclass(frozen=True)
@@ -68,14 +73,21 @@ class RequestSpec:
     response_format: str
     generation: dict
 
+    def for_sample(self, index: int) -> RequestSpec:
+        """The spec of the index-th self-consistency sample: same request, its own seed (and cache key)."""
+        if index == 0:
+            return self
+        return replace(self, generation={**self.generation, "seed": self.generation.get("seed", 0) + index})
+
+    @cached_property
     def fingerprint(self) -> str:
         blob = json.dumps({"model": self.model, "system": self.prompt.system, "examples": self.prompt.examples,
                            "schema": ANSWER_SCHEMA, "response_format": self.response_format,
                            "generation": self.generation}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def cache_key(self, headline: str, fingerprint: str | None = None) -> str:
-        return hashlib.sha256(f"{fingerprint or self.fingerprint()}\n{headline}".encode()).hexdigest()
+    def cache_key(self, headline: str) -> str:
+        return hashlib.sha256(f"{self.fingerprint}\n{headline}".encode()).hexdigest()
 
     def body(self, headline: str) -> dict:
         body = {"model": self.model, "messages": self.prompt.messages(headline), **self.generation}
@@ -86,14 +98,18 @@ class RequestSpec:
 
 
 class AnswerCache:
-    """Append-only JSONL shards: every paid answer is on disk (fsync'd) before it is used.
+    """Append-only JSONL shards: every paid answer reaches the OS as soon as it arrives.
 
-    A new shard per run means a crash can at worst cut the last line of the newest shard, which the
-    reader skips. DVC tracks the directory as a persistent output, so `dvc push/pull` shares it.
+    Each answer is flushed to the kernel at once (so killing the process loses nothing) and fsync'd in
+    groups (at most `fsync_every_s` of answers at risk if the machine itself goes down). A new shard per
+    run means a crash can at worst cut the last line of the newest shard, which the reader skips.
+    DVC tracks the directory as a persistent output, so `dvc push/pull` shares it.
     """
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, fsync_every_s: float = 1.0):
         self.directory = Path(directory)
+        self.fsync_every_s = fsync_every_s
+        self._last_fsync = time.monotonic()
         self.answers: dict[str, dict] = {}
         for shard in sorted(self.directory.glob("answers-*.jsonl")):
             with open(shard, encoding="utf-8") as f:
@@ -118,11 +134,15 @@ class AnswerCache:
             self._shard = open(self.directory / f"answers-{number:05d}.jsonl", "a", encoding="utf-8")
         self._shard.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
         self._shard.flush()
-        os.fsync(self._shard.fileno())
+        if time.monotonic() - self._last_fsync >= self.fsync_every_s:
+            os.fsync(self._shard.fileno())
+            self._last_fsync = time.monotonic()
         self.answers[entry["key"]] = entry
 
     def close(self) -> None:
         if self._shard is not None:
+            self._shard.flush()
+            os.fsync(self._shard.fileno())
             self._shard.close()
             self._shard = None
 
@@ -180,9 +200,11 @@ async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: Cl
                 if response.status == 200:
                     payload = await response.json(content_type=None)
                     choice = payload["choices"][0]
-                    stats.latencies_s.append(time.perf_counter() - started)
+                    latency = time.perf_counter() - started
+                    stats.latencies_s.append(latency)
                     return {"content": choice["message"].get("content") or "",
-                            "finish_reason": choice.get("finish_reason"), "usage": payload.get("usage") or {}}
+                            "finish_reason": choice.get("finish_reason"), "usage": payload.get("usage") or {},
+                            "latency_s": round(latency, 3), "attempts": attempt + 1}
                 text = (await response.text())[:200]
                 last = TeacherError(f"http_{response.status}", text)
                 if response.status not in RETRYABLE_STATUS:
@@ -199,16 +221,15 @@ async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: Cl
     raise last
 
 
-async def ask_all(spec: RequestSpec, headlines: Iterable[str], cache: AnswerCache, settings: ClientSettings,
+async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, settings: ClientSettings,
                   on_done: Callable[[], None] = lambda: None) -> tuple[RunStats, dict[str, str]]:
-    """Ask for every headline not in the cache, `concurrency` requests in flight at any time.
+    """Ask every (spec, headline) job, `concurrency` requests in flight at any time; callers pass cache misses.
 
-    Answers go to the cache as they arrive; returns run stats and the error kind per failed headline.
+    Jobs are pulled lazily, so memory does not grow with the input, and a slow answer holds up only its
+    own worker. Answers go to the cache as they arrive; returns run stats and the error kind per failed
+    headline.
     """
-    fingerprint = spec.fingerprint()
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for headline in headlines:
-        queue.put_nowait(headline)
+    pending = iter(jobs)
     stats, failed = RunStats(), {}
     url = settings.base_url.rstrip("/") + "/v1/chat/completions"
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
@@ -217,9 +238,8 @@ async def ask_all(spec: RequestSpec, headlines: Iterable[str], cache: AnswerCach
     async with aiohttp.ClientSession(headers=headers, timeout=timeout,
                                      connector=aiohttp.TCPConnector(limit=settings.concurrency)) as session:
         async def worker() -> None:
-            while not queue.empty():
-                headline = queue.get_nowait()
-                key = spec.cache_key(headline, fingerprint)
+            for spec, headline in pending:  # workers share one iterator: each job goes to exactly one
+                key = spec.cache_key(headline)
                 try:
                     answer = await ask(session, url, spec.body(headline), settings, stats)
                     cache.put({"key": key, "model": spec.model, "headline": headline, **answer})

@@ -1,0 +1,134 @@
+"""Teacher client throughput against a zero-latency local chat-completions server.
+
+In one run: (a) our client (stages.common.teacher.ask_all, cache writes included), (b) a minimal raw
+aiohttp loop sending the same requests, (c) a rerun with every answer cached (cache load + parse + span
+alignment, i.e. the labelling path of a cached `dvc repro`), (d) peak RSS of a child process that streams
+--stream headlines through the whole llm_label core (ask, cache, label table, Parquet).
+Prints one JSON line. Usage: python benchmarks/llm_label_throughput.py [--requests 20000] [--stream 200000]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import polars as pl
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.common.teacher import AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all  # noqa: E402
+from stages.llm_label import label_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSWER = {"id": "b", "object": "chat.completion", "model": "bench",
+          "choices": [{"index": 0, "finish_reason": "stop", "message": {
+              "role": "assistant", "content": json.dumps({"result": ["Apple"], "normalized_result": ["Apple"]})}}],
+          "usage": {"prompt_tokens": 300, "completion_tokens": 15, "total_tokens": 315}}
+COMPANIES = ["Apple", "Tesla", "Visa", "Target", "Nvidia", "Boeing", "Oracle", "Intel"]
+
+
+def serve(port: int) -> None:
+    body = json.dumps(ANSWER).encode()
+
+    async def chat(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def headlines(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.choice(COMPANIES)} Shares Up {i % 97}% After Earnings Beat #{i}" for i in range(n)]
+
+
+def request_spec() -> RequestSpec:
+    return RequestSpec(model="bench", prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
+                       response_format="llama_cpp", generation={"temperature": 0.1, "max_tokens": 512, "seed": 0})
+
+
+async def raw_loop(url: str, spec: RequestSpec, texts: list[str], concurrency: int) -> None:
+    semaphore = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def one(text: str) -> None:
+            async with semaphore, session.post(url + "/v1/chat/completions", json=spec.body(text)) as response:
+                await response.json()
+        await asyncio.gather(*(one(t) for t in texts))
+
+
+def ours(url: str, spec: RequestSpec, texts: list[str], cache_dir: Path, concurrency: int) -> AnswerCache:
+    cache = AnswerCache(cache_dir)
+    try:
+        asyncio.run(ask_all(((spec, t) for t in texts), cache, ClientSettings(base_url=url, concurrency=concurrency)))
+    finally:
+        cache.close()
+    return cache
+
+
+def labelling_path(spec: RequestSpec, texts: list[str], cache_dir: Path) -> pl.DataFrame:
+    cache = AnswerCache(cache_dir)
+    frame = pl.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts})
+    return label_table(frame, [spec], cache, {}, "all")
+
+
+def stream(url: str, n: int, concurrency: int) -> None:
+    """Child process: the whole llm_label core over n headlines, for its peak RSS."""
+    spec = request_spec()
+    with tempfile.TemporaryDirectory() as scratch:
+        ours(url, spec, headlines(n, seed=1), Path(scratch) / "cache", concurrency)
+        labelling_path(spec, headlines(n, seed=1), Path(scratch) / "cache").write_parquet(Path(scratch) / "l.parquet")
+
+
+def timed(function, *args) -> float:
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--stream", type=int, default=200000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--stream-child", type=str, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve)
+    if args.stream_child:
+        return stream(args.stream_child, args.stream, args.concurrency)
+
+    from stages.common.local_teacher import free_port, wait_until_up
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, server, 30)
+        spec, texts = request_spec(), headlines(args.requests)
+        raw_s = timed(lambda: asyncio.run(raw_loop(url, spec, texts, args.concurrency)))
+        with tempfile.TemporaryDirectory() as scratch:
+            ours_s = timed(ours, url, spec, texts, Path(scratch) / "cache", args.concurrency)
+            cached_s = timed(labelling_path, spec, texts, Path(scratch) / "cache")
+        subprocess.run([sys.executable, __file__, "--stream-child", url, "--stream", str(args.stream),
+                        "--concurrency", str(args.concurrency)], check=True)
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # max over children: the streaming one
+    finally:
+        server.terminate()
+        server.wait()
+    print(json.dumps({"headlines_per_s": round(args.requests / ours_s), "raw_http_per_s": round(args.requests / raw_s),
+                      "cached_headlines_per_s": round(args.requests / cached_s), "peak_rss_mb": round(peak_kb / 1024),
+                      "requests": args.requests, "streamed": args.stream, "concurrency": args.concurrency}))
+
+
+if __name__ == "__main__":
+    main()

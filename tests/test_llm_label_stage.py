@@ -1,0 +1,138 @@
+"""The llm_label stage as users run it (a subprocess in a project directory) against a real local server."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from stages.fetch import normalise, read_source
+from stages.llm_label import consensus_row
+from tests.conftest import ROOT
+
+
+def project(tmp_path: Path, server, **overrides) -> Path:
+    """A directory with fetched sample headlines, the prompt and params pointing at the test server."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    section = params["llm_label"]
+    section.update({"limit": 40, "concurrency": 4, "max_attempts": 2, "timeout_s": 10, **overrides})
+    section["endpoint"].update(base_url=server.url, response_format="none")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"llm_label": section}))
+    (tmp_path / "data/prompts").mkdir(parents=True)
+    (tmp_path / section["prompt_file"]).write_text((ROOT / section["prompt_file"]).read_text())
+    table, _ = normalise(read_source(ROOT / "data/sample/headlines.csv"), {"text": "text", "date": "date"},
+                         "sample", "sample")
+    (tmp_path / "data/fetched").mkdir(parents=True)
+    table.write_parquet(tmp_path / "data/fetched/headlines.parquet")
+    return tmp_path
+
+
+def label(directory: Path, *args: str, wait: bool = True):
+    command = [sys.executable, "-m", "stages.llm_label", *args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if not wait:
+        return subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=300)
+
+
+def cached_lines(directory: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in (directory / "data/llm_cache").glob("answers-*.jsonl"))
+
+
+def labels(directory: Path) -> pl.DataFrame:
+    return pl.read_parquet(directory / "data/labels/llm_labels.parquet")
+
+
+def test_plan_calls_nothing_and_counts_what_is_missing(tmp_path, fake_teacher):
+    directory = project(tmp_path, fake_teacher, cost={"usd_per_hour": 8.0})
+    run = label(directory, "--plan")
+    assert run.returncode == 0, run.stderr
+    estimate = json.loads(run.stdout)
+    assert estimate["requests_to_make"] == 40 and estimate["estimated_cost_usd"] > 0
+    assert sum(fake_teacher.requests.values()) == 0
+
+
+def test_added_headlines_ask_only_for_new_ones_and_metrics_account(tmp_path, fake_teacher):
+    directory = project(tmp_path, fake_teacher, cost={"usd_per_million_prompt_tokens": 1.0,
+                                                       "usd_per_million_completion_tokens": 2.0})
+    assert label(directory).returncode == 0
+    first = labels(directory)
+    params = yaml.safe_load((directory / "params.yaml").read_text())
+    params["llm_label"]["limit"] = 60
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    assert label(directory).returncode == 0
+    assert sum(fake_teacher.requests.values()) == 60 and max(fake_teacher.requests.values()) == 1
+    assert set(first["id"]) <= set(labels(directory)["id"])
+    metrics = json.loads((directory / "metrics/llm_label.json").read_text())
+    assert metrics["headlines"] == 60 and metrics["answers"] == 60
+    assert (metrics["prompt_tokens"], metrics["completion_tokens"]) == (6000, 1200)
+    assert metrics["estimated_cost_usd"] == pytest.approx(0.006 + 0.0024)
+    assert metrics["finish_reason"] == {"stop": 60} and metrics["latency_s"]["p95"] is not None
+
+
+def test_failed_headlines_fail_the_stage_keep_answers_and_are_retried_alone(tmp_path, fake_teacher):
+    directory = project(tmp_path, fake_teacher)
+    assert label(directory).returncode == 0  # a first run tells which 40 headlines are selected
+    selected = sorted(labels(directory)["text"])
+    fake_teacher.requests.clear()
+    for path in (directory / "data/llm_cache").glob("*.jsonl"):
+        path.unlink()
+    broken = selected[:3]
+    fake_teacher.script = {h: ["500", "500"] for h in broken}
+    run = label(directory)
+    assert run.returncode != 0 and "3 headline(s) still failed" in run.stderr
+    flagged = labels(directory).filter(pl.col("error").str.starts_with("request_failed"))
+    assert sorted(flagged["text"]) == broken and cached_lines(directory) == 37
+    before = sum(fake_teacher.requests.values())
+    run = label(directory)
+    assert run.returncode == 0, run.stderr
+    assert sum(fake_teacher.requests.values()) - before == 3  # only the failed ones are asked again
+    assert labels(directory)["valid"].all()
+
+
+def test_kill_9_mid_run_loses_no_answer_and_resume_makes_exactly_the_missing_calls(tmp_path, fake_teacher):
+    fake_teacher.delay_s = 0.05
+    directory = project(tmp_path, fake_teacher, limit=200, concurrency=2)
+    process = label(directory, wait=False)
+    deadline = time.monotonic() + 120
+    while cached_lines(directory) < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    answered_before_kill = cached_lines(directory)
+    calls_before_resume = sum(fake_teacher.requests.values())
+    assert 60 <= answered_before_kill < 200
+
+    run = label(directory)
+    assert run.returncode == 0, run.stderr
+    resumed_calls = sum(fake_teacher.requests.values()) - calls_before_resume
+    assert resumed_calls == 200 - answered_before_kill
+    assert labels(directory).height == 200 and labels(directory)["valid"].all()
+
+
+def test_self_consistency_asks_n_samples_and_records_agreement(tmp_path, fake_teacher):
+    directory = project(tmp_path, fake_teacher, limit=10, self_consistency={"samples": 3, "temperature": 0.7})
+    assert label(directory).returncode == 0
+    assert sum(fake_teacher.requests.values()) == 30
+    temperatures = {b["temperature"] for b in fake_teacher.bodies}
+    seeds = {b["seed"] for b in fake_teacher.bodies}
+    assert temperatures == {0.7} and seeds == {0, 1, 2}
+    metrics = json.loads((directory / "metrics/llm_label.json").read_text())
+    assert metrics["self_consistency_agreement"] == 1.0  # this teacher answers the same every time
+
+
+def test_consensus_keeps_spans_a_majority_agrees_on():
+    def answer(names):
+        return {"content": json.dumps({"result": names, "normalized_result": names}), "finish_reason": "stop"}
+
+    text = "Apple And Tesla Rally As Visa Slips"
+    row = consensus_row(text, [answer(["Apple", "Tesla"]), answer(["Apple"]), answer(["Apple", "Visa"])], None, "all")
+    assert [s["text"] for s in row["spans"]] == ["Apple"] and row["result"] == ["Apple"]
+    assert row["agreement"] == pytest.approx(1 / 3) and row["valid"]
+    failed = consensus_row(text, [answer(["Apple"]), None, answer(["Apple"])], "http_500", "all")
+    assert failed["valid"] is False and failed["error"] == "request_failed: http_500"
