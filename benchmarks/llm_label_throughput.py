@@ -44,6 +44,7 @@ def serve(port: int) -> None:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", lambda request: web.json_response({"data": [{"id": "bench"}]}))
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 

@@ -23,6 +23,7 @@ LABELS = Path("data/labels/llm_labels.parquet")
 SAMPLE_OUT = Path("data/sampled/sample.parquet")
 CLUSTERS_OUT = Path("data/sampled/clusters.parquet")
 METRICS = Path("metrics/cluster_sample.json")
+SIZES_PLOT = Path("metrics/cluster_sizes.csv")
 
 SCORERS = {"ratio": fuzz.ratio, "token_sort_ratio": fuzz.token_sort_ratio, "WRatio": fuzz.WRatio}
 _NON_WORD = re.compile(r"[^\w&]+")
@@ -48,8 +49,26 @@ def headline_names(labels: pl.DataFrame, suffixes: frozenset[str]) -> dict[str, 
     return names
 
 
+def length_ratio_floor(scorer: str, threshold: float) -> float | None:
+    """Smallest shorter/longer length ratio that can still reach the threshold, for length-bounded scorers.
+
+    fuzz.ratio is 100 * (1 - indel / (a + b)) and indel >= b - a, so it is at most 200a / (a + b):
+    reaching t needs a / b >= t / (200 - t) (0.739 at 85). token_sort_ratio only reorders tokens.
+    """
+    return threshold / (200 - threshold) if scorer in ("ratio", "token_sort_ratio") and threshold > 0 else None
+
+
 def cluster_names(names: list[str], scorer: str, threshold: float, chunk_rows: int = 2048) -> list[int]:
-    """Cluster index per name: connected components of pairs scoring >= threshold."""
+    """Cluster index per name: connected components of pairs scoring >= threshold.
+
+    Names are sorted by length and scored in row chunks, so memory is chunk_rows x (names in reach).
+    For length-bounded scorers each chunk is scored only against itself and longer names that can
+    still reach the threshold, which skips most pairs without changing the result.
+    """
+    order = sorted(range(len(names)), key=lambda i: (len(names[i]), names[i]))
+    ordered = [names[i] for i in order]
+    lengths = np.array([len(n) for n in ordered])
+    floor = length_ratio_floor(scorer, threshold)
     parent = list(range(len(names)))
 
     def root(i: int) -> int:
@@ -58,14 +77,21 @@ def cluster_names(names: list[str], scorer: str, threshold: float, chunk_rows: i
             i = parent[i]
         return i
 
-    for start in range(0, len(names), chunk_rows):
-        scores = process.cdist(names[start:start + chunk_rows], names, scorer=SCORERS[scorer],
+    for start in range(0, len(ordered), chunk_rows):
+        stop = min(start + chunk_rows, len(ordered))
+        first, last = (start, int(np.searchsorted(lengths, lengths[stop - 1] / floor + 1e-9, side="right"))) \
+            if floor else (0, len(ordered))
+        scores = process.cdist(ordered[start:stop], ordered[first:last], scorer=SCORERS[scorer],
                                score_cutoff=threshold, dtype=np.uint8, workers=-1)
         for i, j in zip(*np.nonzero(scores)):
-            a, b = root(start + int(i)), root(int(j))
+            a, b = root(start + int(i)), root(first + int(j))
             if a != b:
                 parent[max(a, b)] = min(a, b)
-    return [root(i) for i in range(len(names))]
+    cluster_of_sorted = [root(i) for i in range(len(ordered))]
+    result = [0] * len(names)
+    for position, original in enumerate(order):
+        result[original] = cluster_of_sorted[position]
+    return result
 
 
 def cluster_table(names_by_headline: dict[str, list[str]], scorer: str, threshold: float) -> pl.DataFrame:
@@ -135,6 +161,7 @@ def main() -> None:
                "sampled_by": {r["sample_reason"]: r["count"] for r in reasons.iter_rows(named=True)},
                "largest_clusters": {r["representative"]: r["count"] for r in sizes.head(10).iter_rows(named=True)}}
     write_json(METRICS, metrics)
+    sizes.with_row_index("rank", offset=1).rename({"count": "mentions"}).write_csv(SIZES_PLOT)
     log.info("cluster_sample: %d names -> %d clusters; sampled %d of %d headlines %s", metrics["names"],
              metrics["clusters"], sampled.height, labels.height, metrics["sampled_by"])
 

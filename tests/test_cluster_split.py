@@ -23,6 +23,35 @@ def test_similar_names_share_a_cluster_in_any_chunking():
         assert roots[0] == roots[1] and roots[0] != roots[2] and len(set(roots)) == 4
 
 
+def components(names, pairs):
+    parent = list(range(len(names)))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+    for a, b in pairs:
+        parent[max(root(a), root(b))] = min(root(a), root(b))
+    groups = {}
+    for i in range(len(names)):
+        groups.setdefault(root(i), set()).add(names[i])
+    return sorted(sorted(g) for g in groups.values())
+
+
+def test_length_pruning_finds_exactly_the_pairs_a_full_matrix_finds():
+    from rapidfuzz import fuzz, process
+    rng = np.random.default_rng(1)
+    alphabet = list("abcdefghij ")
+    bases = ["".join(rng.choice(alphabet, size=rng.integers(3, 25))).strip() or "x" for _ in range(60)]
+    names = sorted({b[: max(1, len(b) - int(rng.integers(0, 3)))] + "".join(rng.choice(alphabet, int(rng.integers(0, 3))))
+                    for b in bases for _ in range(4)})
+    full = process.cdist(names, names, scorer=fuzz.ratio, score_cutoff=85)
+    expected = components(names, zip(*np.nonzero(full)))
+    for chunk in (1, 7, 1000):
+        roots = cluster_names(names, "ratio", 85, chunk_rows=chunk)
+        assert components(names, [(i, roots.index(r)) for i, r in enumerate(roots)]) == expected
+
+
 def test_representative_is_the_most_frequent_form():
     table = cluster_table({"h1": ["microsoft"], "h2": ["microsoft"], "h3": ["microsft"], "h4": ["tesla"]},
                           "ratio", 85)

@@ -1,42 +1,78 @@
+import json
+
 import polars as pl
 import pytest
 
-from stages.fetch import headline_id, normalise, read_source
+from stages.fetch import headline_id, normalise, read_file, read_hf_dataset
 
-COLUMNS = {"text": "title", "date": "published"}
+PARAMS = {"source": "mine", "columns": {"text": "title", "date": "published"}}
 
 
-def raw(rows):
-    return pl.DataFrame(rows, schema={"title": pl.String, "published": pl.String}, orient="row")
+def raw(rows, **extra):
+    frame = pl.DataFrame(rows, schema={"title": pl.String, "published": pl.String}, orient="row")
+    return frame.with_columns(**{k: pl.Series(v) for k, v in extra.items()})
 
 
 def test_ids_are_stable_and_duplicates_counted():
     frame, counts = normalise(raw([("Apple Up", "2015-03-01 10:00:00"), ("Apple Up", "2015-03-01"),
-                                   (" Tesla Down ", "2019-01-02")]), COLUMNS, "mine", "f.csv")
+                                   (" Tesla Down ", "2019-01-02")]), PARAMS, "f.csv")
     assert frame["text"].to_list() == ["Apple Up", "Tesla Down"]
     assert frame["id"][0] == headline_id("2015-03-01", "Apple Up")
-    assert counts == {"rows_in": 3, "bad_rows_dropped": 0, "duplicates_dropped": 1, "rows_out": 2,
-                      "date_min": "2015-03-01", "date_max": "2019-01-02"}
+    assert counts["duplicates_dropped"] == 1 and counts["rows_out"] == 2
+    assert (counts["date_min"], counts["date_max"]) == ("2015-03-01", "2019-01-02")
 
 
 def test_missing_column_names_the_file():
     with pytest.raises(SystemExit, match=r"f.csv: missing column\(s\) \['published'\]"):
-        normalise(pl.DataFrame({"title": ["x"]}), COLUMNS, "mine", "f.csv")
+        normalise(pl.DataFrame({"title": ["x"]}), PARAMS, "f.csv")
 
 
-def test_bad_rows_name_the_row_or_are_dropped_and_counted():
-    rows = raw([("Apple Up", "2015-03-01"), ("Tesla Down", "March 5th"), ("", "2016-01-01")])
-    with pytest.raises(SystemExit, match=r"f.csv: row 3: unparsable date 'March 5th' \(2 bad row"):
-        normalise(rows, COLUMNS, "mine", "f.csv")
-    frame, counts = normalise(rows, COLUMNS, "mine", "f.csv", on_bad_row="drop")
-    assert frame.height == 1 and counts["bad_rows_dropped"] == 2
+def test_bad_rows_name_the_row_or_are_dropped_and_counted(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"title,published\nApple Up,2015-03-01\nTesla Down,March 5th\n,2016-01-01\n"
+                     b"Bad \xff Bytes,2016-02-02\n")
+    with pytest.raises(SystemExit, match=r"h.csv: row 3: unparsable date 'March 5th' \(3 bad row"):
+        normalise(read_file(path), PARAMS, str(path))
+    frame, counts = normalise(read_file(path), PARAMS | {"on_bad_row": "drop"}, str(path))
+    assert frame["text"].to_list() == ["Apple Up"]
+    assert counts["bad_rows_dropped"] == {"empty_text": 1, "undecodable_bytes": 1, "unparsable_date": 1}
+    path.write_bytes(b"title,published\nBad \xff Bytes,2016-02-02\n")
+    with pytest.raises(SystemExit, match="row 2: undecodable bytes"):
+        normalise(read_file(path), PARAMS, str(path))
 
 
-def test_reads_csv_jsonl_and_rejects_unknown_types(tmp_path):
+def test_filters_date_range_and_kept_columns():
+    rows = raw([("Apple Up", "2012-01-01"), ("Tesla Down", "2013-01-01"), ("Visa Flat", "2021-01-01")],
+               Url=["https://www.benzinga.com/a", "https://other.com/b", "https://www.benzinga.com/c"])
+    params = PARAMS | {"filters": [{"column": "Url", "contains": "benzinga.com"}], "keep_columns": ["Url"],
+                       "date_range": {"start": "2010-01-01", "end": "2020-12-31"}}
+    frame, counts = normalise(rows, params, "f")
+    assert frame["text"].to_list() == ["Apple Up"] and frame.columns[-1] == "Url"
+    assert (counts["filtered_out"], counts["outside_date_range"]) == (1, 1)
+
+
+def test_reads_jsonl_and_rejects_unknown_types(tmp_path):
     (tmp_path / "h.jsonl").write_text('{"title": "A", "published": "2012-01-01"}\n')
-    assert read_source(tmp_path / "h.jsonl")["title"].to_list() == ["A"]
+    assert read_file(tmp_path / "h.jsonl")["title"].to_list() == ["A"]
     (tmp_path / "h.xml").write_text("<a/>")
     with pytest.raises(SystemExit, match="unsupported file type"):
-        read_source(tmp_path / "h.xml")
+        read_file(tmp_path / "h.xml")
     with pytest.raises(SystemExit, match="not found"):
-        read_source(tmp_path / "missing.csv")
+        read_file(tmp_path / "missing.csv")
+
+
+def test_hf_dataset_path_streams_a_local_dataset_of_fnspid_schema(tmp_path):
+    """The hub code path (datasets.load_dataset, streaming) on a local stand-in with FNSPID's columns."""
+    rows = [{"Date": f"2019-0{i % 9 + 1}-01 10:00:00 UTC", "Article_title": f"Apple Headline {i}",
+             "Stock_symbol": "AAPL", "Url": f"https://www.{'benzinga' if i % 2 else 'other'}.com/{i}",
+             "Publisher": "x", "Article": "body"} for i in range(10)]
+    (tmp_path / "news.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    params = {"source": "fnspid", "columns": {"text": "Article_title", "date": "Date"},
+              "keep_columns": ["Stock_symbol"], "filters": [{"column": "Url", "contains": "benzinga.com"}]}
+    frame = read_hf_dataset({"path": str(tmp_path), "data_files": "news.jsonl", "split": "train"},
+                            ["Article_title", "Date", "Stock_symbol", "Url"], batch_rows=3)
+    assert frame.height == 10 and frame["__row"].to_list() == list(range(10))
+    table, counts = normalise(frame, params, "fnspid")
+    assert table.height == 5 and counts["filtered_out"] == 5 and set(table["Stock_symbol"]) == {"AAPL"}
+    with pytest.raises(SystemExit, match=r"missing column\(s\) \['Title'\]"):
+        read_hf_dataset({"path": str(tmp_path), "data_files": "news.jsonl"}, ["Title"])

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import yaml
 
-from stages.fetch import normalise, read_source
+from stages.fetch import normalise, read_file
 from stages.llm_label import consensus_row
 from tests.conftest import ROOT
 
@@ -25,8 +25,8 @@ def project(tmp_path: Path, server, **overrides) -> Path:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"llm_label": section}))
     (tmp_path / "data/prompts").mkdir(parents=True)
     (tmp_path / section["prompt_file"]).write_text((ROOT / section["prompt_file"]).read_text())
-    table, _ = normalise(read_source(ROOT / "data/sample/headlines.csv"), {"text": "text", "date": "date"},
-                         "sample", "sample")
+    table, _ = normalise(read_file(ROOT / "data/sample/headlines.csv"),
+                         {"source": "sample", "columns": {"text": "text", "date": "date"}}, "sample")
     (tmp_path / "data/fetched").mkdir(parents=True)
     table.write_parquet(tmp_path / "data/fetched/headlines.parquet")
     return tmp_path
