@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common.encoder import hidden_size, local_encoder_dir, unreachable
+from stages.common.encoder import LOCAL_MINILM_HUB_ID, hidden_size, local_encoder_dir, rewrite_json, unreachable
 from stages.common.params import require
 from stages.common.spans import char_to_token_spans, word_tokens
 from stages.common.training import finetune_main, fit, read_settings
@@ -36,10 +36,18 @@ def build_model(base: str, max_width: int):
         try:
             return GLiNER.from_pretrained(base)
         except OSError as error:
-            raise unreachable(base, "finetune_gliner.base_model", error) from error
+            raise unreachable(base, "finetune_gliner", error) from error
     config = GLiNERConfig(model_name=str(encoder), span_mode="markerV0", max_width=max_width,
                           hidden_size=hidden_size(encoder), max_len=128)
     return GLiNER.from_config(config, backbone_from_pretrained=True, load_tokenizer=True)
+
+
+def save(model, directory: Path) -> None:
+    """save_pretrained, with the base named by hub id instead of this machine's encoder path (GLiNER does not
+    need it to reload: the encoder config and tokenizer are saved alongside), so outputs match across checkouts."""
+    model.save_pretrained(str(directory))
+    if Path(model.config.model_name).is_dir():
+        rewrite_json(directory / "gliner_config.json", model.config.model_name, LOCAL_MINILM_HUB_ID)
 
 
 def predict(model, texts: list[str], label: str, threshold: float, batch_size: int = 32) -> list[list[dict]]:
@@ -78,7 +86,7 @@ def train(params: dict, train_records: list[dict], valid_records: list[dict], ou
                        data_collator=collator, tokenizer=model.data_processor.transformer_tokenizer,
                        callbacks=callbacks)
 
-    return fit(model, make_trainer, lambda texts: predict(model, texts, label, threshold),
+    return fit(lambda directory: save(model, directory), make_trainer, lambda texts: predict(model, texts, label, threshold),
                {"entity_label": label, "threshold": threshold}, valid_records, out_dir, params)
 
 

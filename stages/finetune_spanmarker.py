@@ -7,9 +7,10 @@ hub). Writes models/spanmarker/, metrics/finetune_spanmarker.json and per-epoch 
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from stages.common.encoder import local_encoder_dir, unreachable
+from stages.common.encoder import local_encoder_dir, rewrite_json, unreachable
 from stages.common.params import require
 from stages.common.spans import char_to_token_spans, token_to_char_span, word_tokens
 from stages.common.training import finetune_main, fit, read_settings
@@ -43,7 +44,26 @@ def build_model(params: dict):
         label = params["entity_label"]
         return SpanMarkerModel.from_pretrained(str(encoder), labels=["O", f"B-{label}", f"I-{label}"], **sizes)
     except OSError as error:
-        raise unreachable(base, "finetune_spanmarker.base_model", error) from error
+        raise unreachable(base, "finetune_spanmarker", error) from error
+
+
+ENCODER_DIR = "encoder"  # inside a saved model: the base encoder's config and tokenizer
+ENCODER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                 "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
+
+
+def save(model, directory: Path) -> None:
+    """save_pretrained, plus what SpanMarker needs to rebuild a local encoder anywhere: SpanMarker reloads
+    its encoder config and tokenizer from the encoder's original path, which only exists on this machine."""
+    model.save_pretrained(str(directory))
+    source = Path(model.config.encoder.get("_name_or_path", ""))
+    if not source.is_dir():
+        return  # a hub id: resolvable wherever the hub (or its cache) is
+    (directory / ENCODER_DIR).mkdir()
+    for name in ENCODER_FILES:
+        if (source / name).exists():
+            shutil.copy2(source / name, directory / ENCODER_DIR / name)
+    rewrite_json(directory / "config.json", str(source), ENCODER_DIR)
 
 
 def predict(model, texts: list[str], label: str, batch_size: int = 32) -> list[list[dict]]:
@@ -60,10 +80,13 @@ def predict(model, texts: list[str], label: str, batch_size: int = 32) -> list[l
 
 
 def load(model_dir: Path):
-    from span_marker import SpanMarkerModel
+    from span_marker import SpanMarkerConfig, SpanMarkerModel
 
     settings = read_settings(model_dir)
-    model = SpanMarkerModel.from_pretrained(str(model_dir))
+    config = SpanMarkerConfig.from_pretrained(str(model_dir))
+    if config.encoder.get("_name_or_path") == ENCODER_DIR:
+        config.encoder["_name_or_path"] = str(model_dir.resolve() / ENCODER_DIR)
+    model = SpanMarkerModel.from_pretrained(str(model_dir), config=config)
     model.eval()
     return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"], batch_size)
 
@@ -84,7 +107,7 @@ def train(params: dict, train_records: list[dict], valid_records: list[dict], ou
         dataset = Dataset.from_dict({"tokens": list(tokens), "ner_tags": list(tags)})
         return Trainer(model=model, args=TrainingArguments(**args), train_dataset=dataset, callbacks=callbacks)
 
-    return fit(model, make_trainer, lambda texts: predict(model, texts, label), {"entity_label": label},
+    return fit(lambda directory: save(model, directory), make_trainer, lambda texts: predict(model, texts, label), {"entity_label": label},
                valid_records, out_dir, params)
 
 

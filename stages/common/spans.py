@@ -18,9 +18,29 @@ def clean_mention(mention: str) -> str:
     return _POSSESSIVE.sub("", mention.strip(_WRAPPERS)).strip(_WRAPPERS)
 
 
-def _find(text: str, needle: str, flags: int) -> list[tuple[int, int]]:
-    pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", flags)
-    return [(m.start(), m.end()) for m in pattern.finditer(text)]
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _find(haystack: str, needle: str) -> list[tuple[int, int]]:
+    """Occurrences of needle in haystack on word boundaries (like regex (?<!\\w)needle(?!\\w), without
+    compiling a pattern per name: names are many and mostly distinct at scale)."""
+    hits, start = [], haystack.find(needle)
+    while start != -1:
+        end = start + len(needle)
+        if not (start and _is_word(haystack[start - 1]) and _is_word(needle[0])) and \
+                not (end < len(haystack) and _is_word(haystack[end]) and _is_word(needle[-1])):
+            hits.append((start, end))
+        start = haystack.find(needle, start + 1)
+    return hits
+
+
+def _find_ignoring_case(text: str, needle: str) -> list[tuple[int, int]]:
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a few characters change length when lowered: offsets would drift
+        pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", re.IGNORECASE)
+        return [(m.start(), m.end()) for m in pattern.finditer(text)]
+    return _find(lowered, needle.lower())
 
 
 def align(text: str, mentions: list[str], occurrences: str = "all") -> tuple[list[dict], list[str]]:
@@ -35,7 +55,7 @@ def align(text: str, mentions: list[str], occurrences: str = "all") -> tuple[lis
     missing: list[str] = []
     for mention in mentions:
         needle = clean_mention(mention)
-        hits = (_find(text, needle, 0) or _find(text, needle, re.IGNORECASE)) if needle else []
+        hits = (_find(text, needle) or _find_ignoring_case(text, needle)) if needle else []
         if not hits:
             missing.append(mention)
             continue

@@ -61,16 +61,17 @@ class BestByValidF1(TrainerCallback):
             self.history[-1]["train_loss"] = round(float(logs["loss"]), 4)
 
 
-def fit(model, make_trainer: Callable[[dict, list], object], predict: Predictor, settings: dict,
-        valid: list[dict], out_dir: Path, params: dict) -> dict:
+def fit(save_model: Callable[[Path], None], make_trainer: Callable[[dict, list], object], predict: Predictor,
+        settings: dict, valid: list[dict], out_dir: Path, params: dict) -> dict:
     """Train with per-epoch validation; the best epoch's model (plus its predict settings) ends in out_dir.
 
-    make_trainer(args, callbacks) builds the library's trainer from the shared TrainingArguments kwargs.
+    make_trainer(args, callbacks) builds the library's trainer from the shared TrainingArguments kwargs;
+    save_model(directory) writes a self-contained, reloadable model.
     """
     staging = out_dir.with_name(out_dir.name + ".partial")
 
     def save(directory: Path) -> None:
-        model.save_pretrained(str(directory))
+        save_model(directory)
         write_settings(directory, settings)
 
     best = BestByValidF1(predict, save, valid, staging, params.get("patience", 0))
@@ -80,9 +81,10 @@ def fit(model, make_trainer: Callable[[dict, list], object], predict: Predictor,
                 "num_train_epochs": params["epochs"], "seed": params["seed"], "data_seed": params["seed"],
                 "save_strategy": "no", "eval_strategy": "no", "logging_strategy": "epoch", "use_cpu": True,
                 "dataloader_num_workers": 0, "report_to": "none"}
-        make_trainer(args, [best]).train()
+        run = make_trainer(args, [best]).train()
     publish(staging, out_dir)
-    return {"history": best.history, "best_epoch": best.best_epoch, "best_valid_f1": best.best_f1}
+    return {"history": best.history, "best_epoch": best.best_epoch, "best_valid_f1": best.best_f1,
+            "train_steps_per_s": run.metrics.get("train_steps_per_second")}
 
 
 def publish(staging: Path, out_dir: Path) -> None:
@@ -125,11 +127,21 @@ def write_model_card(model_dir: Path, title: str, base: str, sizes: dict, params
     (model_dir / "README.md").write_text("\n".join(lines))
 
 
+def with_recipe(params: dict, section: str) -> dict:
+    """A finetune section with its chosen recipe's keys merged in (the recipe wins)."""
+    name, recipes = params.get("recipe"), params.get("recipes") or {}
+    if name is None:
+        return params
+    if name not in recipes:
+        raise SystemExit(f"params.yaml: {section}.recipe {name!r} is not one of {sorted(recipes)}")
+    return {k: v for k, v in params.items() if k != "recipes"} | recipes[name]
+
+
 def finetune_main(section: str, title: str, train: Callable[[dict, list[dict], list[dict], Path], dict],
                   out_dir: Path, metrics_path: Path, history_path: Path) -> None:
     """The thin main() of both finetune stages: read params and splits, train, write model card and metrics."""
     setup_logging()
-    params = load_params(section)
+    params = with_recipe(load_params(section), section)
     records = {name: labelled_records(read_table(Path("data/reviewed") / f"{name}.parquet", ["label_source", "spans"]))
                for name in ("train", "valid")}
     if not records["train"] or not records["valid"]:
