@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean plan results
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.txt
 
 demo: install
 	dvc repro
+	python scripts/results_table.py
 	dvc metrics show
 
 test: install
@@ -29,3 +30,10 @@ test: install
 
 clean:
 	rm -rf $(VENV)
+
+plan: install
+	dvc repro fetch
+	python -m stages.llm_label --plan
+
+results:
+	python scripts/results_table.py

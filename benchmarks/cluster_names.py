@@ -31,9 +31,11 @@ SUFFIXES = ["", "", "", " Inc", " Inc.", " Corp", " Corporation", " Ltd", " plc"
 
 
 def company_names(n: int, seed: int = 0) -> list[str]:
+    """At least n names that stay distinct after case folding."""
     rng = random.Random(seed)
     names: set[str] = set()
-    while len(names) < n:
+    folded: set[str] = set()
+    while len(folded) < n:
         base = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))).capitalize()
         if rng.random() < 0.5:
             base += " " + " ".join(rng.sample(WORDS, rng.randint(1, 2)))
@@ -43,7 +45,8 @@ def company_names(n: int, seed: int = 0) -> list[str]:
                 i = rng.randrange(len(name))
                 name = name[:i] + rng.choice("aeiou") + name[i + 1:]
             names.add(name.upper() if rng.random() < 0.05 else name)
-    return sorted(names)[:n]
+            folded.add(" ".join(name.casefold().split()))
+    return sorted(names)
 
 
 def synthetic_labels(names: list[str], headlines: int, seed: int = 0) -> pl.DataFrame:
@@ -69,8 +72,7 @@ def main() -> None:
     parser.add_argument("--raw-rows", type=int, default=4_000, help="rows of the raw cdist pass")
     args = parser.parse_args()
 
-    names = [" ".join(n.casefold().split()) for n in company_names(args.names)]
-    names = sorted(set(names))
+    names = sorted({" ".join(n.casefold().split()) for n in company_names(args.names)})[: args.names]
     started = time.perf_counter()
     roots = cluster_names(names, "ratio", 85)
     seconds = time.perf_counter() - started

@@ -1,9 +1,10 @@
 """Teacher client throughput against a zero-latency local chat-completions server.
 
-In one run: (a) our client (stages.common.teacher.ask_all, cache writes included), (b) a minimal raw
-aiohttp loop sending the same requests, (c) a rerun with every answer cached (cache load + parse + span
-alignment, i.e. the labelling path of a cached `dvc repro`), (d) peak RSS of a child process that streams
---stream headlines through the whole llm_label core (ask, cache, label table, Parquet).
+In one run: (a) our client (stages.common.teacher.ask_all, cache writes included) and (b) a minimal raw
+aiohttp loop sending the same --requests requests; then a child process streams --stream headlines
+through the whole llm_label core (ask, cache, label table, Parquet), reports (c) a rerun with every
+answer cached (cache load + parse + span alignment + table: the labelling path of a cached `dvc repro`),
+and gives (d) its peak RSS.
 Prints one JSON line. Usage: python benchmarks/llm_label_throughput.py [--requests 20000] [--stream 200000]
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ def serve(port: int) -> None:
 
 def headlines(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    return [f"{rng.choice(COMPANIES)} Shares Up {i % 97}% After Earnings Beat #{i}" for i in range(n)]
+    return [f"Apple And {rng.choice(COMPANIES)} Shares Up {i % 97}% After Earnings Beat #{i}" for i in range(n)]
 
 
 def request_spec() -> RequestSpec:
@@ -83,11 +84,13 @@ def labelling_path(spec: RequestSpec, texts: list[str], cache_dir: Path) -> pl.D
 
 
 def stream(url: str, n: int, concurrency: int) -> None:
-    """Child process: the whole llm_label core over n headlines, for its peak RSS."""
-    spec = request_spec()
+    """Child process: the whole llm_label core over n headlines (for its peak RSS), then the cached rerun."""
+    spec, texts = request_spec(), headlines(n, seed=1)
     with tempfile.TemporaryDirectory() as scratch:
-        ours(url, spec, headlines(n, seed=1), Path(scratch) / "cache", concurrency)
-        labelling_path(spec, headlines(n, seed=1), Path(scratch) / "cache").write_parquet(Path(scratch) / "l.parquet")
+        ours(url, spec, texts, Path(scratch) / "cache", concurrency)
+        labelling_path(spec, texts, Path(scratch) / "cache").write_parquet(Path(scratch) / "l.parquet")
+        cached_s = timed(labelling_path, spec, texts, Path(scratch) / "cache")
+    print(json.dumps({"cached_headlines_per_s": round(n / cached_s)}))
 
 
 def timed(function, *args) -> float:
@@ -119,15 +122,14 @@ def main() -> None:
         raw_s = timed(lambda: asyncio.run(raw_loop(url, spec, texts, args.concurrency)))
         with tempfile.TemporaryDirectory() as scratch:
             ours_s = timed(ours, url, spec, texts, Path(scratch) / "cache", args.concurrency)
-            cached_s = timed(labelling_path, spec, texts, Path(scratch) / "cache")
-        subprocess.run([sys.executable, __file__, "--stream-child", url, "--stream", str(args.stream),
-                        "--concurrency", str(args.concurrency)], check=True)
+        child = subprocess.run([sys.executable, __file__, "--stream-child", url, "--stream", str(args.stream),
+                                "--concurrency", str(args.concurrency)], check=True, capture_output=True, text=True)
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # max over children: the streaming one
     finally:
         server.terminate()
         server.wait()
     print(json.dumps({"headlines_per_s": round(args.requests / ours_s), "raw_http_per_s": round(args.requests / raw_s),
-                      "cached_headlines_per_s": round(args.requests / cached_s), "peak_rss_mb": round(peak_kb / 1024),
+                      **json.loads(child.stdout.strip().splitlines()[-1]), "peak_rss_mb": round(peak_kb / 1024),
                       "requests": args.requests, "streamed": args.stream, "concurrency": args.concurrency}))
 
 

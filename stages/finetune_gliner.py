@@ -12,7 +12,7 @@ from pathlib import Path
 from stages.common.encoder import LOCAL_MINILM_HUB_ID, hidden_size, local_encoder_dir, rewrite_json, unreachable
 from stages.common.params import require
 from stages.common.spans import char_to_token_spans, word_tokens
-from stages.common.training import finetune_main, fit, read_settings
+from stages.common.training import finetune_main, fit, quantize_int8, read_settings
 
 OUT = Path("models/gliner")
 METRICS = Path("metrics/finetune_gliner.json")
@@ -57,15 +57,24 @@ def predict(model, texts: list[str], label: str, threshold: float, batch_size: i
     return [[{"start": e["start"], "end": e["end"], "text": e["text"]} for e in entities] for entities in batches]
 
 
-def load(model_dir: Path):
-    """A saved student and a predict(texts) function for it."""
+def load(model_dir: Path, int8: bool = False):
+    """A saved student and a predict(texts, batch_size) function for it (int8: quantized for CPU serving)."""
     from gliner import GLiNER
 
     settings = read_settings(model_dir)
     model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
     model.eval()
+    if int8:
+        quantize_int8(model)
     return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"],
                                                       settings["threshold"], batch_size)
+
+
+def zero_shot(params: dict):
+    """predict(texts, batch_size) of the recipe's base checkpoint as it is, asked for our entity label."""
+    model = build_model(params["base_model"], params.get("max_width", 8))
+    model.eval()
+    return lambda texts, batch_size=32: predict(model, texts, params["entity_label"], params["threshold"], batch_size)
 
 
 def train(params: dict, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 from stages.common.encoder import local_encoder_dir, rewrite_json, unreachable
 from stages.common.params import require
 from stages.common.spans import char_to_token_spans, token_to_char_span, word_tokens
-from stages.common.training import finetune_main, fit, read_settings
+from stages.common.training import finetune_main, fit, quantize_int8, read_settings
 
 OUT = Path("models/spanmarker")
 METRICS = Path("metrics/finetune_spanmarker.json")
@@ -79,7 +79,8 @@ def predict(model, texts: list[str], label: str, batch_size: int = 32) -> list[l
             for text, tokens, entities in zip(texts, offsets, batches)]
 
 
-def load(model_dir: Path):
+def load(model_dir: Path, int8: bool = False):
+    """A saved student and a predict(texts, batch_size) function for it (int8: quantized for CPU serving)."""
     from span_marker import SpanMarkerConfig, SpanMarkerModel
 
     settings = read_settings(model_dir)
@@ -88,7 +89,16 @@ def load(model_dir: Path):
         config.encoder["_name_or_path"] = str(model_dir.resolve() / ENCODER_DIR)
     model = SpanMarkerModel.from_pretrained(str(model_dir), config=config)
     model.eval()
+    if int8:
+        quantize_int8(model)
     return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"], batch_size)
+
+
+def zero_shot(params: dict):
+    """predict(texts, batch_size) of the recipe's base checkpoint as it is (e.g. ORG for our company)."""
+    model = build_model(params)
+    model.eval()
+    return lambda texts, batch_size=32: predict(model, texts, params["entity_label"], batch_size)
 
 
 def train(params: dict, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:

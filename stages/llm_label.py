@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 from tqdm import tqdm
 
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
@@ -105,13 +106,16 @@ def consensus_row(text: str, answers: list[dict | None], failure: str | None, oc
 LABEL_SCHEMA = {"valid": pl.Boolean, "error": pl.String, "raw_answer": pl.String, "finish_reason": pl.String,
                 "result": pl.List(pl.String), "normalized_result": pl.List(pl.String), "spans": SPANS,
                 "hallucinated": pl.List(pl.String), "length_mismatch": pl.Boolean, "agreement": pl.Float64}
+# Arrow builds nested columns from Python rows in C, several times faster than polars' row constructor.
+LABEL_ARROW_SCHEMA = pl.DataFrame(schema=LABEL_SCHEMA).to_arrow().schema
 
 
 def label_table(headlines: pl.DataFrame, specs: list[RequestSpec], cache: AnswerCache,
                 failures: dict[str, str], occurrences: str) -> pl.DataFrame:
     rows = [consensus_row(text, [cache.get(s.cache_key(text)) for s in specs], failures.get(text), occurrences)
             for text in headlines["text"]]
-    return pl.concat([headlines, pl.DataFrame(rows, schema=LABEL_SCHEMA)], how="horizontal")
+    labels = pl.from_arrow(pa.Table.from_pylist(rows, schema=LABEL_ARROW_SCHEMA))
+    return pl.concat([headlines, labels], how="horizontal")
 
 
 def percentile(values: list[float], q: float) -> float | None:

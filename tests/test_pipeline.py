@@ -44,35 +44,69 @@ def repo(tmp_path, fake_teacher) -> Path:
     params["llm_label"]["endpoint"].update(base_url=fake_teacher.url, response_format="none")
     params["cluster_sample"].update(cluster_fraction=1.0, no_company_fraction=1.0)
     for section in ("finetune_gliner", "finetune_spanmarker"):
-        params[section].update(epochs=1)
+        params[section]["recipes"][params[section]["recipe"]].update(epochs=1)
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(scratch, "git", "init", "-q")
-    sh(scratch, "git", "add", "-A")
-    sh(scratch, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scratch")
+    commit(scratch, "scratch")
     return scratch
 
 
+def commit(repo: Path, message: str) -> None:
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+
+
+def edit_params(repo: Path, change) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    change(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 @pytest.mark.slow
-def test_repro_is_complete_idempotent_deterministic_and_reruns_only_what_a_prompt_edit_touches(repo, fake_teacher):
+def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
+    # 1. the whole DAG runs, prints the three F1s, and a second repro runs nothing
     assert stages_run(sh(repo, "dvc", "repro")) == ALL_STAGES
     assert sum(fake_teacher.requests.values()) == LABELLED
-
     metrics = json.loads(sh(repo, "dvc", "metrics", "show", "--json"))
     scores = next(iter(metrics.values()))["data"]["metrics/metrics.json"]["data"]
     assert {"gliner", "spanmarker", "teacher"} <= set(scores) and scores["test_records"] > 0
-    assert all(0.0 <= scores[m]["f1"] <= 1.0 for m in ("gliner", "spanmarker", "teacher"))
+    for model in ("gliner", "spanmarker", "teacher"):
+        assert 0.0 <= scores[model]["f1_ci_low"] <= scores[model]["f1"] <= scores[model]["f1_ci_high"] <= 1.0
+    assert "bare encoder" in scores["gliner_zero_shot"]
+    assert stages_run(sh(repo, "dvc", "repro")) == set()
+    commit(repo, "first run")
+    base_branch = sh(repo, "git", "rev-parse", "--abbrev-ref", "HEAD").strip()
 
-    assert stages_run(sh(repo, "dvc", "repro")) == set()  # nothing changed: nothing runs
-
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first run")
+    # 2. forced reruns give byte-identical outputs and ask the teacher nothing
     for stage in ("fetch", "llm_label", "cluster_sample", "split", "argilla_review"):
         sh(repo, "dvc", "repro", "-f", "-s", stage)
     assert sh(repo, "git", "status", "--porcelain") == "", "forced reruns must give byte-identical outputs"
-    assert sum(fake_teacher.requests.values()) == LABELLED, "a forced rerun must hit the answer cache"
+    assert sum(fake_teacher.requests.values()) == LABELLED
 
+    # 3. share through a remote: a fresh clone pulls, reruns nothing and pays for nothing
+    sh(repo, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    commit(repo, "add remote")
+    sh(repo, "dvc", "push", "--run-cache")
+    sh(tmp_path, "git", "clone", "-q", str(repo), str(tmp_path / "clone"))
+    sh(tmp_path / "clone", "dvc", "pull")
+    assert stages_run(sh(tmp_path / "clone", "dvc", "repro")) == set()
+    assert sum(fake_teacher.requests.values()) == LABELLED
+
+    # 4. a branch with other params: dvc params diff and metrics diff show the change
+    sh(repo, "git", "checkout", "-q", "-b", "other-seed")
+    edit_params(repo, lambda p: p["evaluate"]["bootstrap"].update(seed=7))
+    assert stages_run(sh(repo, "dvc", "repro")) == {"evaluate"}
+    commit(repo, "other bootstrap seed")
+    params_diff = json.loads(sh(repo, "dvc", "params", "diff", base_branch, "--json"))
+    assert params_diff["params.yaml"]["evaluate.bootstrap.seed"] == {"old": 0, "new": 7}
+    metrics_diff = json.loads(sh(repo, "dvc", "metrics", "diff", base_branch, "--json"))
+    assert any("f1_ci" in key for key in metrics_diff["metrics/metrics.json"])
+    sh(repo, "git", "checkout", "-q", base_branch)
+    sh(repo, "dvc", "checkout")
+
+    # 5. a prompt edit reruns labelling (every headline asked again, once) and everything downstream
     prompt = repo / "data/prompts/company_ner.yaml"
     prompt.write_text(prompt.read_text().replace(
         "system: |\n", f"system: |\n  Count stock indices as companies too ({INDICES_MARKER}).\n", 1))
     assert stages_run(sh(repo, "dvc", "repro")) == ALL_STAGES - {"fetch"}
-    assert sum(fake_teacher.requests.values()) == 2 * LABELLED  # every headline asked again, once
+    assert sum(fake_teacher.requests.values()) == 2 * LABELLED

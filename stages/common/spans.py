@@ -10,12 +10,15 @@ import re
 
 WORD_TOKEN = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the word splitter GLiNER uses, kept for both students
 _WRAPPERS = "()[]{}\"'“”‘’ \t"
-_POSSESSIVE = re.compile(r"(?:'s|’s|')$", re.IGNORECASE)
+_POSSESSIVES = ("'s", "’s", "'S", "’S")
 
 
 def clean_mention(mention: str) -> str:
     """'(AAPL)' -> 'AAPL', "Apple's" -> 'Apple': the span we train on excludes wrappers and possessives."""
-    return _POSSESSIVE.sub("", mention.strip(_WRAPPERS)).strip(_WRAPPERS)
+    mention = mention.strip(_WRAPPERS)
+    if mention.endswith(_POSSESSIVES):
+        mention = mention[:-2].strip(_WRAPPERS)
+    return mention
 
 
 def _is_word(char: str) -> bool:

@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 import aiohttp
+import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -112,12 +113,12 @@ class AnswerCache:
         self._last_fsync = time.monotonic()
         self.answers: dict[str, dict] = {}
         for shard in sorted(self.directory.glob("answers-*.jsonl")):
-            with open(shard, encoding="utf-8") as f:
+            with open(shard, "rb") as f:
                 for line in f:
                     try:
-                        entry = json.loads(line)
+                        entry = orjson.loads(line)
                         self.answers[entry["key"]] = entry
-                    except (json.JSONDecodeError, KeyError):
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
                         continue  # a line cut by a crash: that call is simply asked again
         self._shard = None
 
@@ -131,8 +132,8 @@ class AnswerCache:
         if self._shard is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             number = len(list(self.directory.glob("answers-*.jsonl")))
-            self._shard = open(self.directory / f"answers-{number:05d}.jsonl", "a", encoding="utf-8")
-        self._shard.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
+            self._shard = open(self.directory / f"answers-{number:05d}.jsonl", "ab")
+        self._shard.write(orjson.dumps(entry, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
         self._shard.flush()
         if time.monotonic() - self._last_fsync >= self.fsync_every_s:
             os.fsync(self._shard.fileno())
@@ -255,8 +256,8 @@ async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, s
 def parse_answer(content: str) -> dict:
     """The teacher's answer as lists; invalid answers are kept with the reason, never dropped."""
     try:
-        data = json.loads(content)
-    except json.JSONDecodeError as error:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError as error:
         return {"valid": False, "error": f"invalid_json: {error.msg}", "result": [], "normalized_result": []}
     if not isinstance(data, dict) or not isinstance(data.get("result"), list) \
             or not all(isinstance(x, str) for x in data["result"]):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import tempfile
@@ -20,10 +21,26 @@ SETTINGS_FILE = "headline_ner.json"  # how to predict with a saved student (labe
 Predictor = Callable[[list[str]], list[list[dict]]]
 
 
-def labelled_records(frame: pl.DataFrame) -> list[dict]:
-    """Records with a usable label (human or teacher), as {id, text, spans}; sorted for a fixed order."""
-    usable = frame.filter(pl.col("label_source") != "none").sort("id")
-    return [{"id": r["id"], "text": r["text"], "spans": r["spans"] or []} for r in usable.iter_rows(named=True)]
+def labelled_records(frame: pl.DataFrame, labels: str = "reviewed") -> list[dict]:
+    """Records with a usable label as {id, text, spans, label_source}, sorted for a fixed order.
+
+    labels="reviewed": the reviewed label (human, else teacher); labels="llm": the teacher's label only
+    (what the weak-vs-human learning curve compares).
+    """
+    if labels not in ("reviewed", "llm"):
+        raise SystemExit(f"params.yaml: train_labels must be reviewed or llm, got {labels!r}")
+    usable = frame.filter((pl.col("label_source") != "none") if labels == "reviewed" else pl.col("valid")).sort("id")
+    column = "spans" if labels == "reviewed" else "llm_spans"
+    return [{"id": r["id"], "text": r["text"], "spans": r[column] or [], "label_source": r["label_source"]}
+            for r in usable.iter_rows(named=True)]
+
+
+def seeded_subset(records: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """The first `limit` records in a seeded order (nested: a smaller limit is a subset of a larger one)."""
+    if not limit or limit >= len(records):
+        return records
+    ranked = sorted(records, key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).hexdigest())
+    return sorted(ranked[:limit], key=lambda r: r["id"])
 
 
 class BestByValidF1(TrainerCallback):
@@ -96,6 +113,14 @@ def publish(staging: Path, out_dir: Path) -> None:
     staging.rename(out_dir)
 
 
+def quantize_int8(model):
+    """Dynamic int8 quantization of the Linear layers, for CPU serving (about 1.8x faster here; a few
+    predictions change, so evaluate it before you ship it)."""
+    import torch
+
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
 def write_settings(model_dir: Path, settings: dict) -> None:
     (model_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
@@ -142,8 +167,10 @@ def finetune_main(section: str, title: str, train: Callable[[dict, list[dict], l
     """The thin main() of both finetune stages: read params and splits, train, write model card and metrics."""
     setup_logging()
     params = with_recipe(load_params(section), section)
-    records = {name: labelled_records(read_table(Path("data/reviewed") / f"{name}.parquet", ["label_source", "spans"]))
-               for name in ("train", "valid")}
+    columns = ["label_source", "spans", "llm_spans", "valid"]
+    train = labelled_records(read_table(Path("data/reviewed/train.parquet"), columns), params.get("train_labels", "reviewed"))
+    records = {"train": seeded_subset(train, params.get("train_limit"), params["seed"]),
+               "valid": labelled_records(read_table(Path("data/reviewed/valid.parquet"), columns))}
     if not records["train"] or not records["valid"]:
         raise SystemExit(f"{section}: need labelled train and valid records, have {len(records['train'])} and "
                          f"{len(records['valid'])}")
