@@ -6,7 +6,9 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test clean plan results
+ARGILLA_VENV := .venv-argilla
+
+.PHONY: install demo test clean plan results argilla-up argilla-down review-sync browser
 
 install: $(VENV)/.installed
 
@@ -25,11 +27,30 @@ demo: install
 	python scripts/results_table.py
 	dvc metrics show
 
-test: install
+# The tests also start a real Argilla server (its own venv) and drive its web UI in headless Chromium.
+test: install $(ARGILLA_VENV)/.installed browser
 	python -m pytest
 
+$(ARGILLA_VENV)/.installed:
+	$(PYTHON) scripts/argilla_server.py install
+
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+argilla-up: $(ARGILLA_VENV)/.installed
+	$(PYTHON) scripts/argilla_server.py up
+
+argilla-down:
+	$(PYTHON) scripts/argilla_server.py down
+
+# Pick up what reviewers submitted since the last run: re-pull, then rerun only what the new labels change.
+review-sync: install
+	dvc repro -f -s argilla_review
+	dvc repro
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(ARGILLA_VENV)
 
 plan: install
 	dvc repro fetch

@@ -1,0 +1,214 @@
+"""argilla_review: the pure merge, and the round trip against a real Argilla server started for the tests."""
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from stages.argilla_review import argilla_record, chosen_response, merge, missing_reviews, review_metrics
+from stages.common.local_teacher import free_port
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import argilla_server  # noqa: E402
+
+SPAN = pl.List(pl.Struct({"start": pl.Int32, "end": pl.Int32, "text": pl.String}))
+
+
+def split_frame(rows: list[tuple[str, str, bool, list[tuple[int, int]]]], year: int = 2019) -> pl.DataFrame:
+    return pl.DataFrame({
+        "id": [r[0] for r in rows], "text": [r[1] for r in rows], "date": [dt.date(year, 1, 2)] * len(rows),
+        "valid": [r[2] for r in rows], "spans": [[{"start": a, "end": b, "text": r[1][a:b]} for a, b in r[3]] for r in rows],
+        "clusters": [["apple"]] * len(rows), "sample_reason": ["cluster"] * len(rows)},
+        schema_overrides={"spans": SPAN})
+
+
+def response(user, status, spans=()):
+    return {"user_id": user, "status": status, "value": [{"start": a, "end": b, "label": "company"} for a, b in spans]}
+
+
+def test_record_carries_text_metadata_and_teacher_suggestion():
+    row = split_frame([("a1", "Apple (AAPL) Up", True, [(0, 5), (7, 11)])]).row(0, named=True) | {"split": "test"}
+    record = argilla_record(row, "teacher-model")
+    assert record["id"] == "a1" and record["fields"] == {"text": "Apple (AAPL) Up"} and record["agent"] == "teacher-model"
+    assert record["metadata"] == {"split": "test", "year": 2019, "llm_valid": "true", "cluster": "apple",
+                                  "sampled_as": "cluster"}
+    assert record["suggestion"] == [{"start": 0, "end": 5, "label": "company"}, {"start": 7, "end": 11, "label": "company"}]
+
+
+def test_submitted_beats_discarded_beats_drafts_and_conflicts_are_seen():
+    assert chosen_response([response("u2", "draft", [(0, 1)])]) == (None, False)
+    assert chosen_response([response("u2", "discarded")])[0]["status"] == "discarded"
+    picked, conflict = chosen_response([response("u2", "submitted", [(0, 3)]), response("u1", "submitted", [(0, 5)]),
+                                        response("u3", "discarded")])
+    assert picked["user_id"] == "u1" and conflict
+
+
+def test_merge_human_wins_discarded_is_dropped_unreviewed_keeps_teacher():
+    frame = split_frame([("a", "Apple And Dow Up", True, [(0, 5), (10, 13)]), ("b", "Tesla Down", True, [(0, 5)]),
+                         ("c", "Gold Up", True, []), ("d", "garbled", False, [])])
+    merged = merge(frame, {"a": [response("u1", "submitted", [(0, 5)])], "b": [response("u1", "discarded")]})
+    rows = {r["id"]: r for r in merged.iter_rows(named=True)}
+    assert [s["text"] for s in rows["a"]["spans"]] == ["Apple"] and len(rows["a"]["llm_spans"]) == 2
+    assert (rows["a"]["label_source"], rows["b"]["label_source"], rows["c"]["label_source"], rows["d"]["label_source"]) \
+        == ("human", "none", "llm", "none")
+    assert rows["b"]["discarded"] and not rows["c"]["reviewed"]
+    metrics = review_metrics(merged, conflicts=0)
+    assert metrics["teacher_vs_human"] == {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "tp": 1, "fp": 1, "fn": 0}
+    assert (metrics["reviewed"], metrics["discarded"], metrics["unlabelled"]) == (2, 1, 2)
+    assert missing_reviews({"test": merged}, ["test"]) == ["test: 2 of 4 not reviewed"]
+
+
+# ---- against a real server -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("argilla")
+    ports = {"port": free_port(), "search_port": free_port(), "redis_port": free_port()}
+    owner = argilla_server.up(data_dir, **ports)
+    yield owner | {"data_dir": data_dir, "ports": ports}
+    argilla_server.down(data_dir)
+
+
+def project(tmp_path: Path, server: dict, **review) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["argilla_review"].update({"mode": "argilla", "api_url": server["url"], "dataset_prefix": tmp_path.name[:30],
+                                     **review})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "data/prompts").mkdir(parents=True)
+    shutil.copy(ROOT / params["argilla_review"]["guidelines_file"], tmp_path / params["argilla_review"]["guidelines_file"])
+    (tmp_path / "data/split").mkdir(parents=True)
+    split_frame([("tr1", "Visa Rallies", True, [(0, 4)])], 2012).write_parquet(tmp_path / "data/split/train.parquet")
+    split_frame([("va1", "Oracle Slips", True, [(0, 6)])], 2017).write_parquet(tmp_path / "data/split/valid.parquet")
+    split_frame([("te1", "Apple And Dow Up", True, [(0, 5), (10, 13)]), ("te2", "Tesla Down", True, [(0, 5)]),
+                 ("te3", "Gold Up", True, [])]).write_parquet(tmp_path / "data/split/test.parquet")
+    return tmp_path
+
+
+def review_stage(directory: Path, api_key: str | None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("ARGILLA_API_KEY", None)
+    if api_key:
+        env["ARGILLA_API_KEY"] = api_key
+    return subprocess.run([sys.executable, "-m", "stages.argilla_review"], cwd=directory, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def reviewed(directory: Path, split: str) -> dict:
+    return {r["id"]: r for r in pl.read_parquet(directory / f"data/reviewed/{split}.parquet").iter_rows(named=True)}
+
+
+def annotate(server: dict, dataset_name: str, answers: dict[str, tuple[str, list]]) -> None:
+    """Log in as an annotator (a separate user, as in real life) and submit or discard records."""
+    import argilla as rg
+    owner = rg.Argilla(api_url=server["url"], api_key=server["api_key"])
+    user = owner.users("reviewer") or rg.User(username="reviewer", password="reviewer-pass-123", role="annotator",
+                                              client=owner).create()
+    workspace = owner.workspaces("argilla")
+    if user.id not in [u.id for u in workspace.users]:
+        workspace.add_user(user)
+    dataset = owner.datasets(dataset_name, workspace="argilla")
+    records = [r for r in dataset.records(with_responses=True) if r.id in answers]
+    for record in records:
+        status, spans = answers[record.id]
+        record.responses.add(rg.Response(question_name="companies", user_id=user.id, status=status,
+                                         value=[{"start": a, "end": b, "label": "company"} for a, b in spans]))
+    dataset.records.log(records)
+
+
+def responses_snapshot(server: dict, dataset_name: str) -> dict:
+    import argilla as rg
+    dataset = rg.Argilla(api_url=server["url"], api_key=server["api_key"]).datasets(dataset_name, workspace="argilla")
+    return {r.id: sorted((str(x.user_id), str(x.status), str(x.value)) for x in r.responses)
+            for r in dataset.records(with_responses=True)}
+
+
+@pytest.mark.slow
+def test_round_trip_human_labels_win_and_are_never_touched_by_a_repush(server, tmp_path):
+    directory = project(tmp_path, server)
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not any(r["reviewed"] for r in reviewed(directory, "test").values())
+
+    test_dataset = f"{tmp_path.name[:30]}-test"
+    annotate(server, test_dataset, {"te1": ("submitted", [(0, 5)]), "te2": ("discarded", [])})
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    test = reviewed(directory, "test")
+    assert [s["text"] for s in test["te1"]["spans"]] == ["Apple"] and test["te1"]["label_source"] == "human"
+    assert test["te2"]["discarded"] and test["te2"]["label_source"] == "none"
+    assert test["te3"]["label_source"] == "llm" and not test["te3"]["reviewed"]
+    metrics = yaml.safe_load((directory / "metrics/review.json").read_text())
+    assert metrics["test"]["teacher_vs_human"]["precision"] == 0.5 and metrics["test"]["reviewed"] == 2
+
+    before = responses_snapshot(server, test_dataset)
+    assert review_stage(directory, server["api_key"]).returncode == 0  # push again: upsert
+    assert responses_snapshot(server, test_dataset) == before, "a re-push must not change any response"
+
+    written = (directory / "data/reviewed/test.parquet").read_bytes()
+    params = yaml.safe_load((directory / "params.yaml").read_text())
+    params["argilla_review"]["require_full_review"] = ["valid", "test"]
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode != 0 and "valid: 1 of 1 not reviewed; test: 1 of 3 not reviewed" in run.stderr
+    assert (directory / "data/reviewed/test.parquet").read_bytes() == written
+
+
+@pytest.mark.slow
+def test_missing_key_or_unreachable_server_is_a_clear_error_and_writes_nothing(server, tmp_path):
+    directory = project(tmp_path, server)
+    run = review_stage(directory, None)
+    assert run.returncode != 0 and "set the API key in $ARGILLA_API_KEY" in run.stderr
+    (tmp_path / "down").mkdir()
+    directory = project(tmp_path / "down", server, api_url=f"http://127.0.0.1:{free_port()}")
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode != 0 and "cannot reach Argilla at" in run.stderr and "nothing was written" in run.stderr
+    assert not (directory / "data/reviewed").exists()
+
+
+@pytest.mark.slow
+def test_reviewer_sees_the_headline_with_its_suggested_span_in_the_web_ui(server, tmp_path):
+    """A real browser (headless Chromium) logs in to the local UI and opens the pushed dataset."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import argilla as rg
+    directory = project(tmp_path, server)
+    assert review_stage(directory, server["api_key"]).returncode == 0
+    dataset = rg.Argilla(api_url=server["url"], api_key=server["api_key"]).datasets(
+        f"{tmp_path.name[:30]}-train", workspace="argilla")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,900", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
+                               options=options)
+    try:
+        wait = WebDriverWait(browser, 60)
+        browser.get(f"{server['url']}/sign-in")
+        wait.until(lambda b: b.find_elements(By.NAME, "Username"))
+        browser.find_element(By.NAME, "Username").send_keys(server["username"])
+        password = browser.find_element(By.NAME, "Password")
+        password.send_keys(server["password"], Keys.ENTER)
+        wait.until(lambda b: "/sign-in" not in b.current_url)
+        browser.get(f"{server['url']}/dataset/{dataset.id}/annotation-mode")
+        wait.until(lambda b: "Visa Rallies" in b.find_element(By.TAG_NAME, "body").text)
+        highlighted = wait.until(lambda b: b.execute_script(
+            "const h = CSS.highlights.get('hl-companies-2dcompany'); return h && [...h].map(r => r.toString());"))
+        artifacts = ROOT / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        browser.save_screenshot(str(artifacts / "argilla_ui.png"))
+    finally:
+        browser.quit()
+    assert highlighted == ["Visa"]  # the teacher's span, pre-filled as a suggestion
