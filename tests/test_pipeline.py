@@ -93,14 +93,16 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
     assert sum(fake_teacher.requests.values()) == LABELLED
 
     # 4. a branch with other params: dvc params diff and metrics diff show the change
-    sh(repo, "git", "checkout", "-q", "-b", "other-seed")
-    edit_params(repo, lambda p: p["evaluate"]["bootstrap"].update(seed=7))
-    assert stages_run(sh(repo, "dvc", "repro")) == {"evaluate"}
-    commit(repo, "other bootstrap seed")
+    sh(repo, "git", "checkout", "-q", "-b", "test-2020-only")
+    edit_params(repo, lambda p: p["split"]["ranges"]["test"].update(start="2020-01-01"))
+    assert stages_run(sh(repo, "dvc", "repro")) == {"split", "argilla_review", "evaluate"}
+    commit(repo, "test on 2020 only")
     params_diff = json.loads(sh(repo, "dvc", "params", "diff", base_branch, "--json"))
-    assert params_diff["params.yaml"]["evaluate.bootstrap.seed"] == {"old": 0, "new": 7}
+    change = params_diff["params.yaml"]["split.ranges.test.start"]
+    assert (change["old"], change["new"]) == ("2019-01-01", "2020-01-01")
     metrics_diff = json.loads(sh(repo, "dvc", "metrics", "diff", base_branch, "--json"))
-    assert any("f1_ci" in key for key in metrics_diff["metrics/metrics.json"])
+    test_records = metrics_diff["metrics/metrics.json"]["test_records"]
+    assert test_records["new"] < test_records["old"]
     sh(repo, "git", "checkout", "-q", base_branch)
     sh(repo, "dvc", "checkout")
 

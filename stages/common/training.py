@@ -168,8 +168,9 @@ def finetune_main(section: str, title: str, train: Callable[[dict, list[dict], l
     setup_logging()
     params = with_recipe(load_params(section), section)
     columns = ["label_source", "spans", "llm_spans", "valid"]
-    train = labelled_records(read_table(Path("data/reviewed/train.parquet"), columns), params.get("train_labels", "reviewed"))
-    records = {"train": seeded_subset(train, params.get("train_limit"), params["seed"]),
+    labelled_train = labelled_records(read_table(Path("data/reviewed/train.parquet"), columns),
+                                      params.get("train_labels", "reviewed"))
+    records = {"train": seeded_subset(labelled_train, params.get("train_limit"), params["seed"]),
                "valid": labelled_records(read_table(Path("data/reviewed/valid.parquet"), columns))}
     if not records["train"] or not records["valid"]:
         raise SystemExit(f"{section}: need labelled train and valid records, have {len(records['train'])} and "
