@@ -26,7 +26,7 @@ from tqdm import tqdm
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
 from stages.common.local_teacher import local_teacher
 from stages.common.params import load_params, require
-from stages.common.schema import SPANS
+from stages.common.schema import HEADLINE_COLUMNS, SPANS
 from stages.common.spans import align
 from stages.common.teacher import (AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all,
                                    parse_answer)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = load_params("llm_label")
     specs = request_specs(params)
-    headlines = select_headlines(read_table(HEADLINES, ["id", "text", "date", "source"]),
+    headlines = select_headlines(read_table(HEADLINES, list(HEADLINE_COLUMNS)),
                                  params.get("limit"), params.get("sample_seed", 0))
     cache = AnswerCache(CACHE_DIR)
     texts = sorted(set(headlines["text"]))

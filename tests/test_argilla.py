@@ -12,12 +12,12 @@ import yaml
 
 from stages.argilla_review import argilla_record, chosen_response, merge, missing_reviews, review_metrics
 from stages.common.local_teacher import free_port
+from stages.common.schema import SPANS
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import argilla_server  # noqa: E402
 
-SPAN = pl.List(pl.Struct({"start": pl.Int32, "end": pl.Int32, "text": pl.String}))
 
 
 def split_frame(rows: list[tuple[str, str, bool, list[tuple[int, int]]]], year: int = 2019) -> pl.DataFrame:
@@ -25,7 +25,7 @@ def split_frame(rows: list[tuple[str, str, bool, list[tuple[int, int]]]], year: 
         "id": [r[0] for r in rows], "text": [r[1] for r in rows], "date": [dt.date(year, 1, 2)] * len(rows),
         "valid": [r[2] for r in rows], "spans": [[{"start": a, "end": b, "text": r[1][a:b]} for a, b in r[3]] for r in rows],
         "clusters": [["apple"]] * len(rows), "sample_reason": ["cluster"] * len(rows)},
-        schema_overrides={"spans": SPAN})
+        schema_overrides={"spans": SPANS})
 
 
 def response(user, status, spans=()):

@@ -11,9 +11,6 @@ SPANS = pl.List(SPAN)
 # Columns every headline table carries from fetch onwards.
 HEADLINE_COLUMNS = {"id": pl.String, "text": pl.String, "date": pl.Date, "source": pl.String}
 
-# Where a record's final spans come from after review.
-LABEL_SOURCES = ("human", "llm", "none")
-
 
 def span_tuples(spans: list[dict] | None) -> set[tuple[int, int]]:
     return {(s["start"], s["end"]) for s in spans or []}
