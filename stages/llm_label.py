@@ -28,7 +28,7 @@ from stages.common.local_teacher import local_teacher
 from stages.common.params import load_params, require
 from stages.common.schema import HEADLINE_COLUMNS, SPANS
 from stages.common.spans import align
-from stages.common.teacher import (AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all,
+from stages.common.teacher import (RESPONSE_FORMATS, AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all,
                                    parse_answer)
 
 HEADLINES = Path("data/fetched/headlines.parquet")
@@ -53,11 +53,15 @@ def request_specs(params: dict) -> list[RequestSpec]:
     generation = dict(require(params, "generation", "llm_label"))
     consistency = params.get("self_consistency") or {}
     samples = int(consistency.get("samples", 1))
+    response_format = endpoint.get("response_format", "none")
+    if response_format not in RESPONSE_FORMATS:
+        raise SystemExit(f"params.yaml: llm_label.endpoint.response_format must be one of {sorted(RESPONSE_FORMATS)}, "
+                         f"got {response_format!r}")
     if samples > 1:
         generation["temperature"] = consistency["temperature"]
     spec = RequestSpec(model=require(params, "endpoint.model", "llm_label"),
                        prompt=Prompt.load(require(params, "prompt_file", "llm_label")),
-                       response_format=endpoint.get("response_format", "none"), generation=generation)
+                       response_format=response_format, generation=generation)
     return [spec.for_sample(i) for i in range(samples)]
 
 
@@ -80,8 +84,10 @@ def label_row(text: str, answer: dict | None, failure: str | None, occurrences: 
 
 def consensus_row(text: str, answers: list[dict | None], failure: str | None, occurrences: str) -> dict:
     """Self-consistency: keep the spans that more than half of the samples agree on."""
-    if len(answers) == 1 or any(a is None for a in answers):
-        return label_row(text, answers[0], failure, occurrences) if len(answers) == 1 else failed_row(failure)
+    if len(answers) == 1:
+        return label_row(text, answers[0], failure, occurrences)
+    if any(a is None for a in answers):
+        return failed_row(failure)
     rows = [label_row(text, a, None, occurrences) for a in answers]
     votes = Counter((s["start"], s["end"]) for r in rows for s in r["spans"])
     majority = {span for span, count in votes.items() if count > len(rows) / 2}
@@ -179,8 +185,8 @@ def plan(todo: list, cached_answers: list[dict], params: dict) -> dict:
         per_call = {"prompt_tokens": prompt_chars / 4, "completion_tokens": 30,
                     "latency_s": 1 / params.get("expected_headlines_per_s", 1.3)}
     concurrency = params.get("concurrency", 8)
-    estimate = {"answers": len(todo), "prompt_tokens": round(per_call["prompt_tokens"] * len(todo)),
-                "completion_tokens": round(per_call["completion_tokens"] * len(todo)), "retries": 0,
+    estimate = {"prompt_tokens": round(per_call["prompt_tokens"] * len(todo)),
+                "completion_tokens": round(per_call["completion_tokens"] * len(todo)),
                 "latency_s": {"total": per_call["latency_s"] * len(todo)}}
     return {"requests_to_make": len(todo), "estimated_prompt_tokens": estimate["prompt_tokens"],
             "estimated_completion_tokens": estimate["completion_tokens"],
