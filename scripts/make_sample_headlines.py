@@ -67,7 +67,7 @@ INDICES = ["Dow Jones", "S&P 500", "Nasdaq", "CAC 40", "FTSE 100", "DAX", "Nikke
 # {C}/{D} company mentions, {T}/{U} tickers of the same companies, {I} an index; {N} a number; {M} a month.
 ONE_COMPANY = [
     "{C} Shares Up {N}% After Earnings Beat",
-    "{C} Stock Falling After Tweet",
+    "{C} Stock Slides After CEO Tweet",
     "{C} Reports Q{Q} EPS ${P}, Revenue Beats Estimates",
     "{C} ({T}) Raises Full-Year Guidance",
     "Analyst Upgrades {C} To Buy, Price Target ${P}",
@@ -85,7 +85,7 @@ ONE_COMPANY = [
     "{C} Declares Quarterly Dividend Of ${P} Per Share",
     "Short Interest In {C} Rises {N}%",
     "{C} Misses Estimates; Stock Slides In After-Hours Trading",
-    "We explain {T} and what comes next",
+    "{T}: What Comes Next After The Rally",
     "Mid-Day Movers: {C} Leads Gains",
     "{C} Says Supply Chain Issues Are Easing",
 ]
@@ -101,7 +101,7 @@ TWO_COMPANIES = [
     "{C} Poaches Executive From {D}",
 ]
 THREE_COMPANIES = [
-    "We explain {T}, {U}, and {V} report earnings",
+    "{T}, {U} And {V} Report Earnings This Week",
     "{C}, {D} And {E} Among Top Gainers",
     "Tech Giants {C}, {D}, {E} Face New Antitrust Probe",
 ]
@@ -115,10 +115,10 @@ INDEX_TEMPLATES = [
     "{I} Futures Slip Ahead Of Jobs Report",
 ]
 NO_COMPANY = [
-    "10 Biggest Price Target Changes For {W}",
-    "Fast Money Picks For {M} {DAY}",
+    "Top Analyst Price Target Moves For {W}",
+    "Traders' Picks For {M} {DAY}",
     "Mid-Day Market Update: Crude Oil Up {N}%",
-    "There's A New Trading Tool That Allows Traders To Trade Cannabis With Leverage",
+    "New Platform Lets Retail Traders Use Leverage On Crypto",
     "Gold Prices Rise As Dollar Weakens",
     "Fed Holds Rates Steady, Signals Patience",
     "Jobless Claims Fall To {N}-Year Low",
