@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
 from stages.common.local_teacher import local_teacher
 from stages.common.params import load_params, require
-from stages.common.schema import HEADLINE_COLUMNS, SPANS
+from stages.common.schema import HEADLINE_COLUMNS, SPANS, seeded_rank
 from stages.common.spans import align
 from stages.common.teacher import (RESPONSE_FORMATS, AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all,
                                    parse_answer)
@@ -42,8 +41,7 @@ def select_headlines(headlines: pl.DataFrame, limit: int | None, seed: int) -> p
     """A seeded subset spread over all dates; adding headlines to the source keeps earlier picks mostly stable."""
     if not limit or limit >= headlines.height:
         return headlines
-    rank = headlines["id"].map_elements(lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest(),
-                                        return_dtype=pl.String)
+    rank = headlines["id"].map_elements(lambda i: seeded_rank(seed, i), return_dtype=pl.String)
     return headlines.with_columns(rank=rank).sort("rank").head(limit).drop("rank")
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import shutil
 import tempfile
@@ -15,6 +14,7 @@ from transformers import TrainerCallback
 from stages.common.io import log, read_table, setup_logging, write_json
 from stages.common.metrics import entity_scores
 from stages.common.params import load_params
+from stages.common.schema import seeded_rank
 
 SETTINGS_FILE = "headline_ner.json"  # how to predict with a saved student (label, threshold, ...)
 
@@ -39,7 +39,7 @@ def seeded_subset(records: list[dict], limit: int | None, seed: int) -> list[dic
     """The first `limit` records in a seeded order (nested: a smaller limit is a subset of a larger one)."""
     if not limit or limit >= len(records):
         return records
-    ranked = sorted(records, key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).hexdigest())
+    ranked = sorted(records, key=lambda r: seeded_rank(seed, r["id"]))
     return sorted(ranked[:limit], key=lambda r: r["id"])
 
 
