@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 ARGILLA_VENV := .venv-argilla
 
-.PHONY: install demo test clean plan results argilla-up argilla-down review-sync browser
+.PHONY: install demo test clean plan results argilla-up argilla-down browser learning-curve
 
 install: $(VENV)/.installed
 
@@ -44,11 +44,6 @@ argilla-up: $(ARGILLA_VENV)/.installed
 argilla-down:
 	$(PYTHON) scripts/argilla_server.py down
 
-# Pick up what reviewers submitted since the last run: re-pull, then rerun only what the new labels change.
-review-sync: install
-	dvc repro -f -s argilla_review
-	dvc repro
-
 clean:
 	rm -rf $(VENV) $(ARGILLA_VENV)
 
@@ -58,3 +53,8 @@ plan: install
 
 results:
 	python scripts/results_table.py
+
+# Teacher labels vs human labels at several training-set sizes (after `make demo`): metrics/learning_curve.{csv,png}
+learning-curve: install
+	python scripts/learning_curve.py
+

@@ -18,11 +18,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages import finetune_gliner, finetune_spanmarker  # noqa: E402
+from stages.common import gliner_student, spanmarker_student  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
 from stages.common.training import with_recipe  # noqa: E402
 
-STUDENTS = {"gliner": (finetune_gliner, "finetune_gliner"), "spanmarker": (finetune_spanmarker, "finetune_spanmarker")}
+STUDENTS = {"gliner": (gliner_student, "finetune_gliner"), "spanmarker": (spanmarker_student, "finetune_spanmarker")}
 
 
 def headlines(n: int) -> list[str]:

@@ -139,7 +139,7 @@ def main() -> None:
     server = up(args.data_dir, args.port, args.search_port, args.redis_port)
     print(f"Argilla is up at {server['url']}  (login: {server['username']} / {server['password']})\n"
           f"For the pipeline:  export ARGILLA_API_KEY={server['api_key']}\n"
-          f"and set argilla_review.mode: argilla (api_url: {server['url']}) in params.yaml.")
+          f"and set argilla_review.server: argilla (api_url: {server['url']}) in params.yaml.")
 
 
 if __name__ == "__main__":

@@ -1,68 +1,121 @@
-"""Learning curve, weak vs human labels: GLiNER test F1 against training-set size, trained on the teacher's
-labels and on the reviewed labels, as a queue of DVC experiments (each reruns finetune_gliner + evaluate).
+"""Learning curve: does review make the student better than its teacher?
 
-  python scripts/learning_curve.py run       # queue and run the experiments (sizes x label sources)
-  python scripts/learning_curve.py collect   # write metrics/learning_curve.csv from `dvc exp show`
-  dvc plots show metrics/learning_curve.csv -x n -y f1   # one line per label source
+Trains a student on n training headlines labelled by the teacher and on the same n headlines labelled
+by humans, for several n, and scores every model (and the teacher) on the human-labelled test split with
+the bootstrap CI that `evaluate` uses. Reads what the last `dvc repro` wrote (data/reviewed/, params.yaml);
+writes metrics/learning_curve.csv (DVC plot data: `dvc plots show metrics/learning_curve.csv`) and
+metrics/learning_curve.png.
 
-Runs in your workspace's DVC; on the offline demo each experiment takes about a minute on 2 cores.
+  python scripts/learning_curve.py [--sizes 50 100 200 all] [--students gliner spanmarker] [--seeds 0 1]
+
+Many trainings, so a script rather than a stage: GLiNER at the demo's sizes takes about 6 minutes on 2 cores.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
-import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
-SIZES = ["100", "250", "500", "1000", "null"]  # null: every training headline
-LABELS = ["llm", "reviewed"]
-OUT = Path("metrics/learning_curve.csv")
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from stages.common import gliner_student, spanmarker_student  # noqa: E402
+from stages.common.io import log, setup_logging  # noqa: E402
+from stages.common.metrics import score  # noqa: E402
+from stages.common.params import load_params  # noqa: E402
+from stages.common.training import human_or_all, labelled_records, seeded_subset, with_recipe  # noqa: E402
+
+STUDENTS = {"gliner": gliner_student, "spanmarker": spanmarker_student}
+REVIEWED = ROOT / "data/reviewed"
+CSV_OUT = ROOT / "metrics/learning_curve.csv"
+PNG_OUT = ROOT / "metrics/learning_curve.png"
+FIELDS = ["student", "labels", "n", "seed", "f1", "f1_ci_low", "f1_ci_high", "precision", "recall"]
 
 
-def run(sizes: list[str]) -> None:
-    for labels in LABELS:
-        for size in sizes:
-            subprocess.run(["dvc", "exp", "run", "--queue", "-S", f"finetune_gliner.train_limit={size}",
-                            "-S", f"finetune_gliner.train_labels={labels}"], check=True)
-    subprocess.run(["dvc", "exp", "run", "--run-all"], check=True)
+def paired_pool(train: pl.DataFrame) -> dict[str, list[dict]]:
+    """The training headlines that have both a human label and a valid teacher answer, as records with each
+    label: the two curves then differ in who labelled, never in which headlines."""
+    both = train.filter((pl.col("label_source") == "human") & pl.col("valid"))
+    return {"human": labelled_records(both, "reviewed"), "teacher": labelled_records(both, "teacher")}
 
 
-def curve_rows(experiments: list[dict]) -> list[dict]:
-    """(labels, n, f1) per finished experiment in `dvc exp show --json` output."""
-    rows = []
-    for commit in experiments:
-        for exp in [commit] + [e for run in commit.get("experiments") or [] for e in run.get("revs", [])]:
-            data = (exp.get("data") or {})
-            params = ((data.get("params") or {}).get("params.yaml") or {}).get("data", {}).get("finetune_gliner", {})
-            metrics = ((data.get("metrics") or {}).get("metrics/metrics.json") or {}).get("data", {})
-            finetune = ((data.get("metrics") or {}).get("metrics/finetune_gliner.json") or {}).get("data", {})
-            if "gliner" in metrics and finetune.get("train_records"):
-                rows.append({"labels": params.get("train_labels", "reviewed"), "n": finetune["train_records"],
-                             "f1": metrics["gliner"]["f1"], "f1_ci_low": metrics["gliner"]["f1_ci_low"],
-                             "f1_ci_high": metrics["gliner"]["f1_ci_high"]})
-    unique = {(r["labels"], r["n"]): r for r in rows}
-    return [unique[k] for k in sorted(unique)]
+def training_sets(pool: dict[str, list[dict]], sizes: list[int | None], seed: int) -> list[tuple[str, int, list[dict]]]:
+    """(labels, n, records) for every size; the same seeded headlines for both label sources."""
+    return [(labels, len(subset), subset) for size in sizes for labels in ("teacher", "human")
+            for subset in [seeded_subset(pool[labels], size, seed)]]
 
 
-def collect() -> None:
-    shown = subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
-    rows = curve_rows(json.loads(shown))
-    with open(OUT, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["labels", "n", "f1", "f1_ci_low", "f1_ci_high"], lineterminator="\n")
+def write_csv(rows: list[dict]) -> None:
+    with open(CSV_OUT, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    print(f"{len(rows)} points -> {OUT}")
+
+
+def plot(rows: list[dict], teacher_f1: float) -> None:
+    import matplotlib
+    matplotlib.use("Agg")  # offline, no display
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for (student, labels), style in zip(sorted({(r["student"], r["labels"]) for r in rows}), ["o-", "s--"] * 4):
+        by_n: dict[int, list[dict]] = {}
+        for r in rows:
+            if r["student"] == student and r["labels"] == labels:
+                by_n.setdefault(r["n"], []).append(r)
+        n = sorted(by_n)  # with several seeds: the mean of each figure over seeds
+        f1, low, high = ([sum(r[k] for r in by_n[x]) / len(by_n[x]) for x in n] for k in ("f1", "f1_ci_low", "f1_ci_high"))
+        axis.plot(n, f1, style, label=f"{student}, {labels} labels")
+        axis.fill_between(n, low, high, alpha=0.12)
+    axis.axhline(teacher_f1, color="grey", linestyle=":", label=f"teacher itself ({teacher_f1:.2f})")
+    axis.set_xlabel("training headlines")
+    axis.set_ylabel("test F1 vs human labels (95% CI)")
+    axis.set_ylim(0, 1)
+    axis.legend(loc="lower right", fontsize=8)
+    axis.set_title("Students trained on teacher vs human labels (same headlines)")
+    figure.tight_layout()
+    figure.savefig(PNG_OUT, metadata={"Software": None})  # no version stamp: the file depends on the data only
+    plt.close(figure)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "collect"])
-    parser.add_argument("--sizes", nargs="*", default=SIZES)
+    parser.add_argument("--sizes", nargs="+", default=["50", "100", "200", "all"])
+    parser.add_argument("--students", nargs="+", default=["gliner"], choices=sorted(STUDENTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     args = parser.parse_args()
-    if args.action == "run":
-        run(args.sizes)
-    collect()
+    setup_logging()
+    sizes = [None if s == "all" else int(s) for s in args.sizes]
+    splits = {name: pl.read_parquet(REVIEWED / f"{name}.parquet") for name in ("train", "valid", "test")}
+    test = [r for r in labelled_records(splits["test"]) if r["label_source"] == "human"]
+    if not test:
+        raise SystemExit("no human-labelled test headline in data/reviewed/test.parquet: the curve needs human labels")
+    teacher_spans = dict(zip(splits["test"]["id"], splits["test"]["llm_spans"].to_list()))
+    bootstrap = load_params("evaluate", ROOT / "params.yaml")["bootstrap"]
+    teacher = score(test, [teacher_spans[r["id"]] or [] for r in test], bootstrap)
+    valid = human_or_all(labelled_records(splits["valid"]))
+    pool = paired_pool(splits["train"])
+    rows = []
+    for name in args.students:
+        params = with_recipe(load_params(f"finetune_{name}", ROOT / "params.yaml"), f"finetune_{name}")
+        for seed in args.seeds:
+            for labels, n, records in training_sets(pool, sizes, seed):
+                log.info("learning curve: %s on %d headlines with %s labels (seed %d)", name, n, labels, seed)
+                with tempfile.TemporaryDirectory() as scratch:
+                    STUDENTS[name].train(params | {"seed": seed}, records, valid, Path(scratch) / "model")
+                    _, predict = STUDENTS[name].load(Path(scratch) / "model")
+                    result = score(test, predict([r["text"] for r in test]), bootstrap)
+                rows.append({"student": name, "labels": labels, "n": n, "seed": seed,
+                             **{k: result[k] for k in FIELDS[4:]}})
+                log.info("learning curve: -> F1 %.3f [%.3f, %.3f]", result["f1"], result["f1_ci_low"], result["f1_ci_high"])
+    rows.sort(key=lambda r: (r["student"], r["labels"], r["n"], r["seed"]))
+    write_csv(rows)
+    plot(rows, teacher["f1"])
+    print(f"{len(rows)} points on {len(test)} human-labelled test headlines (teacher F1 {teacher['f1']:.3f}) -> "
+          f"{CSV_OUT.relative_to(ROOT)}, {PNG_OUT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 The headlines are written by us from templates and a list of real listed companies; nothing is copied
 from a news source. Outputs:
   data/sample/headlines.csv      date,text            (what the pipeline reads)
-  tests/fixtures/sample_gold.jsonl  text, date, spans   (used by tests and benchmarks only)
+  data/sample/reviewer_labels.jsonl  text, date, spans   (the demo's stand-in for human reviewers)
 Run: python scripts/make_sample_headlines.py  (deterministic: same seed, same files)
 """
 from __future__ import annotations
@@ -206,7 +206,7 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=["date", "text"], lineterminator="\n")
         writer.writeheader()
         writer.writerows({"date": r["date"], "text": r["text"]} for r in rows)
-    with open(ROOT / "tests/fixtures/sample_gold.jsonl", "w", encoding="utf-8") as f:
+    with open(ROOT / "data/sample/reviewer_labels.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
     print(f"wrote {len(rows)} headlines, {sum(len(r['spans']) for r in rows)} gold spans")

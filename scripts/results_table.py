@@ -17,11 +17,15 @@ NAMES = {"teacher": "Teacher LLM (labels)", "gliner": "GLiNER fine-tuned", "span
 
 
 def table(metrics: dict, speed: dict) -> str:
-    human = metrics["reference"].get("human", 0)
-    lines = [f"Test split: {metrics['test_records']} headlines, {human} with a human-reviewed reference "
-             f"(the rest: the teacher's labels).", "",
-             "| model | precision | recall | F1 [95% CI] | partial F1 | headlines/s | USD per 1M headlines |",
-             "|---|---|---|---|---|---|---|"]
+    if metrics["reference"] == "human":
+        lines = [f"Reference: human labels of {metrics['test_records']} test headlines (of "
+                 f"{metrics['test_headlines_in_split']} in the test split); every model, the teacher included, is "
+                 f"scored against them."]
+    else:
+        lines = [f"Reference: the teacher's labels of {metrics['test_records']} test headlines (no human label yet), "
+                 f"so the students' F1 says how well they imitate the teacher; the teacher is not scored."]
+    lines += ["", "| model | precision | recall | F1 [95% CI] | partial F1 | headlines/s | USD per 1M headlines |",
+              "|---|---|---|---|---|---|---|"]
     for key, name in NAMES.items():
         if not isinstance(metrics.get(key), dict):
             continue

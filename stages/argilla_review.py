@@ -1,44 +1,27 @@
-"""argilla_review: the labels training uses, per split, with where each one came from.
+"""argilla_review: the label every record trains and is scored on, and where it came from.
 
-Mode `argilla`: push the split tables to a real Argilla server (one dataset per split, records keyed by
-headline id, the teacher's spans as suggestions), pull what reviewers submitted, and merge: a submitted
-human label always wins; discarded records are left out (label_source=none); records nobody reviewed
-keep the teacher's spans with reviewed=false. Pushing again upserts records and suggestions and never
-touches responses. Mode `llm_only`: no server, every record keeps the teacher's spans.
+Inputs: the split tables (teacher's spans), the reviewers' submissions that `argilla_sync` pulled from
+Argilla, and human labels from files named in `argilla_review.label_files` (JSONL, an exported dataset
+directory, or CoNLL/IOB2). Precedence, per headline: a submission in Argilla (the newest human decision;
+Discard removes the record from training and evaluation) > a label from a file > the teacher's spans.
+Output columns added to the split tables: `spans` (the label to use), `llm_spans` (the teacher's, kept
+to score it), `reviewed`, `discarded`, `label_source` (human | llm | none), `human_origin` (argilla | file).
 
-Output columns added to the split tables: `spans` (the label to train and evaluate on), `llm_spans`
-(the teacher's, kept to score it), `reviewed`, `discarded`, `label_source`.
 `python -m stages.argilla_review --export DIR [--hub-repo ID]` saves the reviewed splits as a
 Hugging Face DatasetDict (and pushes it to the hub when a repo id is given).
 """
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import polars as pl
 
-from stages.common.io import log, read_table, setup_logging, write_json, write_table
+from stages.common.io import log, read_jsonl, read_table, setup_logging, write_json, write_table
+from stages.common.label_files import read_label_file, require_inside, resolve
 from stages.common.metrics import entity_scores
 from stages.common.params import load_params, require
-from stages.common.schema import COMPANY
-from stages.split import SPLITS
-
-SPLIT_DIR = Path("data/split")
-OUT_DIR = Path("data/reviewed")
-METRICS = Path("metrics/review.json")
-MODES = ("llm_only", "argilla")
-QUESTION = "companies"
-
-
-def argilla_record(row: dict, agent: str) -> dict:
-    """What one headline becomes in Argilla, as plain data: id, text, filterable metadata, suggestion."""
-    return {"id": row["id"], "fields": {"text": row["text"]},
-            "metadata": {"split": row["split"], "year": row["date"].year, "llm_valid": str(row["valid"]).lower(),
-                         "cluster": (row.get("clusters") or ["none"])[0], "sampled_as": row["sample_reason"]},
-            "suggestion": [{"start": s["start"], "end": s["end"], "label": COMPANY} for s in row["spans"] or []],
-            "agent": agent}
+from stages.common.schema import SPLITS, seeded_rank
 
 
 def chosen_response(responses: list[dict]) -> tuple[dict | None, bool]:
@@ -55,33 +38,45 @@ def chosen_response(responses: list[dict]) -> tuple[dict | None, bool]:
     return (discarded[0] if discarded else None), False
 
 
-def merge(frame: pl.DataFrame, responses: dict[str, list[dict]]) -> pl.DataFrame:
-    """Human labels win; discarded records lose their label; unreviewed records keep the teacher's spans."""
-    spans, reviewed, discarded, sources = [], [], [], []
+def reviewed_share(ids: list[str], fraction: float, seed: int) -> set[str]:
+    """A seeded share of the ids (nested: a smaller fraction picks a subset of a larger one)."""
+    ranked = sorted(ids, key=lambda i: seeded_rank(seed, i))
+    return set(ranked[:round(fraction * len(ranked))])
+
+
+def merge(frame: pl.DataFrame, responses: dict[str, list[dict]], file_labels: dict[str, dict]) -> pl.DataFrame:
+    """Argilla submissions win, then file labels, then the teacher; discarded records lose their label."""
+    spans, reviewed, discarded, sources, origins = [], [], [], [], []
     for row in frame.iter_rows(named=True):
         response, _ = chosen_response(responses.get(row["id"], []))
-        if response is None:
-            spans.append(row["spans"])
-            sources.append("llm" if row["valid"] else "none")
-        elif response["status"] == "discarded":
-            spans.append([])
-            sources.append("none")
-        else:
+        origin = None
+        if response is not None and response["status"] == "discarded":
+            label, source, origin = [], "none", "argilla"
+        elif response is not None:
             marked = sorted({(s["start"], s["end"]) for s in response["value"] or []})
-            spans.append([{"start": a, "end": b, "text": row["text"][a:b]} for a, b in marked])
-            sources.append("human")
-        reviewed.append(response is not None)
+            label, source, origin = [{"start": a, "end": b, "text": row["text"][a:b]} for a, b in marked], "human", "argilla"
+        elif row["id"] in file_labels:
+            label, source, origin = file_labels[row["id"]]["spans"], "human", "file"
+        else:
+            label, source = row["spans"], "llm" if row["valid"] else "none"
+        spans.append(label)
+        sources.append(source)
+        origins.append(origin)
+        reviewed.append(origin is not None)
         discarded.append(response is not None and response["status"] == "discarded")
     span_type = frame.schema["spans"]
     return frame.with_columns(pl.col("spans").alias("llm_spans")).with_columns(
         pl.Series("spans", spans, dtype=span_type), pl.Series("reviewed", reviewed, dtype=pl.Boolean),
-        pl.Series("discarded", discarded, dtype=pl.Boolean), pl.Series("label_source", sources, dtype=pl.String))
+        pl.Series("discarded", discarded, dtype=pl.Boolean), pl.Series("label_source", sources, dtype=pl.String),
+        pl.Series("human_origin", origins, dtype=pl.String))
 
 
 def review_metrics(merged: pl.DataFrame, conflicts: int) -> dict:
     human = merged.filter(pl.col("label_source") == "human")
     teacher = entity_scores(human["spans"].to_list(), human["llm_spans"].to_list())
-    return {"records": merged.height, "reviewed": int(merged["reviewed"].sum()),
+    return {"records": merged.height, "reviewed": int(merged["reviewed"].sum()), "human": human.height,
+            "human_from_argilla": int((human["human_origin"] == "argilla").sum()),
+            "human_from_files": int((human["human_origin"] == "file").sum()),
             "discarded": int(merged["discarded"].sum()), "unlabelled": int((merged["label_source"] == "none").sum()),
             "reviewer_conflicts": conflicts,
             "teacher_vs_human": {k: teacher[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}}
@@ -92,61 +87,31 @@ def missing_reviews(merged: dict[str, pl.DataFrame], required: list[str]) -> lis
             for name in required if not merged[name]["reviewed"].all()]
 
 
-class ArgillaServer:
-    """The SDK calls, kept apart from the pure core above."""
-
-    def __init__(self, params: dict):
-        import argilla as rg
-
-        self.rg, self.params = rg, params
-        key_env = params.get("api_key_env", "ARGILLA_API_KEY")
-        api_key, url = os.environ.get(key_env), require(params, "api_url", "argilla_review")
-        if not api_key:
-            raise SystemExit(f"argilla_review: set the API key in ${key_env} (make argilla-up prints it); "
-                             f"nothing was written")
-        try:
-            self.client = rg.Argilla(api_url=url, api_key=api_key, timeout=params.get("timeout_s", 60))
-            self.client.me  # noqa: B018 - fails fast on a wrong URL or key
-        except Exception as error:  # the SDK raises httpx and its own errors
-            raise SystemExit(f"argilla_review: cannot reach Argilla at {url} ({error.__class__.__name__}: {error}). "
-                             f"Start one with `make argilla-up` or fix argilla_review.api_url; nothing was written") from error
-
-    def dataset(self, split: str):
-        rg, params = self.rg, self.params
-        name, workspace = f"{params['dataset_prefix']}-{split}", params.get("workspace", "argilla")
-        dataset = self.client.datasets(name=name, workspace=workspace)
-        if dataset is not None:
-            return dataset
-        settings = rg.Settings(
-            guidelines=Path(params["guidelines_file"]).read_text(encoding="utf-8"),
-            fields=[rg.TextField(name="text", title="Headline")],
-            questions=[rg.SpanQuestion(name=QUESTION, field="text", labels=[COMPANY], allow_overlapping=False,
-                                       title="Mark every company or ticker")],
-            metadata=[rg.TermsMetadataProperty(name="split"), rg.IntegerMetadataProperty(name="year"),
-                      rg.TermsMetadataProperty(name="llm_valid"), rg.TermsMetadataProperty(name="cluster"),
-                      rg.TermsMetadataProperty(name="sampled_as")])
-        return rg.Dataset(name=name, workspace=workspace, settings=settings, client=self.client).create()
-
-    def push(self, split: str, records: list[dict]) -> None:
-        rg = self.rg
-        self.dataset(split).records.log([
-            rg.Record(id=r["id"], fields=r["fields"], metadata=r["metadata"],
-                      suggestions=[rg.Suggestion(question_name=QUESTION, value=r["suggestion"], agent=r["agent"])]
-                      if r["suggestion"] else [])
-            for r in records], batch_size=self.params.get("batch_size", 256))
-
-    def responses(self, split: str) -> dict[str, list[dict]]:
-        result = {}
-        for record in self.dataset(split).records(with_responses=True, with_suggestions=False):
-            result[record.id] = [{"user_id": str(r.user_id), "status": str(getattr(r.status, "value", r.status)),
-                                  "value": r.value} for r in record.responses if r.question_name == QUESTION]
-        return result
+def file_labels_by_split(params: dict, label_dir: Path, headlines: pl.DataFrame,
+                         splits: dict[str, pl.DataFrame]) -> tuple[dict, dict]:
+    """File labels per split ({id: {spans, where}}), with train cut to the reviewed fraction; and counts."""
+    entity_labels = require(params, "entity_labels", "argilla_review")
+    labels, counts = [], {}
+    for path in params["label_files"]:
+        require_inside(path, label_dir, "argilla_review.label_files")
+        from_file = read_label_file(path, entity_labels)
+        labels += from_file
+        counts[str(path)] = len(from_file)
+    resolved = resolve(labels, headlines.select("id", "text", "date").to_dicts())
+    per_split = {name: {i: resolved[i] for i in frame["id"].to_list() if i in resolved} for name, frame in splits.items()}
+    fraction = params["train_reviewed_fraction"]
+    if not 0 <= fraction <= 1:
+        raise SystemExit(f"params.yaml: argilla_review.train_reviewed_fraction must be within [0, 1], got {fraction!r}")
+    keep = reviewed_share(sorted(per_split["train"]), fraction, params["seed"])
+    per_split["train"] = {i: label for i, label in per_split["train"].items() if i in keep}
+    return per_split, {"labels_per_file": counts,
+                       "in_sample": {name: len(labels) for name, labels in per_split.items()}}
 
 
-def export(directory: str, hub_repo: str | None) -> None:
+def export(reviewed_dir: Path, directory: str, hub_repo: str | None) -> None:
     from datasets import Dataset, DatasetDict
 
-    splits = {name: read_table(OUT_DIR / f"{name}.parquet") for name in SPLITS}
+    splits = {name: read_table(reviewed_dir / f"{name}.parquet") for name in SPLITS}
     columns = ["id", "text", "date", "spans", "llm_spans", "reviewed", "label_source"]
     dataset = DatasetDict({name: Dataset.from_polars(frame.select(columns).with_columns(pl.col("date").cast(pl.String)))
                            for name, frame in splits.items()})
@@ -159,41 +124,45 @@ def export(directory: str, hub_repo: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", metavar="DIR", help="save data/reviewed as a Hugging Face DatasetDict")
+    parser.add_argument("--split-dir", type=Path)
+    parser.add_argument("--submissions", type=Path)
+    parser.add_argument("--headlines", type=Path)
+    parser.add_argument("--label-dir", type=Path)
+    parser.add_argument("--out-dir", type=Path, default=Path("data/reviewed"))
+    parser.add_argument("--metrics", type=Path)
+    parser.add_argument("--export", metavar="DIR", help="save --out-dir as a Hugging Face DatasetDict")
     parser.add_argument("--hub-repo", help="with --export: also push it to this hub dataset repo")
     args = parser.parse_args(argv)
     setup_logging()
     if args.export:
-        return export(args.export, args.hub_repo)
+        return export(args.out_dir, args.export, args.hub_repo)
+    if not all((args.split_dir, args.submissions, args.headlines, args.label_dir, args.metrics)):
+        parser.error("--split-dir, --submissions, --headlines, --label-dir and --metrics are required (see dvc.yaml)")
     params = load_params("argilla_review")
-    mode = require(params, "mode", "argilla_review")
-    if mode not in MODES:
-        raise SystemExit(f"params.yaml: argilla_review.mode must be one of {MODES}, got {mode!r}")
-    splits = {name: read_table(SPLIT_DIR / f"{name}.parquet", ["id", "text", "date", "valid", "spans"])
-              .with_columns(split=pl.lit(name)) for name in SPLITS}
-    responses: dict[str, dict] = {name: {} for name in SPLITS}
-    if mode == "argilla":
-        server = ArgillaServer(params)
-        agent = require(load_params("llm_label"), "endpoint.model", "llm_label")  # the teacher, as the UI shows it
-        for name, frame in splits.items():
-            server.push(name, [argilla_record(row, agent) for row in frame.iter_rows(named=True)])
-            responses[name] = server.responses(name)
-    merged = {name: merge(frame.drop("split"), responses[name]) for name, frame in splits.items()}
-    missing = missing_reviews(merged, params.get("require_full_review") or []) if mode == "argilla" else []
+    splits = {name: read_table(args.split_dir / f"{name}.parquet", ["id", "text", "date", "valid", "spans"])
+              for name in SPLITS}
+    submissions = {name: {} for name in SPLITS}
+    for row in read_jsonl(args.submissions):
+        submissions[row["split"]][row["id"]] = row["responses"]
+    file_labels, file_counts = file_labels_by_split(params, args.label_dir, read_table(args.headlines, ["id", "text", "date"]), splits)
+    merged = {name: merge(frame, submissions[name], file_labels[name]) for name, frame in splits.items()}
+    missing = missing_reviews(merged, params.get("require_full_review") or [])
     if missing:
         raise SystemExit("argilla_review: training waits for review (argilla_review.require_full_review): "
                          + "; ".join(missing) + ". Nothing was written.")
-    metrics = {"mode": mode}
+    metrics = {"server": params["server"], "label_files": file_counts}
     for name, frame in merged.items():
-        conflicts = sum(chosen_response(r)[1] for r in responses[name].values())
+        conflicts = sum(chosen_response(r)[1] for r in submissions[name].values())
         metrics[name] = review_metrics(frame, conflicts)
-        write_table(frame, OUT_DIR / f"{name}.parquet")
-    write_json(METRICS, metrics)
-    counts = {n: f"{metrics[n]['reviewed']}/{metrics[n]['records']}" for n in SPLITS}
-    if mode == "llm_only":
-        log.warning("argilla_review: mode llm_only: no human review, every record keeps the teacher's spans %s", counts)
+        write_table(frame, args.out_dir / f"{name}.parquet")
+    write_json(args.metrics, metrics)
+    counts = {n: f"{metrics[n]['human']}/{metrics[n]['records']}" for n in SPLITS}
+    if not any(metrics[n]["human"] for n in SPLITS):
+        log.warning("argilla_review: no human label at all: every record keeps the teacher's spans %s", counts)
     else:
-        log.info("argilla_review: reviewed/records per split %s; teacher vs human F1 %s", counts,
+        log.info("argilla_review: human-labelled/records per split %s (argilla %d, files %d); teacher vs human F1 %s",
+                 counts, sum(metrics[n]["human_from_argilla"] for n in SPLITS),
+                 sum(metrics[n]["human_from_files"] for n in SPLITS),
                  {n: metrics[n]["teacher_vs_human"]["f1"] for n in SPLITS})
 
 

@@ -1,92 +1,34 @@
-"""evaluate: score every model on the test split like a paper would, and price it.
+"""evaluate: score every model on the test split against human labels, like a paper would, and price it.
 
-For each fine-tuned student, each zero-shot base that is a real NER checkpoint (a bare encoder is
-skipped, with a note) and the teacher: entity-level exact-span P/R/F1 with a seeded bootstrap 95% CI,
-partial-overlap F1 and F1 per year. The reference is the reviewed label (human where reviewed, else the
-teacher's): `reference` says how much of it is human; with no review the teacher scores itself.
-Outputs: metrics/metrics.json (deterministic), metrics/speed.json (measured headlines/s and USD per
-million headlines), metrics/errors.csv (top false positives / negatives per model) and plot data.
+The reference is the human label (Argilla submission or label file) of each test headline; headlines
+without one are left out, and their count is in the metrics. For each fine-tuned student, each zero-shot
+base that is a real NER checkpoint (a bare encoder is skipped, with a note) and the teacher: entity-level
+exact-span P/R/F1 with a seeded bootstrap 95% CI, partial-overlap F1 and F1 per year. With no human label
+at all the reference falls back to the teacher's labels (`reference: teacher`) and the teacher is not
+scored against itself. `evaluate.extra_test_sets` (labelled files inside `evaluate.test_set_dir`) are
+scored for every student with the same bootstrap CI.
+Outputs: metrics (deterministic), speed (measured headlines/s and USD per million headlines), the top
+false positives / negatives per model, and plot data; every path comes from dvc.yaml.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import polars as pl
-
-from stages import finetune_gliner, finetune_spanmarker
+from stages.common import gliner_student, spanmarker_student
 from stages.common.encoder import local_encoder_dir
 from stages.common.io import log, read_table, setup_logging, write_json
-from stages.common.metrics import entity_scores
+from stages.common.label_files import read_label_file, require_inside, standalone
+from stages.common.metrics import score
 from stages.common.params import load_params
 from stages.common.schema import span_tuples
 from stages.common.training import labelled_records, with_recipe
 
-TEST = Path("data/reviewed/test.parquet")
-TEACHER_METRICS = Path("metrics/llm_label.json")
-STUDENTS = {"gliner": (finetune_gliner, Path("models/gliner")),
-            "spanmarker": (finetune_spanmarker, Path("models/spanmarker"))}
-METRICS = Path("metrics/metrics.json")
-SPEED = Path("metrics/speed.json")
-ERRORS = Path("metrics/errors.csv")
-F1_PLOT = Path("metrics/f1_by_model.csv")
-COST_PLOT = Path("metrics/cost_vs_f1.csv")
-
-
-def counts_per_headline(gold: list[list[dict]], predicted: list[list[dict]]) -> np.ndarray:
-    """(tp, fp, fn) per headline, the unit the bootstrap resamples."""
-    rows = []
-    for g, p in zip(gold, predicted, strict=True):
-        g, p = span_tuples(g), span_tuples(p)
-        rows.append((len(g & p), len(p - g), len(g - p)))
-    return np.array(rows, dtype=np.int64).reshape(-1, 3)
-
-
-def f1_of(tp, fp, fn):
-    denominator = 2 * tp + fp + fn
-    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
-
-
-def bootstrap_f1_ci(counts: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
-    """95% percentile interval of F1 over headlines resampled with replacement."""
-    if len(counts) == 0:
-        return 0.0, 0.0
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(counts), size=(resamples, len(counts)))
-    totals = counts[picks].sum(axis=1)
-    scores = f1_of(totals[:, 0], totals[:, 1], totals[:, 2])
-    return round(float(np.percentile(scores, 2.5)), 4), round(float(np.percentile(scores, 97.5)), 4)
-
-
-def partial_f1(gold: list[list[dict]], predicted: list[list[dict]]) -> float:
-    """F1 where a span counts as found when it overlaps any span on the other side."""
-    def overlaps(a, spans):
-        return any(a[0] < b[1] and b[0] < a[1] for b in spans)
-    hit_pred = total_pred = hit_gold = total_gold = 0
-    for g, p in zip(gold, predicted, strict=True):
-        g, p = sorted(span_tuples(g)), sorted(span_tuples(p))
-        hit_pred += sum(overlaps(s, g) for s in p)
-        hit_gold += sum(overlaps(s, p) for s in g)
-        total_pred, total_gold = total_pred + len(p), total_gold + len(g)
-    precision = hit_pred / total_pred if total_pred else 0.0
-    recall = hit_gold / total_gold if total_gold else 0.0
-    return round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0
-
-
-def score(records: list[dict], predicted: list[list[dict]], bootstrap: dict) -> dict:
-    gold = [r["spans"] for r in records]
-    result = entity_scores(gold, predicted)
-    low, high = bootstrap_f1_ci(counts_per_headline(gold, predicted), bootstrap["resamples"], bootstrap["seed"])
-    years = sorted({r["date"].year for r in records})
-    by_year = {str(y): entity_scores([r["spans"] for r in records if r["date"].year == y],
-                                     [p for r, p in zip(records, predicted) if r["date"].year == y])["f1"]
-               for y in years}
-    return result | {"f1_ci_low": low, "f1_ci_high": high, "partial_f1": partial_f1(gold, predicted),
-                     "f1_by_year": by_year}
+STUDENTS = {"gliner": gliner_student, "spanmarker": spanmarker_student}
 
 
 def top_errors(records: list[dict], predicted: list[list[dict]], limit: int) -> list[dict]:
@@ -108,17 +50,50 @@ def top_errors(records: list[dict], predicted: list[list[dict]], limit: int) -> 
 def zero_shot_predictors() -> tuple[dict, dict]:
     """Predict functions for the students' bases that are real NER checkpoints; notes for those skipped."""
     predictors, notes = {}, {}
-    for name, (module, _) in STUDENTS.items():
+    for name, student in STUDENTS.items():
         section = f"finetune_{name}"
         params = with_recipe(load_params(section), section)
         if local_encoder_dir(params["base_model"]) is not None:
             notes[f"{name}_zero_shot"] = f"skipped: base {params['base_model']} is a bare encoder, not an NER model"
             continue
         try:
-            predictors[f"{name}_zero_shot"] = module.zero_shot(params)
+            predictors[f"{name}_zero_shot"] = student.zero_shot(params)
         except (OSError, SystemExit) as error:
             notes[f"{name}_zero_shot"] = f"skipped: cannot load {params['base_model']}: {str(error)[:200]}"
     return predictors, notes
+
+
+def reference_records(test) -> tuple[list[dict], str]:
+    """The test records to score on and what their reference is: human labels, or (with none at all) the
+    teacher's labels, said as such."""
+    records = labelled_records(test)
+    human = [r for r in records if r["label_source"] == "human"]
+    return (human, "human") if human else (records, "teacher")
+
+
+def teacher_speed(teacher: dict) -> dict:
+    """Headlines/s and USD per million headlines from llm_label's metrics (per headline, not per answer)."""
+    if "headlines_per_s" in teacher:
+        return {k: teacher[k] for k in ("headlines_per_s", "usd_per_million_headlines")}
+    if teacher.get("answers") and teacher.get("endpoint_hours"):  # older metrics: one answer per headline
+        return {"usd_per_million_headlines": round(teacher["estimated_cost_usd"] / teacher["answers"] * 1e6, 4),
+                "headlines_per_s": round(teacher["answers"] / max(teacher["endpoint_hours"] * 3600, 1e-9), 2)}
+    return {}
+
+
+def extra_test_set_scores(paths: list[str], test_set_dir: Path, entity_labels: list[str], predictors: dict,
+                          bootstrap: dict, batch_size: int) -> dict:
+    """Every student on each extra labelled test set (files inside the directory DVC tracks)."""
+    results = {}
+    for path in paths:
+        require_inside(path, test_set_dir, "evaluate.extra_test_sets")
+        records = standalone(read_label_file(path, entity_labels))
+        texts = [r["text"] for r in records]
+        results[Path(path).name] = {"records": len(records),
+                                    "teacher": "not scored: the teacher was not asked about this set",
+                                    **{name: score(records, predict(texts, batch_size), bootstrap)
+                                       for name, predict in predictors.items()}}
+    return results
 
 
 def timed_predictions(predict, texts: list[str], batch_size: int, min_texts: int = 256) -> tuple[list, float]:
@@ -141,51 +116,60 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("test", "teacher-metrics", "gliner", "spanmarker", "test-set-dir", "metrics", "speed", "errors",
+                 "f1-plot", "cost-plot"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args(argv)
     setup_logging()
     params = load_params("evaluate")
-    bootstrap, cpu_usd_per_hour = params["bootstrap"], params["cpu_usd_per_hour"]
-    test = read_table(TEST, ["id", "text", "date", "spans", "llm_spans", "label_source"])
-    records = labelled_records(test)
+    bootstrap, cpu_usd_per_hour, batch_size = params["bootstrap"], params["cpu_usd_per_hour"], params["batch_size"]
+    test = read_table(args.test, ["id", "text", "date", "spans", "llm_spans", "label_source"])
+    records, reference = reference_records(test)
     dates = dict(zip(test["id"].to_list(), test["date"].to_list()))
     teacher_spans = dict(zip(test["id"].to_list(), test["llm_spans"].to_list()))
     records = [r | {"date": dates[r["id"]]} for r in records]
     texts = [r["text"] for r in records]
 
-    predictions = {"teacher": [teacher_spans[r["id"]] or [] for r in records]}
-    speed = {}
-    zero_shot, notes = zero_shot_predictors()
-    students = {name: module.load(model_dir)[1] for name, (module, model_dir) in STUDENTS.items()}
+    predictions, speed, notes = {}, {}, {}
+    if reference == "human":
+        predictions["teacher"] = [teacher_spans[r["id"]] or [] for r in records]
+    else:
+        notes["teacher"] = "not scored: no human-labelled test headline, so the reference is the teacher's own labels"
+        log.warning("evaluate: no human-labelled test headline: the reference is the teacher's labels, so this "
+                    "measures how well the students imitate the teacher, not how good any model is")
+    zero_shot, skipped = zero_shot_predictors()
+    notes |= skipped
+    students = {name: student.load(getattr(args, name))[1] for name, student in STUDENTS.items()}
     for name, predict in {**students, **zero_shot}.items():
-        predictions[name], headlines_per_s = timed_predictions(predict, texts, params.get("batch_size", 32))
+        predictions[name], headlines_per_s = timed_predictions(predict, texts, batch_size)
         speed[name] = {"headlines_per_s": round(headlines_per_s, 1),
                        "usd_per_million_headlines_cpu": usd_per_million(headlines_per_s, cpu_usd_per_hour)}
-    teacher = json.loads(TEACHER_METRICS.read_text())
-    if teacher.get("answers") and teacher.get("endpoint_hours"):  # older caches carry no latencies
-        speed["teacher"] = {"usd_per_million_headlines": round(teacher["estimated_cost_usd"] / teacher["answers"] * 1e6, 4),
-                            "headlines_per_s": round(teacher["answers"] / max(teacher["endpoint_hours"] * 3600, 1e-9), 2)}
+    speed["teacher"] = teacher_speed(json.loads(args.teacher_metrics.read_text()))
 
-    metrics = {"test_records": len(records),
-               "reference": dict(sorted(Counter(r["label_source"] for r in records).items())),
+    metrics = {"reference": reference, "test_records": len(records), "test_headlines_in_split": test.height,
+               "label_sources_in_split": dict(sorted(Counter(test["label_source"].to_list()).items())),
                **{name: score(records, predicted, bootstrap) for name, predicted in predictions.items()}, **notes}
-    write_json(METRICS, metrics)
-    write_json(SPEED, speed)
-    write_csv(ERRORS, [{"model": name, **row} for name, predicted in predictions.items()
-                       for row in top_errors(records, predicted, params.get("top_errors", 20))])
-    write_csv(F1_PLOT, [{"model": name, "f1": metrics[name]["f1"], "f1_ci_low": metrics[name]["f1_ci_low"],
-                         "f1_ci_high": metrics[name]["f1_ci_high"]} for name in predictions])
-    write_csv(COST_PLOT, [{"model": name, "f1": metrics[name]["f1"],
-                           "usd_per_million_headlines": speed[name].get("usd_per_million_headlines_cpu",
-                                                                        speed[name].get("usd_per_million_headlines"))}
-                          for name in predictions if name in speed])
+    if params["extra_test_sets"]:
+        metrics["extra_test_sets"] = extra_test_set_scores(params["extra_test_sets"], args.test_set_dir,
+                                                           params["entity_labels"], {**students, **zero_shot},
+                                                           bootstrap, batch_size)
+    write_json(args.metrics, metrics)
+    write_json(args.speed, speed)
+    write_csv(args.errors, [{"model": name, **row} for name, predicted in predictions.items()
+                            for row in top_errors(records, predicted, params["top_errors"])])
+    write_csv(args.f1_plot, [{"model": name, "f1": metrics[name]["f1"], "f1_ci_low": metrics[name]["f1_ci_low"],
+                              "f1_ci_high": metrics[name]["f1_ci_high"]} for name in predictions])
+    write_csv(args.cost_plot, [{"model": name, "f1": metrics[name]["f1"],
+                                "usd_per_million_headlines": speed[name].get("usd_per_million_headlines_cpu",
+                                                                             speed[name].get("usd_per_million_headlines"))}
+                               for name in predictions if speed.get(name)])
+    log.info("evaluate: reference %s labels on %d of %d test headlines", reference, len(records), test.height)
     for name in predictions:
         m = metrics[name]
         log.info("evaluate: %-22s P %.3f R %.3f F1 %.3f [%.3f, %.3f] %s", name, m["precision"], m["recall"], m["f1"],
                  m["f1_ci_low"], m["f1_ci_high"], speed.get(name, ""))
-    human = metrics["reference"].get("human", 0)
-    if human < len(records):
-        log.warning("evaluate: %d of %d test references are the teacher's own labels (not human-reviewed)",
-                    len(records) - human, len(records))
 
 
 if __name__ == "__main__":

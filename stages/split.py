@@ -8,11 +8,11 @@ import polars as pl
 
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
 from stages.common.params import load_params, require
+from stages.common.schema import SPLITS
 
 SAMPLE = Path("data/sampled/sample.parquet")
 OUT_DIR = Path("data/split")
 METRICS = Path("metrics/split.json")
-SPLITS = ("train", "valid", "test")
 
 
 def split_by_date(frame: pl.DataFrame, ranges: dict[str, dict]) -> tuple[dict[str, pl.DataFrame], int]:

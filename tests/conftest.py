@@ -20,5 +20,5 @@ def fake_teacher():
 
 @pytest.fixture(scope="session")
 def gold() -> list[dict]:
-    with open(ROOT / "tests/fixtures/sample_gold.jsonl", encoding="utf-8") as f:
+    with open(ROOT / "data/sample/reviewer_labels.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f]

@@ -1,4 +1,5 @@
-"""argilla_review: the pure merge, and the round trip against a real Argilla server started for the tests."""
+"""argilla_sync + argilla_review: the pure merge, and the round trip against a real Argilla server started for the
+tests, both as stage commands and through `dvc repro`."""
 import datetime as dt
 import os
 import shutil
@@ -10,14 +11,15 @@ import polars as pl
 import pytest
 import yaml
 
-from stages.argilla_review import argilla_record, chosen_response, merge, missing_reviews, review_metrics
+from stages.argilla_review import chosen_response, merge, missing_reviews, review_metrics, reviewed_share
+from stages.argilla_sync import argilla_record, records_to_push, snapshot_rows
 from stages.common.local_teacher import free_port
 from stages.common.schema import SPANS
 from tests.conftest import ROOT
+from tests.dvc_repo import ALL_STAGES, ALWAYS, LABELLED, edit_params, repo, sh, stages_run  # noqa: F401 (repo: fixture)
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import argilla_server  # noqa: E402
-
 
 
 def split_frame(rows: list[tuple[str, str, bool, list[tuple[int, int]]]], year: int = 2019) -> pl.DataFrame:
@@ -49,19 +51,43 @@ def test_submitted_beats_discarded_beats_drafts_and_conflicts_are_seen():
     assert picked["user_id"] == "u1" and conflict
 
 
-def test_merge_human_wins_discarded_is_dropped_unreviewed_keeps_teacher():
+def test_merge_argilla_beats_file_beats_teacher_and_discarded_is_dropped():
     frame = split_frame([("a", "Apple And Dow Up", True, [(0, 5), (10, 13)]), ("b", "Tesla Down", True, [(0, 5)]),
-                         ("c", "Gold Up", True, []), ("d", "garbled", False, [])])
-    merged = merge(frame, {"a": [response("u1", "submitted", [(0, 5)])], "b": [response("u1", "discarded")]})
+                         ("c", "Gold Up", True, []), ("d", "garbled", False, []), ("e", "Visa Up", True, [])])
+    files = {"a": {"spans": [{"start": 10, "end": 13, "text": "Dow"}], "where": "f:1"},
+             "b": {"spans": [{"start": 0, "end": 5, "text": "Tesla"}], "where": "f:2"},
+             "e": {"spans": [{"start": 0, "end": 4, "text": "Visa"}], "where": "f:3"}}
+    merged = merge(frame, {"a": [response("u1", "submitted", [(0, 5)])], "b": [response("u1", "discarded")]}, files)
     rows = {r["id"]: r for r in merged.iter_rows(named=True)}
     assert [s["text"] for s in rows["a"]["spans"]] == ["Apple"] and len(rows["a"]["llm_spans"]) == 2
-    assert (rows["a"]["label_source"], rows["b"]["label_source"], rows["c"]["label_source"], rows["d"]["label_source"]) \
-        == ("human", "none", "llm", "none")
-    assert rows["b"]["discarded"] and not rows["c"]["reviewed"]
+    assert [s["text"] for s in rows["e"]["spans"]] == ["Visa"] and rows["e"]["human_origin"] == "file"
+    assert [(rows[i]["label_source"], rows[i]["human_origin"]) for i in "abcde"] == [
+        ("human", "argilla"), ("none", "argilla"), ("llm", None), ("none", None), ("human", "file")]
+    assert rows["b"]["discarded"] and not rows["c"]["reviewed"] and rows["e"]["reviewed"]
     metrics = review_metrics(merged, conflicts=0)
-    assert metrics["teacher_vs_human"] == {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "tp": 1, "fp": 1, "fn": 0}
-    assert (metrics["reviewed"], metrics["discarded"], metrics["unlabelled"]) == (2, 1, 2)
-    assert missing_reviews({"test": merged}, ["test"]) == ["test: 2 of 4 not reviewed"]
+    assert metrics["teacher_vs_human"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "tp": 1, "fp": 1, "fn": 1}
+    assert (metrics["reviewed"], metrics["human"], metrics["human_from_argilla"], metrics["human_from_files"],
+            metrics["discarded"], metrics["unlabelled"]) == (3, 2, 1, 1, 1, 2)
+    assert missing_reviews({"test": merged}, ["test"]) == ["test: 2 of 5 not reviewed"]
+
+
+def test_reviewed_share_is_seeded_and_nested():
+    ids = [f"id{i}" for i in range(100)]
+    half, quarter = reviewed_share(ids, 0.5, 0), reviewed_share(ids, 0.25, 0)
+    assert len(half) == 50 and len(quarter) == 25 and quarter < half
+    assert reviewed_share(ids, 0.5, 1) != half and reviewed_share(list(reversed(ids)), 0.5, 0) == half
+
+
+def test_only_new_or_changed_records_are_pushed_and_drafts_stay_out_of_the_snapshot():
+    row = split_frame([("a1", "Apple Up", True, [(0, 5)])]).row(0, named=True) | {"split": "test"}
+    record = argilla_record(row, "teacher")
+    assert records_to_push([record], {}) == [record]
+    assert records_to_push([record], {"a1": record}) == []
+    assert records_to_push([record], {"a1": record | {"suggestion": []}}) == [record]
+    snapshot = snapshot_rows("test", {"a1": [response("u2", "submitted", [(6, 8), (0, 5)]), response("u1", "draft")],
+                                      "a2": [response("u1", "draft", [(0, 1)])]})
+    assert snapshot == [{"split": "test", "id": "a1", "responses": [
+        {"user_id": "u2", "status": "submitted", "value": [{"start": 0, "end": 5}, {"start": 6, "end": 8}]}]}]
 
 
 # ---- against a real server -------------------------------------------------------------------------
@@ -77,26 +103,44 @@ def server(tmp_path_factory):
 
 def project(tmp_path: Path, server: dict, **review) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["argilla_review"].update({"mode": "argilla", "api_url": server["url"], "dataset_prefix": tmp_path.name[:30],
-                                     **review})
+    params["argilla_review"].update({"server": "argilla", "api_url": server["url"], "label_dir": "labels",
+                                     "label_files": [], "dataset_prefix": tmp_path.name[:30], **review})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "data/prompts").mkdir(parents=True)
+    (tmp_path / "labels").mkdir()
     shutil.copy(ROOT / params["argilla_review"]["guidelines_file"], tmp_path / params["argilla_review"]["guidelines_file"])
     (tmp_path / "data/split").mkdir(parents=True)
-    split_frame([("tr1", "Visa Rallies", True, [(0, 4)])], 2012).write_parquet(tmp_path / "data/split/train.parquet")
-    split_frame([("va1", "Oracle Slips", True, [(0, 6)])], 2017).write_parquet(tmp_path / "data/split/valid.parquet")
-    split_frame([("te1", "Apple And Dow Up", True, [(0, 5), (10, 13)]), ("te2", "Tesla Down", True, [(0, 5)]),
-                 ("te3", "Gold Up", True, [])]).write_parquet(tmp_path / "data/split/test.parquet")
+    splits = {"train": split_frame([("tr1", "Visa Rallies", True, [(0, 4)])], 2012),
+              "valid": split_frame([("va1", "Oracle Slips", True, [(0, 6)])], 2017),
+              "test": split_frame([("te1", "Apple And Dow Up", True, [(0, 5), (10, 13)]), ("te2", "Tesla Down", True, [(0, 5)]),
+                                   ("te3", "Gold Up", True, [])])}
+    for name, frame in splits.items():
+        frame.write_parquet(tmp_path / f"data/split/{name}.parquet")
+    pl.concat(splits.values()).select("id", "text", "date").write_parquet(tmp_path / "data/headlines.parquet")
     return tmp_path
 
 
 def review_stage(directory: Path, api_key: str | None):
+    """argilla_sync then argilla_review, as dvc.yaml runs them; stops at the first failure (stderr of both)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("ARGILLA_API_KEY", None)
     if api_key:
         env["ARGILLA_API_KEY"] = api_key
-    return subprocess.run([sys.executable, "-m", "stages.argilla_review"], cwd=directory, env=env, capture_output=True,
-                          text=True, timeout=300)
+    submissions = "data/review/argilla_submissions.jsonl"
+    commands = [["stages.argilla_sync", "--split-dir", "data/split", "--guidelines", "data/prompts/review_guidelines.md",
+                 "--out", submissions],
+                ["stages.argilla_review", "--split-dir", "data/split", "--submissions", submissions, "--headlines",
+                 "data/headlines.parquet", "--label-dir", "labels", "--out-dir", "data/reviewed", "--metrics",
+                 "metrics/review.json"]]
+    logs = ""
+    for command in commands:
+        run = subprocess.run([sys.executable, "-m", *command], cwd=directory, env=env, capture_output=True, text=True,
+                             timeout=300)
+        logs += run.stderr
+        if run.returncode:
+            break
+    run.stderr = logs
+    return run
 
 
 def reviewed(directory: Path, split: str) -> dict:
@@ -147,7 +191,8 @@ def test_round_trip_human_labels_win_and_are_never_touched_by_a_repush(server, t
     assert metrics["test"]["teacher_vs_human"]["precision"] == 0.5 and metrics["test"]["reviewed"] == 2
 
     before = responses_snapshot(server, test_dataset)
-    assert review_stage(directory, server["api_key"]).returncode == 0  # push again: upsert
+    run = review_stage(directory, server["api_key"])  # push again: nothing changed, so nothing is sent
+    assert run.returncode == 0 and "test: pushed 0 new or changed of 3 records" in run.stderr
     assert responses_snapshot(server, test_dataset) == before, "a re-push must not change any response"
 
     written = (directory / "data/reviewed/test.parquet").read_bytes()
@@ -157,6 +202,35 @@ def test_round_trip_human_labels_win_and_are_never_touched_by_a_repush(server, t
     run = review_stage(directory, server["api_key"])
     assert run.returncode != 0 and "valid: 1 of 1 not reviewed; test: 1 of 3 not reviewed" in run.stderr
     assert (directory / "data/reviewed/test.parquet").read_bytes() == written
+
+
+@pytest.mark.slow
+def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fake_teacher, monkeypatch):
+    monkeypatch.setenv("ARGILLA_API_KEY", server["api_key"])
+    edit_params(repo, lambda p: p["argilla_review"].update(server="argilla", api_url=server["url"],
+                                                           dataset_prefix="dvc-flow"))
+    assert stages_run(sh(repo, "dvc", "repro")) == ALL_STAGES
+    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS  # nothing submitted: only the cheap check runs
+
+    def first_labelled(split: str) -> dict:
+        rows = pl.read_parquet(repo / f"data/reviewed/{split}.parquet").filter(pl.col("spans").list.len() > 0)
+        return rows.sort("id").row(0, named=True)
+
+    test_record = first_labelled("test")
+    assert test_record["human_origin"] == "file"
+    annotate(server, "dvc-flow-test", {test_record["id"]: ("submitted", [])})  # the reviewer overrules the file
+    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | {"argilla_review", "evaluate"}
+    after = {r["id"]: r for r in pl.read_parquet(repo / "data/reviewed/test.parquet").iter_rows(named=True)}
+    assert after[test_record["id"]]["spans"] == [] and after[test_record["id"]]["human_origin"] == "argilla"
+    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS
+
+    annotate(server, "dvc-flow-train", {first_labelled("train")["id"]: ("discarded", [])})
+    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | {"argilla_review", "finetune_gliner", "finetune_spanmarker",
+                                                             "evaluate"}
+    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS
+    review = yaml.safe_load((repo / "metrics/review.json").read_text())
+    assert (review["test"]["human_from_argilla"], review["train"]["discarded"]) == (1, 1)
+    assert sum(fake_teacher.requests.values()) == LABELLED  # the teacher is never asked again
 
 
 @pytest.mark.slow

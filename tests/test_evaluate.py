@@ -3,11 +3,12 @@ import subprocess
 import sys
 
 
-from stages.evaluate import bootstrap_f1_ci, counts_per_headline, partial_f1, score, top_errors
+from stages.common.metrics import bootstrap_f1_ci, counts_per_headline, partial_f1, score
+from stages.evaluate import top_errors
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from learning_curve import curve_rows  # noqa: E402
+from learning_curve import paired_pool, training_sets  # noqa: E402
 
 
 def span(start, end):
@@ -42,15 +43,22 @@ def test_score_breaks_f1_down_by_year_and_errors_name_spans_with_an_example():
         {"kind": "false_positive", "span": "Dow", "count": 1, "example": "Dow Down"}]
 
 
-def test_learning_curve_reads_points_from_dvc_exp_show():
-    def exp(labels, n, f1):
-        return {"data": {"params": {"params.yaml": {"data": {"finetune_gliner": {"train_labels": labels}}}},
-                         "metrics": {"metrics/metrics.json": {"data": {"gliner": {"f1": f1, "f1_ci_low": 0, "f1_ci_high": 1}}},
-                                     "metrics/finetune_gliner.json": {"data": {"train_records": n}}}}}
-    shown = [{**exp("reviewed", 300, 0.7), "experiments": [{"revs": [exp("llm", 100, 0.5)]},
-                                                           {"revs": [exp("reviewed", 100, 0.6)]}]}]
-    assert [(r["labels"], r["n"], r["f1"]) for r in curve_rows(shown)] == [
-        ("llm", 100, 0.5), ("reviewed", 100, 0.6), ("reviewed", 300, 0.7)]
+def test_learning_curve_compares_the_same_headlines_labelled_by_teacher_and_by_humans():
+    from stages.common.schema import SPANS
+    import polars as pl
+    spans = [{"start": 0, "end": 4, "text": "Visa"}]
+    train = pl.DataFrame({"id": [f"h{i:02d}" for i in range(30)], "text": ["Visa Up"] * 30,
+                          "label_source": ["human"] * 25 + ["llm"] * 5, "valid": [True] * 28 + [False] * 2,
+                          "spans": [spans] * 30, "llm_spans": [[]] * 30},
+                         schema_overrides={"spans": SPANS, "llm_spans": SPANS})
+    pool = paired_pool(train)
+    assert len(pool["human"]) == len(pool["teacher"]) == 25  # human-labelled and validly answered
+    sets = training_sets(pool, [10, 20, None], seed=0)
+    assert [(labels, n) for labels, n, _ in sets] == [("teacher", 10), ("human", 10), ("teacher", 20), ("human", 20),
+                                                      ("teacher", 25), ("human", 25)]
+    ids = {(labels, n): [r["id"] for r in records] for labels, n, records in sets}
+    assert ids[("teacher", 10)] == ids[("human", 10)] and set(ids[("human", 10)]) < set(ids[("human", 20)])
+    assert all(r["spans"] == [] for r in sets[0][2]) and all(r["spans"] == spans for r in sets[1][2])
 
 
 def test_readme_results_table_matches_the_committed_metrics():

@@ -38,6 +38,6 @@ def test_generator_reproduces_the_committed_files(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     import json
     regenerated = json.loads(out)
-    with open(ROOT / "tests/fixtures/sample_gold.jsonl", encoding="utf-8") as f:
+    with open(ROOT / "data/sample/reviewer_labels.jsonl", encoding="utf-8") as f:
         committed = [json.loads(line) for line in f]
     assert regenerated == committed

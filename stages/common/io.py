@@ -36,6 +36,23 @@ def write_table(frame: pl.DataFrame, path: str | Path, sort_by: str = "id") -> N
     os.replace(tmp, path)
 
 
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """One JSON object per line, keys sorted, via a temp file (callers sort the rows)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"{path}: not found (run the upstream stage first: dvc repro)")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import hashlib
 import polars as pl
 
 COMPANY = "company"
+SPLITS = ("train", "valid", "test")  # the date splits, in pipeline order
 
 SPAN = pl.Struct({"start": pl.Int32, "end": pl.Int32, "text": pl.String})
 SPANS = pl.List(SPAN)

@@ -1,6 +1,7 @@
 """What both students share: training records, best-checkpoint-by-valid-F1 callback, outputs."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import shutil
@@ -21,18 +22,40 @@ SETTINGS_FILE = "headline_ner.json"  # how to predict with a saved student (labe
 Predictor = Callable[[list[str]], list[list[dict]]]
 
 
+LABEL_SOURCES = ("reviewed", "teacher")
+
+
 def labelled_records(frame: pl.DataFrame, labels: str = "reviewed") -> list[dict]:
     """Records with a usable label as {id, text, spans, label_source}, sorted for a fixed order.
 
-    labels="reviewed": the reviewed label (human, else teacher); labels="llm": the teacher's label only
-    (what the weak-vs-human learning curve compares).
+    labels="reviewed": the reviewed label (human where there is one, else the teacher's); labels="teacher":
+    the teacher's label of every validly answered headline (what the weak-vs-human comparison trains on).
     """
-    if labels not in ("reviewed", "llm"):
-        raise SystemExit(f"params.yaml: train_labels must be reviewed or llm, got {labels!r}")
+    if labels not in LABEL_SOURCES:
+        raise SystemExit(f"params.yaml: train_labels must be one of {LABEL_SOURCES}, got {labels!r}")
     usable = frame.filter((pl.col("label_source") != "none") if labels == "reviewed" else pl.col("valid")).sort("id")
     column = "spans" if labels == "reviewed" else "llm_spans"
     return [{"id": r["id"], "text": r["text"], "spans": r[column] or [], "label_source": r["label_source"]}
             for r in usable.iter_rows(named=True)]
+
+
+def human_or_all(records: list[dict]) -> list[dict]:
+    """The human-labelled records when there are any, else all: the teacher's labels must not pick the best
+    epoch (or grade a model) when humans have labelled something."""
+    human = [r for r in records if r["label_source"] == "human"]
+    return human or records
+
+
+UNREVIEWED = ("keep", "drop")
+
+
+def unreviewed_rule(records: list[dict], rule: str) -> list[dict]:
+    """How headlines no human labelled enter training: with the teacher's labels (keep) or not at all (drop).
+    Weak labels can cost more than they add when the teacher is weak, so this is a choice, not a default.
+    (A loss weight below 1 is not offered: neither library's trainer takes per-example weights cleanly.)"""
+    if rule not in UNREVIEWED:
+        raise SystemExit(f"params.yaml: unreviewed must be one of {UNREVIEWED}, got {rule!r}")
+    return records if rule == "keep" else [r for r in records if r["label_source"] == "human"]
 
 
 def seeded_subset(records: list[dict], limit: int | None, seed: int) -> list[dict]:
@@ -163,25 +186,29 @@ def with_recipe(params: dict, section: str) -> dict:
 
 
 def finetune_main(section: str, title: str, train: Callable[[dict, list[dict], list[dict], Path], dict],
-                  out_dir: Path, metrics_path: Path, history_path: Path) -> None:
+                  argv: list[str] | None) -> None:
     """The thin main() of both finetune stages: read params and splits, train, write model card and metrics."""
+    parser = argparse.ArgumentParser(description=f"{section}: fine-tune on the reviewed train split")
+    for name in ("train", "valid", "out", "metrics", "history"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args(argv)
     setup_logging()
     params = with_recipe(load_params(section), section)
     columns = ["label_source", "spans", "llm_spans", "valid"]
-    labelled_train = labelled_records(read_table(Path("data/reviewed/train.parquet"), columns),
-                                      params.get("train_labels", "reviewed"))
-    records = {"train": seeded_subset(labelled_train, params.get("train_limit"), params["seed"]),
-               "valid": labelled_records(read_table(Path("data/reviewed/valid.parquet"), columns))}
+    records = {"train": unreviewed_rule(labelled_records(read_table(args.train, columns)), params["unreviewed"]),
+               "valid": human_or_all(labelled_records(read_table(args.valid, columns)))}
     if not records["train"] or not records["valid"]:
         raise SystemExit(f"{section}: need labelled train and valid records, have {len(records['train'])} and "
                          f"{len(records['valid'])}")
-    log.info("%s: %d train, %d valid records, base %s", section, len(records["train"]), len(records["valid"]),
-             params["base_model"])
-    result = train(params, records["train"], records["valid"], out_dir)
+    human = {name: sum(r["label_source"] == "human" for r in rs) for name, rs in records.items()}
+    log.info("%s: %d train records (%d human-labelled), %d valid records (%d human-labelled), base %s", section,
+             len(records["train"]), human["train"], len(records["valid"]), human["valid"], params["base_model"])
+    result = train(params, records["train"], records["valid"], args.out)
     best_row = next(h for h in result["history"] if h["epoch"] == result["best_epoch"])
     sizes = {name: len(r) for name, r in records.items()}
-    write_model_card(out_dir, title, params["base_model"], sizes, params, best_row)
-    write_history(history_path, result["history"])
-    write_json(metrics_path, {"train_records": sizes["train"], "valid_records": sizes["valid"],
+    write_model_card(args.out, title, params["base_model"], sizes, params, best_row)
+    write_history(args.history, result["history"])
+    write_json(args.metrics, {"train_records": sizes["train"], "valid_records": sizes["valid"],
+                              "train_human_labelled": human["train"], "valid_human_labelled": human["valid"],
                               "best_epoch": result["best_epoch"], "best_valid_f1": result["best_valid_f1"]})
-    log.info("%s: best epoch %d, valid F1 %.4f -> %s", section, result["best_epoch"], result["best_valid_f1"], out_dir)
+    log.info("%s: best epoch %d, valid F1 %.4f -> %s", section, result["best_epoch"], result["best_valid_f1"], args.out)

@@ -1,0 +1,159 @@
+"""argilla_sync: the reviewers' work as a file DVC tracks (runs on every `dvc repro`: always_changed).
+
+With `argilla_review.server: argilla` it pushes the split records to a real Argilla server (one dataset
+per split, records keyed by headline id, the teacher's spans as suggestions; only new or changed
+records are sent, and responses are never touched), then pulls every submitted or discarded response
+into data/review/argilla_submissions.jsonl, sorted, without timestamps. With `server: none` the file is
+empty. Either way the file's hash changes only when reviewers' submissions change, so a `dvc repro`
+with nothing new reruns nothing after this cheap check.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import polars as pl
+
+from stages.common.io import log, read_table, setup_logging, write_jsonl
+from stages.common.params import load_params, require
+from stages.common.schema import COMPANY, SPLITS
+
+SERVERS = ("none", "argilla")
+QUESTION = "companies"
+METADATA = ("split", "year", "llm_valid", "cluster", "sampled_as")
+
+
+def argilla_record(row: dict, agent: str) -> dict:
+    """What one headline becomes in Argilla, as plain data: id, text, filterable metadata, suggestion."""
+    return {"id": row["id"], "fields": {"text": row["text"]},
+            "metadata": {"split": row["split"], "year": row["date"].year, "llm_valid": str(row["valid"]).lower(),
+                         "cluster": (row.get("clusters") or ["none"])[0], "sampled_as": row["sample_reason"]},
+            "suggestion": [{"start": s["start"], "end": s["end"], "label": COMPANY} for s in row["spans"] or []],
+            "agent": agent}
+
+
+def records_to_push(wanted: list[dict], existing: dict[str, dict]) -> list[dict]:
+    """The records that are new on the server or differ from what it holds (text, metadata, suggestion)."""
+    def signature(record: dict) -> tuple:
+        return (record["fields"], record["metadata"], sorted(tuple(sorted(s.items())) for s in record["suggestion"]),
+                record["agent"] if record["suggestion"] else None)
+    return [r for r in wanted if r["id"] not in existing or signature(existing[r["id"]]) != signature(r)]
+
+
+def snapshot_rows(split: str, responses: dict[str, list[dict]]) -> list[dict]:
+    """One row per record someone submitted or discarded (drafts are work in progress and do not count)."""
+    rows = []
+    for record_id, found in sorted(responses.items()):
+        final = sorted(({"user_id": r["user_id"], "status": r["status"],
+                         "value": sorted(({"start": s["start"], "end": s["end"]} for s in r["value"] or []),
+                                         key=lambda s: (s["start"], s["end"]))}
+                        for r in found if r["status"] in ("submitted", "discarded")), key=lambda r: r["user_id"])
+        if final:
+            rows.append({"split": split, "id": record_id, "responses": final})
+    return rows
+
+
+class ArgillaServer:
+    """The SDK calls, kept apart from the pure functions above."""
+
+    def __init__(self, params: dict):
+        import argilla as rg
+
+        self.rg, self.params = rg, params
+        key_env = params["api_key_env"]
+        api_key, url = os.environ.get(key_env), require(params, "api_url", "argilla_review")
+        if not api_key:
+            raise SystemExit(f"argilla_sync: set the API key in ${key_env} (make argilla-up prints it); "
+                             f"nothing was written")
+        try:
+            self.client = rg.Argilla(api_url=url, api_key=api_key, timeout=params.get("timeout_s", 60))
+            self.client.me  # noqa: B018 - fails fast on a wrong URL or key
+        except Exception as error:  # the SDK raises httpx and its own errors
+            raise SystemExit(f"argilla_sync: cannot reach Argilla at {url} ({error.__class__.__name__}: {error}). "
+                             f"Start one with `make argilla-up` or fix argilla_review.api_url; nothing was "
+                             f"written") from error
+
+    def dataset(self, split: str, guidelines: str):
+        rg, params = self.rg, self.params
+        name, workspace = f"{params['dataset_prefix']}-{split}", params["workspace"]
+        dataset = self.client.datasets(name=name, workspace=workspace)
+        if dataset is not None:
+            return dataset
+        settings = rg.Settings(
+            guidelines=guidelines, fields=[rg.TextField(name="text", title="Headline")],
+            questions=[rg.SpanQuestion(name=QUESTION, field="text", labels=[COMPANY], allow_overlapping=False,
+                                       title="Mark every company or ticker")],
+            metadata=[rg.TermsMetadataProperty(name="split"), rg.IntegerMetadataProperty(name="year"),
+                      rg.TermsMetadataProperty(name="llm_valid"), rg.TermsMetadataProperty(name="cluster"),
+                      rg.TermsMetadataProperty(name="sampled_as")])
+        return rg.Dataset(name=name, workspace=workspace, settings=settings, client=self.client).create()
+
+    def pull(self, dataset) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+        """What the server holds per record (as argilla_record dicts) and every response to our question."""
+        existing, responses = {}, {}
+        for record in dataset.records(with_responses=True, with_suggestions=True):
+            suggestion = next((s for s in record.suggestions if s.question_name == QUESTION), None)
+            metadata = dict(record.metadata or {})
+            existing[record.id] = {
+                "id": record.id, "fields": {"text": record.fields["text"]},
+                "metadata": {k: metadata.get(k) for k in METADATA},
+                "suggestion": [{"start": s["start"], "end": s["end"], "label": s["label"]}
+                               for s in (suggestion.value if suggestion else None) or []],
+                "agent": suggestion.agent if suggestion else None}
+            responses[record.id] = [{"user_id": str(r.user_id), "status": str(getattr(r.status, "value", r.status)),
+                                     "value": r.value} for r in record.responses if r.question_name == QUESTION]
+        return existing, responses
+
+    def push(self, dataset, records: list[dict]) -> None:
+        rg = self.rg
+        dataset.records.log([
+            rg.Record(id=r["id"], fields=r["fields"], metadata=r["metadata"],
+                      suggestions=[rg.Suggestion(question_name=QUESTION, value=r["suggestion"], agent=r["agent"])]
+                      if r["suggestion"] else [])
+            for r in records], batch_size=self.params.get("batch_size", 256))
+
+
+def sync(server: ArgillaServer, splits: dict[str, pl.DataFrame], agent: str, guidelines: str) -> list[dict]:
+    """Pull, then push what the server lacks; returns the snapshot rows of every split. One pull is enough:
+    a push adds records without responses and never touches the responses of records already there."""
+    rows = []
+    for name, frame in splits.items():
+        dataset = server.dataset(name, guidelines)
+        existing, responses = server.pull(dataset)
+        wanted = [argilla_record(row | {"split": name}, agent) for row in frame.iter_rows(named=True)]
+        changed = records_to_push(wanted, existing)
+        if changed:
+            server.push(dataset, changed)
+        rows += snapshot_rows(name, responses)
+        log.info("argilla_sync: %s: pushed %d new or changed of %d records; %d with a final response", name,
+                 len(changed), len(wanted), sum(r["split"] == name for r in rows))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split-dir", type=Path, required=True)
+    parser.add_argument("--guidelines", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = load_params("argilla_review")
+    server_kind = require(params, "server", "argilla_review")
+    if server_kind not in SERVERS:
+        raise SystemExit(f"params.yaml: argilla_review.server must be one of {SERVERS}, got {server_kind!r}")
+    rows: list[dict] = []
+    if server_kind == "argilla":
+        server = ArgillaServer(params)
+        agent = require(load_params("llm_label"), "endpoint.model", "llm_label")  # the teacher, as the UI shows it
+        splits = {name: read_table(args.split_dir / f"{name}.parquet",
+                                   ["id", "text", "date", "valid", "spans", "clusters", "sample_reason"])
+                  for name in SPLITS}
+        rows = sync(server, splits, agent, args.guidelines.read_text(encoding="utf-8"))
+    write_jsonl(args.out, rows)
+    log.info("argilla_sync: server %s: %d records with a submitted or discarded response -> %s", server_kind,
+             len(rows), args.out)
+
+
+if __name__ == "__main__":
+    main()
