@@ -50,7 +50,7 @@ def main() -> None:
             started = time.perf_counter()
             predict(texts, args.batch_size)
             result[f"{name}{suffix}_headlines_per_s"] = round(len(texts) / (time.perf_counter() - started), 1)
-        params = with_recipe(load_params(section, ROOT / "params.yaml"), section) | {"epochs": 1}
+        params = with_recipe(load_params(section, ROOT / "params.yaml")) | {"epochs": 1}
         records = gold_records(args.train_records)
         with tempfile.TemporaryDirectory() as scratch:
             trained = module.train(params, records[:-16], records[-16:], Path(scratch) / "model")

@@ -100,7 +100,7 @@ def main() -> None:
     pool = paired_pool(splits["train"])
     rows = []
     for name in args.students:
-        params = with_recipe(load_params(f"finetune_{name}", ROOT / "params.yaml"), f"finetune_{name}")
+        params = with_recipe(load_params(f"finetune_{name}", ROOT / "params.yaml"))
         for seed in args.seeds:
             for labels, n, records in training_sets(pool, sizes, seed):
                 log.info("learning curve: %s on %d headlines with %s labels (seed %d)", name, n, labels, seed)

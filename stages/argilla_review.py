@@ -20,7 +20,7 @@ import polars as pl
 from stages.common.io import log, read_jsonl, read_table, setup_logging, write_json, write_table
 from stages.common.label_files import read_label_file, require_inside, resolve
 from stages.common.metrics import entity_scores
-from stages.common.params import load_params, require
+from stages.common.params import load_params
 from stages.common.schema import SPLITS, seeded_rank
 
 
@@ -90,7 +90,7 @@ def missing_reviews(merged: dict[str, pl.DataFrame], required: list[str]) -> lis
 def file_labels_by_split(params: dict, label_dir: Path, headlines: pl.DataFrame,
                          splits: dict[str, pl.DataFrame]) -> tuple[dict, dict]:
     """File labels per split ({id: {spans, where}}), with train cut to the reviewed fraction; and counts."""
-    entity_labels = require(params, "entity_labels", "argilla_review")
+    entity_labels = params["entity_labels"]
     labels, counts = [], {}
     for path in params["label_files"]:
         require_inside(path, label_dir, "argilla_review.label_files")
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         submissions[row["split"]][row["id"]] = row["responses"]
     file_labels, file_counts = file_labels_by_split(params, args.label_dir, read_table(args.headlines, ["id", "text", "date"]), splits)
     merged = {name: merge(frame, submissions[name], file_labels[name]) for name, frame in splits.items()}
-    missing = missing_reviews(merged, params.get("require_full_review") or [])
+    missing = missing_reviews(merged, params["require_full_review"])
     if missing:
         raise SystemExit("argilla_review: training waits for review (argilla_review.require_full_review): "
                          + "; ".join(missing) + ". Nothing was written.")

@@ -19,7 +19,6 @@ from stages.common.io import log, read_table, setup_logging, write_jsonl
 from stages.common.params import load_params, require
 from stages.common.schema import COMPANY, SPLITS
 
-SERVERS = ("none", "argilla")
 QUESTION = "companies"
 METADATA = ("split", "year", "llm_valid", "cluster", "sampled_as")
 
@@ -62,12 +61,12 @@ class ArgillaServer:
 
         self.rg, self.params = rg, params
         key_env = params["api_key_env"]
-        api_key, url = os.environ.get(key_env), require(params, "api_url", "argilla_review")
+        api_key, url = os.environ.get(key_env), params["api_url"]
         if not api_key:
             raise SystemExit(f"argilla_sync: set the API key in ${key_env} (make argilla-up prints it); "
                              f"nothing was written")
         try:
-            self.client = rg.Argilla(api_url=url, api_key=api_key, timeout=params.get("timeout_s", 60))
+            self.client = rg.Argilla(api_url=url, api_key=api_key, timeout=60)
             self.client.me  # noqa: B018 - fails fast on a wrong URL or key
         except Exception as error:  # the SDK raises httpx and its own errors
             raise SystemExit(f"argilla_sync: cannot reach Argilla at {url} ({error.__class__.__name__}: {error}). "
@@ -111,7 +110,7 @@ class ArgillaServer:
             rg.Record(id=r["id"], fields=r["fields"], metadata=r["metadata"],
                       suggestions=[rg.Suggestion(question_name=QUESTION, value=r["suggestion"], agent=r["agent"])]
                       if r["suggestion"] else [])
-            for r in records], batch_size=self.params.get("batch_size", 256))
+            for r in records], batch_size=256)
 
 
 def sync(server: ArgillaServer, splits: dict[str, pl.DataFrame], agent: str, guidelines: str) -> list[dict]:
@@ -139,9 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("argilla_review")
-    server_kind = require(params, "server", "argilla_review")
-    if server_kind not in SERVERS:
-        raise SystemExit(f"params.yaml: argilla_review.server must be one of {SERVERS}, got {server_kind!r}")
+    server_kind = params["server"]
     rows: list[dict] = []
     if server_kind == "argilla":
         server = ArgillaServer(params)

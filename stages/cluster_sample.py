@@ -7,6 +7,7 @@ sampled, plus fractions of headlines without a company and of invalid answers.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import re
 from collections import Counter
@@ -17,13 +18,7 @@ import polars as pl
 from rapidfuzz import fuzz, process
 
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
-from stages.common.params import load_params, require
-
-LABELS = Path("data/labels/llm_labels.parquet")
-SAMPLE_OUT = Path("data/sampled/sample.parquet")
-CLUSTERS_OUT = Path("data/sampled/clusters.parquet")
-METRICS = Path("metrics/cluster_sample.json")
-SIZES_PLOT = Path("metrics/cluster_sizes.csv")
+from stages.common.params import load_params
 
 SCORERS = {"ratio": fuzz.ratio, "token_sort_ratio": fuzz.token_sort_ratio, "WRatio": fuzz.WRatio}
 _NON_WORD = re.compile(r"[^\w&]+")
@@ -119,7 +114,7 @@ def sample_ids(groups: dict[str, list[str]], fraction: float, rng: np.random.Gen
 
 def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict[str, list[str]],
            params: dict) -> pl.DataFrame:
-    rng = np.random.default_rng(require(params, "seed", "cluster_sample"))
+    rng = np.random.default_rng(params["seed"])
     to_cluster = dict(zip(clusters["name"], clusters["representative"]))
     by_cluster: dict[str, list[str]] = {}
     for headline, forms in names_by_headline.items():
@@ -129,10 +124,10 @@ def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict
     no_company = [i for i in valid["id"] if i not in names_by_headline]
     invalid = labels.filter(~pl.col("valid"))["id"].to_list()
     picked = {
-        "cluster": sample_ids(by_cluster, require(params, "cluster_fraction", "cluster_sample"), rng),
+        "cluster": sample_ids(by_cluster, params["cluster_fraction"], rng),
         "no_company": sample_ids({"": no_company} if no_company else {},
-                                 require(params, "no_company_fraction", "cluster_sample"), rng),
-        "invalid": sample_ids({"": invalid} if invalid else {}, params.get("invalid_fraction", 0.0), rng),
+                                 params["no_company_fraction"], rng),
+        "invalid": sample_ids({"": invalid} if invalid else {}, params["invalid_fraction"], rng),
     }
     reason = {i: why for why, ids in picked.items() for i in ids}
     clusters_of = {h: sorted({to_cluster[f] for f in forms}) for h, forms in names_by_headline.items()}
@@ -142,17 +137,19 @@ def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict
         clusters=pl.col("id").map_elements(lambda i: clusters_of.get(i, []), return_dtype=pl.List(pl.String)))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("labels", "sample", "clusters", "metrics", "sizes-plot"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args(argv)
     setup_logging()
     params = load_params("cluster_sample")
-    labels = read_table(LABELS, ["id", "valid", "result", "normalized_result", "hallucinated", "length_mismatch"])
-    suffixes = frozenset(params.get("strip_suffixes", []))
-    names_by_headline = headline_names(labels, suffixes)
-    clusters = cluster_table(names_by_headline, require(params, "scorer", "cluster_sample"),
-                             require(params, "threshold", "cluster_sample"))
+    labels = read_table(args.labels, ["id", "valid", "result", "normalized_result", "hallucinated", "length_mismatch"])
+    names_by_headline = headline_names(labels, frozenset(params["strip_suffixes"]))
+    clusters = cluster_table(names_by_headline, params["scorer"], params["threshold"])
     sampled = sample(labels, clusters, names_by_headline, params)
-    write_table(clusters, CLUSTERS_OUT, sort_by="name")
-    write_table(sampled, SAMPLE_OUT)
+    write_table(clusters, args.clusters, sort_by="name")
+    write_table(sampled, args.sample)
     sizes = clusters.group_by("representative").agg(pl.col("count").sum()).sort(["count", "representative"],
                                                                                    descending=[True, False])
     reasons = sampled["sample_reason"].value_counts()
@@ -160,8 +157,8 @@ def main() -> None:
                "sample_size": sampled.height,
                "sampled_by": {r["sample_reason"]: r["count"] for r in reasons.iter_rows(named=True)},
                "largest_clusters": {r["representative"]: r["count"] for r in sizes.head(10).iter_rows(named=True)}}
-    write_json(METRICS, metrics)
-    sizes.with_row_index("rank", offset=1).rename({"count": "mentions"}).write_csv(SIZES_PLOT)
+    write_json(args.metrics, metrics)
+    sizes.with_row_index("rank", offset=1).rename({"count": "mentions"}).write_csv(args.sizes_plot)
     log.info("cluster_sample: %d names -> %d clusters; sampled %d of %d headlines %s", metrics["names"],
              metrics["clusters"], sampled.height, labels.height, metrics["sampled_by"])
 

@@ -52,7 +52,7 @@ def zero_shot_predictors() -> tuple[dict, dict]:
     predictors, notes = {}, {}
     for name, student in STUDENTS.items():
         section = f"finetune_{name}"
-        params = with_recipe(load_params(section), section)
+        params = with_recipe(load_params(section))
         if local_encoder_dir(params["base_model"]) is not None:
             notes[f"{name}_zero_shot"] = f"skipped: base {params['base_model']} is a bare encoder, not an NER model"
             continue

@@ -7,19 +7,23 @@ text, date, source, plus any `keep_columns`.
 """
 from __future__ import annotations
 
+import argparse
+import csv
 import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 
 import polars as pl
 from tqdm import tqdm
 
 from stages.common.io import log, setup_logging, write_json, write_table
-from stages.common.params import load_params, require
+from stages.common.params import load_params
 
-OUT = Path("data/fetched/headlines.parquet")
-METRICS = Path("metrics/fetch.json")
-ROW = "__row"  # where each row was in the source, for error messages
+ROW = "__row"  # where each record is in the source ("line 12", "row 3"), for error messages
+# Dates are read only when the whole field is one of these (the date part is what counts).
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?: ?(?:UTC|Z|[+-]\d{2}:?\d{2}))?$"
+DATE_FORMATS = "YYYY-MM-DD, optionally followed by ' HH:MM[:SS[.fff]]' or 'THH:MM[:SS]' and a zone (UTC, Z, +HH:MM)"
 PROBLEMS = {"empty_text": "empty text", "undecodable_bytes": "undecodable bytes in text",
             "unparsable_date": "unparsable date"}
 
@@ -28,23 +32,60 @@ def headline_id(date: str, text: str) -> str:
     return hashlib.sha256(f"{date}\t{text}".encode()).hexdigest()[:16]
 
 
+def csv_record_lines(path: Path) -> list[str]:
+    """The line each data record of a CSV file starts on, as an editor numbers them (quoted newlines counted)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)  # the header
+        starts, previous_end = [], reader.line_num
+        for record in reader:
+            if record:  # blank lines hold no record (polars skips them too)
+                starts.append(f"line {previous_end + 1}")
+            previous_end = reader.line_num
+    return starts
+
+
+def jsonl_record_lines(path: Path) -> list[str]:
+    """The line of each JSONL record; the first malformed or non-UTF-8 line stops with its number."""
+    lines = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise SystemExit(f"{path}: line {number}: not UTF-8 ({error.reason} at byte {error.start})") from error
+            if not text.strip():
+                continue
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as error:
+                raise SystemExit(f"{path}: line {number}: malformed JSON: {error.msg} (column {error.colno})") from error
+            lines.append(f"line {number}")
+    return lines
+
+
 def read_file(path: Path) -> pl.DataFrame:
-    """Every column as text (so that parsing problems are ours to report), plus the source row number."""
+    """Every column as text (so that parsing problems are ours to report), plus where each record is in the
+    file ('line N' as an editor shows it for CSV and JSONL, 'row N' for Parquet)."""
     if not path.exists():
         raise SystemExit(f"{path}: source file not found (params.yaml fetch.path)")
     suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":  # lossy decoding turns bad bytes into U+FFFD, which the checks report by row
-            frame, first_row = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy"), 2
+        if suffix == ".csv":  # lossy decoding turns bad bytes into U+FFFD, which the checks report by line
+            frame, positions = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy"), csv_record_lines(path)
         elif suffix in (".jsonl", ".ndjson"):
-            frame, first_row = pl.read_ndjson(path).cast(pl.String), 1
+            positions = jsonl_record_lines(path)  # checks every line first: polars' errors name no line
+            frame = pl.read_ndjson(path).cast(pl.String)
         elif suffix == ".parquet":
-            frame, first_row = pl.read_parquet(path).cast(pl.String), 0
+            frame = pl.read_parquet(path).cast(pl.String)
+            positions = [f"row {i}" for i in range(frame.height)]
         else:
             raise SystemExit(f"{path}: unsupported file type '{suffix}' (csv, jsonl, parquet)")
-    except (pl.exceptions.PolarsError, UnicodeDecodeError) as error:
+    except pl.exceptions.PolarsError as error:
         raise SystemExit(f"{path}: cannot read: {error}") from error
-    return frame.with_columns(pl.int_range(first_row, pl.len() + first_row).alias(ROW))
+    if len(positions) != frame.height:
+        raise SystemExit(f"{path}: read {frame.height} records but found {len(positions)}: is it a well-formed {suffix} file?")
+    return frame.with_columns(pl.Series(ROW, positions, dtype=pl.String))
 
 
 def read_hf_dataset(spec: dict, columns: list[str], batch_rows: int = 50_000) -> pl.DataFrame:
@@ -62,21 +103,20 @@ def read_hf_dataset(spec: dict, columns: list[str], batch_rows: int = 50_000) ->
     frames, seen = [], 0
     for batch in tqdm(stream.select_columns(columns).iter(batch_size=batch_rows), desc="fetch", unit="batch"):
         frame = pl.DataFrame(batch).cast(pl.String)
-        frames.append(frame.with_columns(pl.int_range(seen, seen + frame.height).alias(ROW)))
+        frames.append(frame.with_columns(pl.Series(ROW, [f"row {i}" for i in range(seen, seen + frame.height)],
+                                                   dtype=pl.String)))
         seen += frame.height
-    return pl.concat(frames) if frames else pl.DataFrame(schema={**{c: pl.String for c in columns}, ROW: pl.Int64})
+    return pl.concat(frames) if frames else pl.DataFrame(schema={**{c: pl.String for c in columns}, ROW: pl.String})
 
 
 def filter_expression(rule: dict) -> pl.Expr:
     """One row filter from params: {column, equals | contains | in: value}."""
     column = pl.col(rule["column"])
-    if "equals" in rule:
+    if rule.get("equals") is not None:
         return column == str(rule["equals"])
-    if "contains" in rule:
+    if rule.get("contains") is not None:
         return column.str.contains(str(rule["contains"]), literal=True)
-    if "in" in rule:
-        return column.is_in([str(v) for v in rule["in"]])
-    raise SystemExit(f"params.yaml: fetch.filters entry {rule} needs one of equals / contains / in")
+    return column.is_in([str(v) for v in rule["in"]])
 
 
 def normalise(raw: pl.DataFrame, params: dict, where: str) -> tuple[pl.DataFrame, dict]:
@@ -87,12 +127,14 @@ def normalise(raw: pl.DataFrame, params: dict, where: str) -> tuple[pl.DataFrame
         raise SystemExit(f"{where}: missing column(s) {missing}; the source has "
                          f"{[c for c in raw.columns if c != ROW]} (map them with params.yaml fetch.columns)")
     if ROW not in raw.columns:
-        raw = raw.with_row_index(ROW)
+        raw = raw.with_columns(pl.format("row {}", pl.int_range(pl.len())).alias(ROW))
     filters = params.get("filters") or []
     kept = raw.filter(pl.all_horizontal(filter_expression(f) for f in filters)) if filters else raw
     frame = kept.select(pl.col(columns["text"]).str.strip_chars().alias("text"),
                         pl.col(columns["date"]).alias("date_raw"), pl.col(ROW).alias("row"), *keep)
-    frame = frame.with_columns(date=pl.col("date_raw").str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
+    whole = pl.col("date_raw").str.strip_chars().str.contains(DATE_PATTERN)
+    frame = frame.with_columns(date=pl.when(whole).then(pl.col("date_raw").str.strip_chars().str.slice(0, 10)
+                                                        .str.to_date("%Y-%m-%d", strict=False)))
     problem = (pl.when(pl.col("text").is_null() | (pl.col("text") == "")).then(pl.lit("empty_text"))
                .when(pl.col("text").str.contains("\ufffd", literal=True)).then(pl.lit("undecodable_bytes"))
                .when(pl.col("date").is_null()).then(pl.lit("unparsable_date")))
@@ -100,8 +142,8 @@ def normalise(raw: pl.DataFrame, params: dict, where: str) -> tuple[pl.DataFrame
     bad = frame.filter(pl.col("problem").is_not_null())
     if bad.height and params.get("on_bad_row", "error") == "error":
         first = bad.row(0, named=True)
-        detail = f" {first['date_raw']!r}" if first["problem"] == "unparsable_date" else ""
-        raise SystemExit(f"{where}: row {first['row']}: {PROBLEMS[first['problem']]}{detail} ({bad.height} bad "
+        detail = f" {first['date_raw']!r} (accepted: {DATE_FORMATS})" if first["problem"] == "unparsable_date" else ""
+        raise SystemExit(f"{where}: {first['row']}: {PROBLEMS[first['problem']]}{detail} ({bad.height} bad "
                          f"row(s) in all; set fetch.on_bad_row: drop to skip and count them)")
     good = frame.filter(pl.col("problem").is_null())
     start, end = (params.get("date_range") or {}).get("start"), (params.get("date_range") or {}).get("end")
@@ -121,33 +163,31 @@ def normalise(raw: pl.DataFrame, params: dict, where: str) -> tuple[pl.DataFrame
 
 
 def read_source(params: dict) -> tuple[pl.DataFrame, str]:
-    kind = params.get("kind", "file")
-    if kind == "file":
-        path = Path(require(params, "path", "fetch"))
+    if params["kind"] == "file":
+        path = Path(params["path"])
         return read_file(path), str(path)
-    if kind == "hf_dataset":
-        spec = require(params, "hf_dataset", "fetch")
-        if not spec.get("revision"):
-            raise SystemExit("params.yaml: fetch.hf_dataset.revision must pin a commit so reruns read the same data")
-        needed = sorted({*params["columns"].values(), *(params.get("keep_columns") or []),
-                         *(f["column"] for f in params.get("filters") or [])})
-        return read_hf_dataset(spec, needed), f"{spec['path']}@{spec['revision']}"
-    raise SystemExit(f"params.yaml: fetch.kind must be file or hf_dataset, got {kind!r}")
+    spec = params["hf_dataset"]
+    needed = sorted({*params["columns"].values(), *params["keep_columns"], *(f["column"] for f in params["filters"])})
+    return read_hf_dataset(spec, needed), f"{spec['path']}@{spec['revision']}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    args = parser.parse_args(argv)
     setup_logging()
     params = load_params("fetch")
     raw, where = read_source(params)
     table, counts = normalise(raw, params, where)
     if not table.height:
         raise SystemExit(f"{where}: no headlines left after filters and checks: {counts}")
-    write_table(table, OUT)
-    write_json(METRICS, counts)
+    write_table(table, args.out)
+    write_json(args.metrics, counts)
     log.info("fetch: %d rows read, %d filtered out, %d bad, %d outside dates, %d duplicates -> %d rows %s..%s -> %s",
              counts["rows_read"], counts["filtered_out"], sum(counts["bad_rows_dropped"].values()),
              counts["outside_date_range"], counts["duplicates_dropped"], counts["rows_out"], counts.get("date_min"),
-             counts.get("date_max"), OUT)
+             counts.get("date_max"), args.out)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@ stages/common/gliner_student.py.
 """
 from __future__ import annotations
 
-from stages.common.gliner_student import train
+from stages.common import gliner_student
 from stages.common.training import finetune_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    finetune_main("finetune_gliner", "GLiNER company-name student", train, argv)
+    finetune_main("finetune_gliner", "GLiNER company-name student", gliner_student, argv)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@ stages/common/spanmarker_student.py.
 """
 from __future__ import annotations
 
-from stages.common.spanmarker_student import train
+from stages.common import spanmarker_student
 from stages.common.training import finetune_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    finetune_main("finetune_spanmarker", "SpanMarker company-name student", train, argv)
+    finetune_main("finetune_spanmarker", "SpanMarker company-name student", spanmarker_student, argv)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,15 @@
 """split: assign sampled headlines to train / valid / test by date ranges from params."""
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 from pathlib import Path
 
 import polars as pl
 
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
-from stages.common.params import load_params, require
+from stages.common.params import load_params
 from stages.common.schema import SPLITS
-
-SAMPLE = Path("data/sampled/sample.parquet")
-OUT_DIR = Path("data/split")
-METRICS = Path("metrics/split.json")
 
 
 def split_by_date(frame: pl.DataFrame, ranges: dict[str, dict]) -> tuple[dict[str, pl.DataFrame], int]:
@@ -34,14 +31,18 @@ def split_by_date(frame: pl.DataFrame, ranges: dict[str, dict]) -> tuple[dict[st
     return parts, int((~assigned).sum())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("sample", "out-dir", "metrics"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args(argv)
     setup_logging()
     params = load_params("split")
-    parts, outside = split_by_date(read_table(SAMPLE, ["id", "date"]), require(params, "ranges", "split"))
+    parts, outside = split_by_date(read_table(args.sample, ["id", "date"]), params["ranges"])
     for name, part in parts.items():
-        write_table(part, OUT_DIR / f"{name}.parquet")
+        write_table(part, args.out_dir / f"{name}.parquet")
     counts = {name: part.height for name, part in parts.items()} | {"outside_ranges": outside}
-    write_json(METRICS, counts)
+    write_json(args.metrics, counts)
     log.info("split: %s", counts)
 
 

@@ -31,13 +31,13 @@ def test_bad_rows_name_the_row_or_are_dropped_and_counted(tmp_path):
     path = tmp_path / "h.csv"
     path.write_bytes(b"title,published\nApple Up,2015-03-01\nTesla Down,March 5th\n,2016-01-01\n"
                      b"Bad \xff Bytes,2016-02-02\n")
-    with pytest.raises(SystemExit, match=r"h.csv: row 3: unparsable date 'March 5th' \(3 bad row"):
+    with pytest.raises(SystemExit, match=r"h.csv: line 3: unparsable date 'March 5th' \(accepted: YYYY-MM-DD.*\) \(3 bad row"):
         normalise(read_file(path), PARAMS, str(path))
     frame, counts = normalise(read_file(path), PARAMS | {"on_bad_row": "drop"}, str(path))
     assert frame["text"].to_list() == ["Apple Up"]
     assert counts["bad_rows_dropped"] == {"empty_text": 1, "undecodable_bytes": 1, "unparsable_date": 1}
     path.write_bytes(b"title,published\nBad \xff Bytes,2016-02-02\n")
-    with pytest.raises(SystemExit, match="row 2: undecodable bytes"):
+    with pytest.raises(SystemExit, match="h.csv: line 2: undecodable bytes"):
         normalise(read_file(path), PARAMS, str(path))
 
 
@@ -71,8 +71,37 @@ def test_hf_dataset_path_streams_a_local_dataset_of_fnspid_schema(tmp_path):
               "keep_columns": ["Stock_symbol"], "filters": [{"column": "Url", "contains": "benzinga.com"}]}
     frame = read_hf_dataset({"path": str(tmp_path), "data_files": "news.jsonl", "split": "train"},
                             ["Article_title", "Date", "Stock_symbol", "Url"], batch_rows=3)
-    assert frame.height == 10 and frame["__row"].to_list() == list(range(10))
+    assert frame.height == 10 and frame["__row"].to_list() == [f"row {i}" for i in range(10)]
     table, counts = normalise(frame, params, "fnspid")
     assert table.height == 5 and counts["filtered_out"] == 5 and set(table["Stock_symbol"]) == {"AAPL"}
     with pytest.raises(SystemExit, match=r"missing column\(s\) \['Title'\]"):
         read_hf_dataset({"path": str(tmp_path), "data_files": "news.jsonl"}, ["Title"])
+
+
+@pytest.mark.parametrize("date", ["2015-01-05xyz garbage", "2015-02-30", "05/01/2015", "2015-1-5", "20150105"])
+def test_a_date_is_read_only_when_the_whole_field_is_a_date(date):
+    with pytest.raises(SystemExit, match=rf"f: row 0: unparsable date '{date}'"):
+        normalise(raw([("Apple Up", date)]), PARAMS, "f")
+
+
+@pytest.mark.parametrize("date", ["2015-01-05", "2015-01-05 10:00", "2015-01-05 10:00:00 UTC", "2015-01-05T10:00:00Z",
+                                  "2015-01-05 10:00:00-04:00", " 2015-01-05 "])
+def test_whole_field_date_formats_are_accepted(date):
+    assert normalise(raw([("Apple Up", date)]), PARAMS, "f")[0]["date"].cast(str).to_list() == ["2015-01-05"]
+
+
+def test_csv_line_numbers_count_quoted_newlines(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text('title,published\n"Apple\nUp",2015-03-01\n"Tesla\nDown\nHard",2015-03-02\nVisa Up,someday\n')
+    with pytest.raises(SystemExit, match=r"h.csv: line 7: unparsable date 'someday'"):
+        normalise(read_file(path), PARAMS, str(path))
+
+
+def test_jsonl_syntax_and_utf8_errors_name_their_line(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"title": "A", "published": "2012-01-01"}\n\n{"title": "B", "published": \n')
+    with pytest.raises(SystemExit, match=r"h.jsonl: line 3: malformed JSON: Expecting value"):
+        read_file(path)
+    path.write_bytes(b'{"title": "A", "published": "2012-01-01"}\n{"title": "B\xff", "published": "2012-01-01"}\n')
+    with pytest.raises(SystemExit, match=r"h.jsonl: line 2: not UTF-8"):
+        read_file(path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.common.encoder import LOCAL_MINILM_HUB_ID, hidden_size, local_encoder_dir, rewrite_json, unreachable
-from stages.common.params import require
 from stages.common.spans import char_to_token_spans, word_tokens
 from stages.common.training import fit, quantize_int8, read_settings
 
@@ -23,13 +22,13 @@ def to_example(record: dict, label: str) -> dict:
             "ner_labels": [label]}
 
 
-def build_model(base: str, max_width: int):
+def build_model(base: str, max_width: int, revision: str | None = None):
     from gliner import GLiNER, GLiNERConfig
 
     encoder = local_encoder_dir(base)
     if encoder is None:
         try:
-            return GLiNER.from_pretrained(base)
+            return GLiNER.from_pretrained(base, revision=revision)
         except OSError as error:
             raise unreachable(base, "finetune_gliner", error) from error
     config = GLiNERConfig(model_name=str(encoder), span_mode="markerV0", max_width=max_width,
@@ -67,7 +66,7 @@ def load(model_dir: Path, int8: bool = False):
 
 def zero_shot(params: dict):
     """predict(texts, batch_size) of the recipe's base checkpoint as it is, asked for our entity label."""
-    model = build_model(params["base_model"], params.get("max_width", 8))
+    model = build_model(params["base_model"], params["max_width"], params["revision"])
     model.eval()
     return lambda texts, batch_size=32: predict(model, texts, params["entity_label"], params["threshold"], batch_size)
 
@@ -76,9 +75,9 @@ def train(params: dict, train_records: list[dict], valid_records: list[dict], ou
     import torch
     from gliner.training import Trainer
 
-    torch.manual_seed(require(params, "seed", "finetune_gliner"))
+    torch.manual_seed(params["seed"])
     label, threshold = params["entity_label"], params["threshold"]
-    model = build_model(require(params, "base_model", "finetune_gliner"), params.get("max_width", 8))
+    model = build_model(params["base_model"], params["max_width"], params["revision"])
 
     def make_trainer(args: dict, callbacks: list) -> Trainer:
         training_args = model.create_training_args(

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 from stages.common.encoder import local_encoder_dir, rewrite_json, unreachable
-from stages.common.params import require
 from stages.common.spans import char_to_token_spans, token_to_char_span, word_tokens
 from stages.common.training import fit, quantize_int8, read_settings
 
@@ -31,12 +30,12 @@ def tag_ids(record: dict, label2id: dict[str, int], label: str) -> tuple[list[st
 def build_model(params: dict):
     from span_marker import SpanMarkerModel
 
-    base = require(params, "base_model", "finetune_spanmarker")
+    base = params["base_model"]
     sizes = {k: params[k] for k in ("model_max_length", "marker_max_length", "entity_max_length")}
     encoder = local_encoder_dir(base)
     try:
         if encoder is None:
-            return SpanMarkerModel.from_pretrained(base, **sizes)
+            return SpanMarkerModel.from_pretrained(base, revision=params.get("revision"), **sizes)
         label = params["entity_label"]
         return SpanMarkerModel.from_pretrained(str(encoder), labels=["O", f"B-{label}", f"I-{label}"], **sizes)
     except OSError as error:
@@ -103,7 +102,7 @@ def train(params: dict, train_records: list[dict], valid_records: list[dict], ou
     from span_marker import Trainer
     from transformers import TrainingArguments
 
-    torch.manual_seed(require(params, "seed", "finetune_spanmarker"))
+    torch.manual_seed(params["seed"])
     label = params["entity_label"]
     model = build_model(params)
     label2id = model.config.label2id

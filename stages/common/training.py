@@ -8,12 +8,14 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import polars as pl
 from transformers import TrainerCallback
 
 from stages.common.io import log, read_table, setup_logging, write_json
 from stages.common.metrics import entity_scores
+from stages.common.model_card import CardData, label_examples, render
 from stages.common.params import load_params
 from stages.common.schema import seeded_rank
 
@@ -114,17 +116,32 @@ def fit(save_model: Callable[[Path], None], make_trainer: Callable[[dict, list],
         save_model(directory)
         write_settings(directory, settings)
 
-    best = BestByValidF1(predict, save, valid, staging, params.get("patience", 0))
+    best = BestByValidF1(predict, save, valid, staging, params["patience"])
     with tempfile.TemporaryDirectory() as scratch:
         args = {"output_dir": scratch, "learning_rate": params["learning_rate"], "weight_decay": params["weight_decay"],
                 "warmup_ratio": params["warmup_ratio"], "per_device_train_batch_size": params["batch_size"],
                 "num_train_epochs": params["epochs"], "seed": params["seed"], "data_seed": params["seed"],
-                "save_strategy": "no", "eval_strategy": "no", "logging_strategy": "epoch", "use_cpu": True,
-                "dataloader_num_workers": 0, "report_to": "none"}
+                "save_strategy": "no", "eval_strategy": "no", "logging_strategy": "epoch",
+                "dataloader_num_workers": 0, "report_to": "none", **device_args(params["device"])}
         run = make_trainer(args, [best]).train()
     publish(staging, out_dir)
     return {"history": best.history, "best_epoch": best.best_epoch, "best_valid_f1": best.best_f1,
             "train_steps_per_s": run.metrics.get("train_steps_per_second")}
+
+
+def device_args(choice: str) -> dict:
+    """TrainingArguments for `device: auto | cpu | cuda`: auto takes the GPU when torch sees one; on CUDA, bf16
+    mixed precision where the card has it (else fp16). A GPU run gives other, equally valid checkpoints."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if choice == "cuda" and not cuda:
+        raise SystemExit("params.yaml: device: 'cuda' is not allowed here: torch sees no GPU (install a CUDA build of "
+                         "torch, or set device: auto / cpu)")
+    if choice == "cpu" or not cuda:
+        return {"use_cpu": True}
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"use_cpu": False, "bf16": bf16, "fp16": not bf16}
 
 
 def publish(staging: Path, out_dir: Path) -> None:
@@ -164,51 +181,39 @@ def write_history(path: Path, history: list[dict]) -> None:
         writer.writerows(history)
 
 
-def write_model_card(model_dir: Path, title: str, base: str, sizes: dict, params: dict, best: dict) -> None:
-    lines = [f"# {title}", "", "Company-name NER for financial news headlines, trained by the headline-ner "
-             "pipeline (teacher LLM labels, human-reviewed where available).", "",
-             f"- Base model: `{base}`", f"- Training records: {sizes['train']}, validation records: {sizes['valid']}",
-             f"- Best epoch: {best['epoch']} with validation entity F1 {best['valid_f1']:.4f} (exact character spans)",
-             "", "## Parameters", "", "```json", json.dumps(params, indent=2, sort_keys=True), "```", "",
-             "## Limits", "", "Trained on English headlines; labels come from an LLM and are only as good as the "
-             "review behind them (see metrics/review.json). Check the test metrics before relying on it.", ""]
-    (model_dir / "README.md").write_text("\n".join(lines))
+def with_recipe(params: dict) -> dict:
+    """A validated finetune section with its chosen recipe's keys merged in (the recipe wins)."""
+    return {k: v for k, v in params.items() if k != "recipes"} | params["recipes"][params["recipe"]]
 
 
-def with_recipe(params: dict, section: str) -> dict:
-    """A finetune section with its chosen recipe's keys merged in (the recipe wins)."""
-    name, recipes = params.get("recipe"), params.get("recipes") or {}
-    if name is None:
-        return params
-    if name not in recipes:
-        raise SystemExit(f"params.yaml: {section}.recipe {name!r} is not one of {sorted(recipes)}")
-    return {k: v for k, v in params.items() if k != "recipes"} | recipes[name]
-
-
-def finetune_main(section: str, title: str, train: Callable[[dict, list[dict], list[dict], Path], dict],
-                  argv: list[str] | None) -> None:
-    """The thin main() of both finetune stages: read params and splits, train, write model card and metrics."""
+def finetune_main(section: str, title: str, student: ModuleType, argv: list[str] | None) -> None:
+    """The thin main() of both finetune stages: read params and splits, train, write model card and metrics.
+    `student` is the shared module with the student's train() (stages.common.gliner_student, ...)."""
     parser = argparse.ArgumentParser(description=f"{section}: fine-tune on the reviewed train split")
     for name in ("train", "valid", "out", "metrics", "history"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    params = with_recipe(load_params(section), section)
+    params = with_recipe(load_params(section))
     columns = ["label_source", "spans", "llm_spans", "valid"]
     records = {"train": unreviewed_rule(labelled_records(read_table(args.train, columns)), params["unreviewed"]),
                "valid": human_or_all(labelled_records(read_table(args.valid, columns)))}
     if not records["train"] or not records["valid"]:
         raise SystemExit(f"{section}: need labelled train and valid records, have {len(records['train'])} and "
                          f"{len(records['valid'])}")
-    human = {name: sum(r["label_source"] == "human" for r in rs) for name, rs in records.items()}
+    sizes = {name: len(rs) for name, rs in records.items()}
+    sizes |= {f"{name}_human": sum(r["label_source"] == "human" for r in rs) for name, rs in records.items()}
     log.info("%s: %d train records (%d human-labelled), %d valid records (%d human-labelled), base %s", section,
-             len(records["train"]), human["train"], len(records["valid"]), human["valid"], params["base_model"])
-    result = train(params, records["train"], records["valid"], args.out)
+             sizes["train"], sizes["train_human"], sizes["valid"], sizes["valid_human"], params["base_model"])
+    result = student.train(params, records["train"], records["valid"], args.out)
     best_row = next(h for h in result["history"] if h["epoch"] == result["best_epoch"])
-    sizes = {name: len(r) for name, r in records.items()}
-    write_model_card(args.out, title, params["base_model"], sizes, params, best_row)
+    card = CardData(title=title, module=student.__name__.rsplit(".", 1)[-1], directory=str(args.out),
+                    base_model=params["base_model"], revision=params["revision"], entity_label=params["entity_label"],
+                    epochs=params["epochs"], sizes=sizes, best=best_row, params=params,
+                    examples=label_examples(records["train"]))
+    (args.out / "README.md").write_text(render(card))
     write_history(args.history, result["history"])
     write_json(args.metrics, {"train_records": sizes["train"], "valid_records": sizes["valid"],
-                              "train_human_labelled": human["train"], "valid_human_labelled": human["valid"],
+                              "train_human_labelled": sizes["train_human"], "valid_human_labelled": sizes["valid_human"],
                               "best_epoch": result["best_epoch"], "best_valid_f1": result["best_valid_f1"]})
     log.info("%s: best epoch %d, valid F1 %.4f -> %s", section, result["best_epoch"], result["best_valid_f1"], args.out)

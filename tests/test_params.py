@@ -1,0 +1,86 @@
+"""Params that cannot be wrong: every probe a hostile user tried gives one line naming the key, value and rule."""
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from stages.common.params import MODELS, validate
+from tests.conftest import ROOT
+
+SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+# (dotted key to set, value, expected message after "params.yaml: ")
+PROBES = [
+    ("fetch.on_bad_row", "dorp", r"fetch.on_bad_row: 'dorp' is not allowed: Input should be 'error' or 'drop'"),
+    ("fetch.date_range.start", "2015-01-05xyz", r"fetch.date_range.start: '2015-01-05xyz' is not allowed: expected a real date"),
+    ("fetch.date_range.end", "2015-02-30", r"fetch.date_range.end: '2015-02-30' is not allowed: expected a real date"),
+    ("fetch.kind", "hub", r"fetch.kind: 'hub' is not allowed: Input should be 'file' or 'hf_dataset'"),
+    ("fetch.filters", [{"column": "Url"}], r"fetch.filters.0: .* needs exactly one of equals / contains / in"),
+    ("fetch.columns", {"text": "title"}, r"fetch.columns: .* needs both text and date"),
+    ("cluster_sample.threshold", 150, r"cluster_sample.threshold: 150 is not allowed: Input should be less than or equal to 100"),
+    ("cluster_sample.scorer", "ratoi", r"cluster_sample.scorer: 'ratoi' is not allowed: Input should be 'ratio', 'token_sort_ratio' or 'WRatio'"),
+    ("cluster_sample.cluster_fraction", 1.5, r"cluster_sample.cluster_fraction: 1.5 is not allowed: Input should be less than or equal to 1"),
+    ("cluster_sample.seed", "abc", r"cluster_sample.seed: 'abc' is not allowed: Input should be a valid integer"),
+    ("split.ranges.test.start", "2019-13-01", r"split.ranges.test.start: '2019-13-01' is not allowed: expected a real date"),
+    ("split.ranges.valid", {"start": "2018-01-01", "end": "2017-01-01"}, r"split.ranges.valid: .* start 2018-01-01 is after end 2017-01-01"),
+    ("argilla_review.server", "argila", r"argilla_review.server: 'argila' is not allowed: Input should be 'none' or 'argilla'"),
+    ("argilla_review.require_full_review", ["tests"], r"argilla_review.require_full_review.0: 'tests' is not allowed"),
+    ("argilla_review.train_reviewed_fraction", -0.1, r"argilla_review.train_reviewed_fraction: -0.1 is not allowed: Input should be greater than or equal to 0"),
+    ("finetune_gliner.recipe", "casestudy", r"finetune_gliner: .* recipe 'casestudy' is not one of \['case_study', 'offline_minilm'\]"),
+    ("finetune_gliner.unreviewed", "weight", r"finetune_gliner.unreviewed: 'weight' is not allowed: Input should be 'keep' or 'drop'"),
+    ("finetune_gliner.device", "gpu", r"finetune_gliner.device: 'gpu' is not allowed: Input should be 'auto', 'cpu' or 'cuda'"),
+    ("finetune_gliner.recipes.offline_minilm.epochs", 0, r"finetune_gliner.recipes.offline_minilm.epochs: 0 is not allowed: Input should be greater than 0"),
+    ("finetune_spanmarker.threshold", 0.5, r"finetune_spanmarker.threshold: unknown key"),
+    ("evaluate.bootstrap.resamples", -1, r"evaluate.bootstrap.resamples: -1 is not allowed: Input should be greater than 0"),
+]
+TYPOS = [("fetch", "on_bad_row", "on_bad_rows"), ("cluster_sample", "threshold", "treshold"),
+         ("argilla_review", "label_files", "label_file"), ("finetune_spanmarker", "patience", "patiance"),
+         ("evaluate", "batch_size", "batchsize")]
+
+
+def with_value(section: str, dotted: str, value):
+    params = copy.deepcopy(SHIPPED[section])
+    *parents, last = dotted.split(".")
+    target = params
+    for part in parents:
+        target = target[part]
+    target[last] = value
+    return params
+
+
+@pytest.mark.parametrize("section", sorted(MODELS))
+def test_the_shipped_params_are_valid(section):
+    validate(section, SHIPPED[section])
+
+
+@pytest.mark.parametrize("key, value, message", PROBES, ids=[p[0] + "=" + str(p[1])[:20] for p in PROBES])
+def test_a_bad_value_names_key_value_and_what_is_allowed(key, value, message):
+    section, dotted = key.split(".", 1)
+    with pytest.raises(SystemExit) as error:
+        validate(section, with_value(section, dotted, value))
+    assert len(str(error.value).splitlines()) == 1, str(error.value)
+    assert str(error.value).startswith("params.yaml: ")
+    assert __import__("re").search(message, str(error.value)), str(error.value)
+
+
+@pytest.mark.parametrize("section, real, typo", TYPOS)
+def test_a_typo_is_an_unknown_key_and_the_real_key_is_missing(section, real, typo):
+    params = copy.deepcopy(SHIPPED[section])
+    params[typo] = params.pop(real)
+    with pytest.raises(SystemExit) as error:
+        validate(section, params)
+    lines = str(error.value).splitlines()
+    assert f"params.yaml: {section}.{typo}: unknown key" in str(error.value)
+    assert f"params.yaml: {section}.{real}: missing" in str(error.value) and len(lines) == 2
+
+
+def test_a_stage_stops_on_bad_params_before_any_work(tmp_path):
+    params = copy.deepcopy(SHIPPED)
+    params["fetch"]["on_bad_row"] = "dorp"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run = subprocess.run([sys.executable, "-m", "stages.fetch", "--out", "out.parquet", "--metrics", "m.json"],
+                         cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.strip().splitlines()[-1].startswith("params.yaml: fetch.on_bad_row: 'dorp'")
+    assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "m.json").exists()
