@@ -14,22 +14,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
-import tempfile
-from pathlib import Path
 
 import polars as pl
+from student_runs import (ROOT, STUDENTS, reviewed_splits, human_test, student_params, teacher_score,  # noqa: I001
+                          train_and_score, validation)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.common import gliner_student, spanmarker_student  # noqa: E402
-from stages.common.io import log, setup_logging  # noqa: E402
-from stages.common.metrics import score  # noqa: E402
-from stages.common.params import load_params  # noqa: E402
-from stages.common.training import human_or_all, labelled_records, seeded_subset, with_recipe  # noqa: E402
+from stages.common.io import log, setup_logging
+from stages.common.training import labelled_records, seeded_subset
 
-STUDENTS = {"gliner": gliner_student, "spanmarker": spanmarker_student}
-REVIEWED = ROOT / "data/reviewed"
 CSV_OUT = ROOT / "metrics/learning_curve.csv"
 PNG_OUT = ROOT / "metrics/learning_curve.png"
 FIELDS = ["student", "labels", "n", "seed", "f1", "f1_ci_low", "f1_ci_high", "precision", "recall"]
@@ -89,27 +81,17 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     sizes = [None if s == "all" else int(s) for s in args.sizes]
-    splits = {name: pl.read_parquet(REVIEWED / f"{name}.parquet") for name in ("train", "valid", "test")}
-    test = [r for r in labelled_records(splits["test"]) if r["label_source"] == "human"]
-    if not test:
-        raise SystemExit("no human-labelled test headline in data/reviewed/test.parquet: the curve needs human labels")
-    teacher_spans = dict(zip(splits["test"]["id"], splits["test"]["llm_spans"].to_list()))
-    bootstrap = load_params("evaluate", ROOT / "params.yaml")["bootstrap"]
-    teacher = score(test, [teacher_spans[r["id"]] or [] for r in test], bootstrap)
-    valid = human_or_all(labelled_records(splits["valid"]))
-    pool = paired_pool(splits["train"])
+    splits = reviewed_splits()
+    test, valid, pool = human_test(splits["test"]), validation(splits["valid"]), paired_pool(splits["train"])
+    teacher = teacher_score(splits["test"], test)
     rows = []
     for name in args.students:
-        params = with_recipe(load_params(f"finetune_{name}", ROOT / "params.yaml"))
+        params = student_params(name)
         for seed in args.seeds:
             for labels, n, records in training_sets(pool, sizes, seed):
                 log.info("learning curve: %s on %d headlines with %s labels (seed %d)", name, n, labels, seed)
-                with tempfile.TemporaryDirectory() as scratch:
-                    STUDENTS[name].train(params | {"seed": seed}, records, valid, Path(scratch) / "model")
-                    _, predict = STUDENTS[name].load(Path(scratch) / "model")
-                    result = score(test, predict([r["text"] for r in test]), bootstrap)
-                rows.append({"student": name, "labels": labels, "n": n, "seed": seed,
-                             **{k: result[k] for k in FIELDS[4:]}})
+                result = train_and_score(name, params | {"seed": seed}, records, valid, test)
+                rows.append({"student": name, "labels": labels, "n": n, "seed": seed, **result})
                 log.info("learning curve: -> F1 %.3f [%.3f, %.3f]", result["f1"], result["f1_ci_low"], result["f1_ci_high"])
     rows.sort(key=lambda r: (r["student"], r["labels"], r["n"], r["seed"]))
     write_csv(rows)

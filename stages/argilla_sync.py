@@ -20,14 +20,16 @@ from stages.common.params import load_params, require
 from stages.common.schema import COMPANY, SPLITS
 
 QUESTION = "companies"
-METADATA = ("split", "year", "llm_valid", "cluster", "sampled_as")
+METADATA = ("split", "year", "llm_valid", "cluster", "sampled_as", "priority")
 
 
 def argilla_record(row: dict, agent: str) -> dict:
-    """What one headline becomes in Argilla, as plain data: id, text, filterable metadata, suggestion."""
+    """What one headline becomes in Argilla, as plain data: id, text, filterable metadata (the review priority
+    among them: reviewers sort by it), suggestion."""
     return {"id": row["id"], "fields": {"text": row["text"]},
             "metadata": {"split": row["split"], "year": row["date"].year, "llm_valid": str(row["valid"]).lower(),
-                         "cluster": (row.get("clusters") or ["none"])[0], "sampled_as": row["sample_reason"]},
+                         "cluster": (row.get("clusters") or ["none"])[0], "sampled_as": row["sample_reason"],
+                         "priority": row["priority"]},
             "suggestion": [{"start": s["start"], "end": s["end"], "label": COMPANY} for s in row["spans"] or []],
             "agent": agent}
 
@@ -78,6 +80,9 @@ class ArgillaServer:
         name, workspace = f"{params['dataset_prefix']}-{split}", params["workspace"]
         dataset = self.client.datasets(name=name, workspace=workspace)
         if dataset is not None:
+            if "priority" not in [m.name for m in dataset.settings.metadata]:  # a dataset from before priorities
+                dataset.settings.metadata.add(rg.FloatMetadataProperty(name="priority", title="Review priority"))
+                dataset.update()
             return dataset
         settings = rg.Settings(
             guidelines=guidelines, fields=[rg.TextField(name="text", title="Headline")],
@@ -85,7 +90,8 @@ class ArgillaServer:
                                        title="Mark every company or ticker")],
             metadata=[rg.TermsMetadataProperty(name="split"), rg.IntegerMetadataProperty(name="year"),
                       rg.TermsMetadataProperty(name="llm_valid"), rg.TermsMetadataProperty(name="cluster"),
-                      rg.TermsMetadataProperty(name="sampled_as")])
+                      rg.TermsMetadataProperty(name="sampled_as"),
+                      rg.FloatMetadataProperty(name="priority", title="Review priority")])
         return rg.Dataset(name=name, workspace=workspace, settings=settings, client=self.client).create()
 
     def pull(self, dataset) -> tuple[dict[str, dict], dict[str, list[dict]]]:
@@ -133,6 +139,7 @@ def sync(server: ArgillaServer, splits: dict[str, pl.DataFrame], agent: str, gui
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split-dir", type=Path, required=True)
+    parser.add_argument("--priority", type=Path, required=True)
     parser.add_argument("--guidelines", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -143,9 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     if server_kind == "argilla":
         server = ArgillaServer(params)
         agent = require(load_params("llm_label"), "endpoint.model", "llm_label")  # the teacher, as the UI shows it
+        priority = read_table(args.priority, ["id", "priority"]).select("id", "priority")
         splits = {name: read_table(args.split_dir / f"{name}.parquet",
                                    ["id", "text", "date", "valid", "spans", "clusters", "sample_reason"])
-                  for name in SPLITS}
+                  .join(priority, on="id", how="left") for name in SPLITS}
         rows = sync(server, splits, agent, args.guidelines.read_text(encoding="utf-8"))
     write_jsonl(args.out, rows)
     log.info("argilla_sync: server %s: %d records with a submitted or discarded response -> %s", server_kind,

@@ -11,8 +11,8 @@ import yaml
 
 from tests.conftest import ROOT
 
-ALL_STAGES = {"fetch", "llm_label", "cluster_sample", "split", "argilla_sync", "argilla_review", "finetune_gliner",
-              "finetune_spanmarker", "evaluate"}
+ALL_STAGES = {"fetch", "llm_label", "cluster_sample", "split", "scout", "argilla_sync", "argilla_review",
+              "finetune_gliner", "finetune_spanmarker", "evaluate"}
 ALWAYS = {"argilla_sync"}  # checks the review server on every repro (cheap; its output hash rarely changes)
 LABELLED = 120
 
@@ -44,6 +44,7 @@ def repo(tmp_path, fake_teacher) -> Path:
     params["cluster_sample"].update(cluster_fraction=1.0, no_company_fraction=1.0)
     for section in ("finetune_gliner", "finetune_spanmarker"):
         params[section]["recipes"][params[section]["recipe"]].update(epochs=1)
+    params["scout"].update(epochs=1, folds=2)
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(scratch, "git", "init", "-q")
     commit(scratch, "scratch")

@@ -35,11 +35,12 @@ def response(user, status, spans=()):
 
 
 def test_record_carries_text_metadata_and_teacher_suggestion():
-    row = split_frame([("a1", "Apple (AAPL) Up", True, [(0, 5), (7, 11)])]).row(0, named=True) | {"split": "test"}
+    row = split_frame([("a1", "Apple (AAPL) Up", True, [(0, 5), (7, 11)])]).row(0, named=True) | {"split": "test",
+                                                                                                 "priority": 1.5}
     record = argilla_record(row, "teacher-model")
     assert record["id"] == "a1" and record["fields"] == {"text": "Apple (AAPL) Up"} and record["agent"] == "teacher-model"
     assert record["metadata"] == {"split": "test", "year": 2019, "llm_valid": "true", "cluster": "apple",
-                                  "sampled_as": "cluster"}
+                                  "sampled_as": "cluster", "priority": 1.5}
     assert record["suggestion"] == [{"start": 0, "end": 5, "label": "company"}, {"start": 7, "end": 11, "label": "company"}]
 
 
@@ -79,7 +80,7 @@ def test_reviewed_share_is_seeded_and_nested():
 
 
 def test_only_new_or_changed_records_are_pushed_and_drafts_stay_out_of_the_snapshot():
-    row = split_frame([("a1", "Apple Up", True, [(0, 5)])]).row(0, named=True) | {"split": "test"}
+    row = split_frame([("a1", "Apple Up", True, [(0, 5)])]).row(0, named=True) | {"split": "test", "priority": 0.5}
     record = argilla_record(row, "teacher")
     assert records_to_push([record], {}) == [record]
     assert records_to_push([record], {"a1": record}) == []
@@ -116,7 +117,9 @@ def project(tmp_path: Path, server: dict, **review) -> Path:
                                    ("te3", "Gold Up", True, [])])}
     for name, frame in splits.items():
         frame.write_parquet(tmp_path / f"data/split/{name}.parquet")
-    pl.concat(splits.values()).select("id", "text", "date").write_parquet(tmp_path / "data/headlines.parquet")
+    every = pl.concat(splits.values())
+    every.select("id", "text", "date").write_parquet(tmp_path / "data/headlines.parquet")
+    every.select("id", priority=pl.int_range(pl.len()).cast(pl.Float64) / 2).write_parquet(tmp_path / "data/priority.parquet")
     return tmp_path
 
 
@@ -127,8 +130,8 @@ def review_stage(directory: Path, api_key: str | None):
     if api_key:
         env["ARGILLA_API_KEY"] = api_key
     submissions = "data/review/argilla_submissions.jsonl"
-    commands = [["stages.argilla_sync", "--split-dir", "data/split", "--guidelines", "data/prompts/review_guidelines.md",
-                 "--out", submissions],
+    commands = [["stages.argilla_sync", "--split-dir", "data/split", "--priority", "data/priority.parquet",
+                 "--guidelines", "data/prompts/review_guidelines.md", "--out", submissions],
                 ["stages.argilla_review", "--split-dir", "data/split", "--submissions", submissions, "--headlines",
                  "data/headlines.parquet", "--label-dir", "labels", "--out-dir", "data/reviewed", "--metrics",
                  "metrics/review.json"]]
@@ -180,6 +183,11 @@ def test_round_trip_human_labels_win_and_are_never_touched_by_a_repush(server, t
     assert not any(r["reviewed"] for r in reviewed(directory, "test").values())
 
     test_dataset = f"{tmp_path.name[:30]}-test"
+    import argilla as rg
+    dataset = rg.Argilla(api_url=server["url"], api_key=server["api_key"]).datasets(test_dataset, workspace="argilla")
+    assert {r.id: r.metadata["priority"] for r in dataset.records} == {"te1": 1.0, "te2": 1.5, "te3": 2.0}
+    first = dataset.records(query=rg.Query(filter=rg.Filter(("metadata.priority", ">=", 1.5))))
+    assert sorted(r.id for r in first) == ["te2", "te3"]  # what a reviewer's priority filter shows
     annotate(server, test_dataset, {"te1": ("submitted", [(0, 5)]), "te2": ("discarded", [])})
     run = review_stage(directory, server["api_key"])
     assert run.returncode == 0, run.stderr[-2000:]

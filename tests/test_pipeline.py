@@ -24,7 +24,7 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
     base_branch = sh(repo, "git", "rev-parse", "--abbrev-ref", "HEAD").strip()
 
     # 2. forced reruns give byte-identical outputs and ask the teacher nothing
-    for stage in ("fetch", "llm_label", "cluster_sample", "split", "argilla_sync", "argilla_review"):
+    for stage in ("fetch", "llm_label", "cluster_sample", "split", "scout", "argilla_sync", "argilla_review"):
         sh(repo, "dvc", "repro", "-f", "-s", stage)
     assert sh(repo, "git", "status", "--porcelain") == "", "forced reruns must give byte-identical outputs"
     assert sum(fake_teacher.requests.values()) == LABELLED
@@ -41,7 +41,7 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
     # 4. a branch with other params: dvc params diff and metrics diff show the change
     sh(repo, "git", "checkout", "-q", "-b", "test-2020-only")
     edit_params(repo, lambda p: p["split"]["ranges"]["test"].update(start="2020-01-01"))
-    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | {"split", "argilla_review", "evaluate"}
+    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | {"split", "scout", "argilla_review", "evaluate"}
     commit(repo, "test on 2020 only")
     params_diff = json.loads(sh(repo, "dvc", "params", "diff", base_branch, "--json"))
     change = params_diff["params.yaml"]["split.ranges.test.start"]

@@ -131,6 +131,20 @@ class ReviewParams(Section):
     require_full_review: list[Literal["train", "valid", "test"]]
 
 
+class ScoutWeights(Section):
+    disagreement: float = Field(ge=0)
+    invalid: float = Field(ge=0)
+    low_agreement: float = Field(ge=0)
+    dropped_mentions: float = Field(ge=0)
+
+
+class ScoutParams(Section):
+    folds: int = Field(ge=2)
+    epochs: int = Field(gt=0)
+    weights: ScoutWeights
+    seed: int
+
+
 class GlinerRecipe(Section):
     base_model: str
     learning_rate: float = Field(gt=0)
@@ -199,7 +213,7 @@ class EvaluateParams(Section):
 
 MODELS: dict[str, type[Section]] = {
     "fetch": FetchParams, "cluster_sample": ClusterSampleParams, "split": SplitParams,
-    "argilla_review": ReviewParams, "finetune_gliner": FinetuneGlinerParams,
+    "scout": ScoutParams, "argilla_review": ReviewParams, "finetune_gliner": FinetuneGlinerParams,
     "finetune_spanmarker": FinetuneSpanMarkerParams, "evaluate": EvaluateParams,
 }
 

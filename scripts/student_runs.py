@@ -1,0 +1,58 @@
+"""What the experiment scripts share: the reviewed splits the last `dvc repro` wrote, the human-labelled
+test records, and "train a student on these records, score it on those" with evaluate's bootstrap CI."""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from stages.common import gliner_student, spanmarker_student  # noqa: E402
+from stages.common.metrics import score  # noqa: E402
+from stages.common.params import load_params  # noqa: E402
+from stages.common.schema import SPLITS  # noqa: E402
+from stages.common.training import human_or_all, labelled_records, with_recipe  # noqa: E402
+
+STUDENTS = {"gliner": gliner_student, "spanmarker": spanmarker_student}
+SCORE_KEYS = ("f1", "f1_ci_low", "f1_ci_high", "precision", "recall")
+
+
+def reviewed_splits() -> dict[str, pl.DataFrame]:
+    return {name: pl.read_parquet(ROOT / f"data/reviewed/{name}.parquet") for name in SPLITS}
+
+
+def human_test(test: pl.DataFrame) -> list[dict]:
+    records = [r for r in labelled_records(test) if r["label_source"] == "human"]
+    if not records:
+        raise SystemExit("no human-labelled test headline in data/reviewed/test.parquet: this experiment needs them")
+    return records
+
+
+def validation(valid: pl.DataFrame) -> list[dict]:
+    return human_or_all(labelled_records(valid))
+
+
+def student_params(name: str) -> dict:
+    return with_recipe(load_params(f"finetune_{name}", ROOT / "params.yaml"))
+
+
+def bootstrap() -> dict:
+    return load_params("evaluate", ROOT / "params.yaml")["bootstrap"]
+
+
+def train_and_score(name: str, params: dict, train: list[dict], valid: list[dict], test: list[dict]) -> dict:
+    """Train a student in a scratch directory and score it on the test records (P, R, F1 and its CI)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        STUDENTS[name].train(params, train, valid, Path(scratch) / "model")
+        _, predict = STUDENTS[name].load(Path(scratch) / "model")
+        result = score(test, predict([r["text"] for r in test]), bootstrap())
+    return {k: result[k] for k in SCORE_KEYS}
+
+
+def teacher_score(test_frame: pl.DataFrame, test: list[dict]) -> dict:
+    spans = dict(zip(test_frame["id"], test_frame["llm_spans"].to_list()))
+    result = score(test, [spans[r["id"]] or [] for r in test], bootstrap())
+    return {k: result[k] for k in SCORE_KEYS}
