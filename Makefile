@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 ARGILLA_VENV := .venv-argilla
 
-.PHONY: install demo test clean plan results argilla-up argilla-down browser learning-curve
+.PHONY: install demo test clean plan results argilla-up argilla-down browser learning-curve review-priority
 
 install: $(VENV)/.installed
 
@@ -58,3 +58,7 @@ results:
 learning-curve: install
 	python scripts/learning_curve.py
 
+# Scout-priority vs random review at k = 25, 50, 100 reviewed train headlines (after `make demo`, ~30 min):
+# metrics/review_priority.{json,csv,png}
+review-priority: install
+	python scripts/review_priority.py

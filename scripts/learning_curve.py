@@ -16,8 +16,8 @@ import argparse
 import csv
 
 import polars as pl
-from student_runs import (ROOT, STUDENTS, reviewed_splits, human_test, student_params, teacher_score,  # noqa: I001
-                          train_and_score, validation)
+from student_runs import (ROOT, STUDENTS, human_test, plot_f1, reviewed_splits, student_params,  # noqa: I001
+                          teacher_score, train_and_score, validation)
 
 from stages.common.io import log, setup_logging
 from stages.common.training import labelled_records, seeded_subset
@@ -48,11 +48,7 @@ def write_csv(rows: list[dict]) -> None:
 
 
 def plot(rows: list[dict], teacher_f1: float) -> None:
-    import matplotlib
-    matplotlib.use("Agg")  # offline, no display
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=120)
+    series = []
     for (student, labels), style in zip(sorted({(r["student"], r["labels"]) for r in rows}), ["o-", "s--"] * 4):
         by_n: dict[int, list[dict]] = {}
         for r in rows:
@@ -60,17 +56,9 @@ def plot(rows: list[dict], teacher_f1: float) -> None:
                 by_n.setdefault(r["n"], []).append(r)
         n = sorted(by_n)  # with several seeds: the mean of each figure over seeds
         f1, low, high = ([sum(r[k] for r in by_n[x]) / len(by_n[x]) for x in n] for k in ("f1", "f1_ci_low", "f1_ci_high"))
-        axis.plot(n, f1, style, label=f"{student}, {labels} labels")
-        axis.fill_between(n, low, high, alpha=0.12)
-    axis.axhline(teacher_f1, color="grey", linestyle=":", label=f"teacher itself ({teacher_f1:.2f})")
-    axis.set_xlabel("training headlines")
-    axis.set_ylabel("test F1 vs human labels (95% CI)")
-    axis.set_ylim(0, 1)
-    axis.legend(loc="lower right", fontsize=8)
-    axis.set_title("Students trained on teacher vs human labels (same headlines)")
-    figure.tight_layout()
-    figure.savefig(PNG_OUT, metadata={"Software": None})  # no version stamp: the file depends on the data only
-    plt.close(figure)
+        series.append({"label": f"{student}, {labels} labels", "x": n, "f1": f1, "low": low, "high": high, "style": style})
+    plot_f1(PNG_OUT, "Students trained on teacher vs human labels (same headlines, 95% CI)", "training headlines",
+            series, teacher_f1)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import json
 from statistics import mean
 
 import polars as pl
-from student_runs import (ROOT, human_test, reviewed_splits, student_params, teacher_score,  # noqa: I001
+from student_runs import (ROOT, human_test, plot_f1, reviewed_splits, student_params, teacher_score,  # noqa: I001
                           train_and_score, validation)
 
 from stages.common.io import log, setup_logging
@@ -76,24 +76,12 @@ def summary(rows: list[dict], ks: list[int]) -> dict:
 
 
 def plot(result: dict, teacher_f1: float, double_k: dict[int, float]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for strategy, style in zip(STRATEGIES, ("o-", "s--")):
-        axis.plot(result["k"], result[f"{strategy}_f1"], style, label=f"{strategy}-chosen k reviewed")
-    if double_k:
-        axis.plot(list(double_k), list(double_k.values()), "x:", label="random 2k (for comparison at k)")
-    axis.axhline(teacher_f1, color="grey", linestyle=":", label=f"teacher itself ({teacher_f1:.2f})")
-    axis.set_xlabel("train headlines reviewed (k)")
-    axis.set_ylabel("GLiNER test F1 vs human labels")
-    axis.set_ylim(0, 1)
-    axis.legend(loc="lower right", fontsize=8)
-    axis.set_title("Review the scout's priorities first, or a random sample?")
-    figure.tight_layout()
-    figure.savefig(PNG_OUT, metadata={"Software": None})
-    plt.close(figure)
+    series = [{"label": f"{strategy}-chosen k reviewed", "x": result["k"], "f1": result[f"{strategy}_f1"],
+               "style": style} for strategy, style in zip(STRATEGIES, ("o-", "s--"))]
+    series.append({"label": "random 2k (plotted at k)", "x": list(double_k), "f1": list(double_k.values()),
+                   "style": "x:"})
+    plot_f1(PNG_OUT, "Review the scout's priorities first, or a random sample? (GLiNER)",
+            "train headlines reviewed (k)", series, teacher_f1)
 
 
 def main() -> None:

@@ -56,3 +56,26 @@ def teacher_score(test_frame: pl.DataFrame, test: list[dict]) -> dict:
     spans = dict(zip(test_frame["id"], test_frame["llm_spans"].to_list()))
     result = score(test, [spans[r["id"]] or [] for r in test], bootstrap())
     return {k: result[k] for k in SCORE_KEYS}
+
+
+def plot_f1(path: Path, title: str, xlabel: str, series: list[dict], teacher_f1: float) -> None:
+    """F1 lines ({label, x, f1, style[, low, high]}: a shaded CI band when given) with the teacher's F1 as a
+    reference line, rendered offline to a PNG that holds no version stamp (it depends on the data only)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for line in series:
+        axis.plot(line["x"], line["f1"], line["style"], label=line["label"])
+        if "low" in line:
+            axis.fill_between(line["x"], line["low"], line["high"], alpha=0.12)
+    axis.axhline(teacher_f1, color="grey", linestyle=":", label=f"teacher itself ({teacher_f1:.2f})")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("test F1 vs human labels")
+    axis.set_ylim(0, 1)
+    axis.legend(loc="lower right", fontsize=8)
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)

@@ -99,10 +99,7 @@ def file_labels_by_split(params: dict, label_dir: Path, headlines: pl.DataFrame,
         counts[str(path)] = len(from_file)
     resolved = resolve(labels, headlines.select("id", "text", "date").to_dicts())
     per_split = {name: {i: resolved[i] for i in frame["id"].to_list() if i in resolved} for name, frame in splits.items()}
-    fraction = params["train_reviewed_fraction"]
-    if not 0 <= fraction <= 1:
-        raise SystemExit(f"params.yaml: argilla_review.train_reviewed_fraction must be within [0, 1], got {fraction!r}")
-    keep = reviewed_share(sorted(per_split["train"]), fraction, params["seed"])
+    keep = reviewed_share(sorted(per_split["train"]), params["train_reviewed_fraction"], params["seed"])
     per_split["train"] = {i: label for i, label in per_split["train"].items() if i in keep}
     return per_split, {"labels_per_file": counts,
                        "in_sample": {name: len(labels) for name, labels in per_split.items()}}
@@ -144,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     submissions = {name: {} for name in SPLITS}
     for row in read_jsonl(args.submissions):
         submissions[row["split"]][row["id"]] = row["responses"]
-    file_labels, file_counts = file_labels_by_split(params, args.label_dir, read_table(args.headlines, ["id", "text", "date"]), splits)
+    headlines = read_table(args.headlines, ["id", "text", "date"])
+    file_labels, file_counts = file_labels_by_split(params, args.label_dir, headlines, splits)
     merged = {name: merge(frame, submissions[name], file_labels[name]) for name, frame in splits.items()}
     missing = missing_reviews(merged, params["require_full_review"])
     if missing:

@@ -65,3 +65,11 @@ def test_readme_results_table_matches_the_committed_metrics():
     run = subprocess.run([sys.executable, "scripts/results_table.py", "--check"], cwd=ROOT, capture_output=True,
                          text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_experiment_plots_render_offline_to_a_png(tmp_path):
+    from student_runs import plot_f1
+    path = tmp_path / "curve.png"
+    plot_f1(path, "t", "n", [{"label": "a", "x": [1, 2], "f1": [0.2, 0.4], "low": [0.1, 0.3], "high": [0.3, 0.5],
+                              "style": "o-"}], teacher_f1=0.5)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
