@@ -1,8 +1,9 @@
-"""How good are the teacher and the students really? Scores against the hand-made gold spans of the
-embedded sample (tests/fixtures/sample_gold.jsonl), which the pipeline itself never reads.
+"""How good is the teacher really? Scores the labels of the last llm_label run against the hand-made spans
+of the embedded sample (data/sample/reviewer_labels.jsonl) over every labelled headline, with that run's
+hallucinated mentions, answers cut by length, invalid answers and headlines/s (metrics/llm_label.json).
 
-Run after `make demo`: teacher labels (data/labels) on every labelled headline, students (models/) and
-teacher on the test split. Prints one JSON line.
+Run after `dvc repro llm_label` (or `make demo`). Prints one JSON line. The students are scored against
+human labels by the evaluate stage.
 """
 from __future__ import annotations
 
@@ -14,27 +15,21 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages import finetune_gliner, finetune_spanmarker  # noqa: E402
 from stages.common.metrics import entity_scores  # noqa: E402
 
 
 def main() -> None:
-    with open(ROOT / "tests/fixtures/sample_gold.jsonl", encoding="utf-8") as f:
+    with open(ROOT / "data/sample/reviewer_labels.jsonl", encoding="utf-8") as f:
         gold = {(row["date"], row["text"]): row["spans"] for row in map(json.loads, f)}
     labels = pl.read_parquet(ROOT / "data/labels/llm_labels.parquet")
+    run = json.loads((ROOT / "metrics/llm_label.json").read_text())
     keys = [(str(d), t) for d, t in zip(labels["date"], labels["text"])]
-    result = {"teacher_all_labelled": entity_scores([gold[k] for k in keys], labels["spans"].to_list()),
-              "labelled": labels.height}
-    test = pl.read_parquet(ROOT / "data/reviewed/test.parquet")
-    test_keys = [(str(d), t) for d, t in zip(test["date"], test["text"])]
-    test_gold = [gold[k] for k in test_keys]
-    result["teacher_test"] = entity_scores(test_gold, test["llm_spans"].to_list())
-    for name, module in (("gliner", finetune_gliner), ("spanmarker", finetune_spanmarker)):
-        _, predict = module.load(ROOT / "models" / name)
-        result[f"{name}_test"] = entity_scores(test_gold, predict(test["text"].to_list()))
-    result["test_headlines"] = test.height
-    print(json.dumps({k: ({m: v[m] for m in ("precision", "recall", "f1")} if isinstance(v, dict) else v)
-                      for k, v in result.items()}))
+    scores = entity_scores([gold[k] for k in keys], labels["spans"].to_list())
+    print(json.dumps({"labelled": labels.height, "teacher_precision": scores["precision"],
+                      "teacher_recall": scores["recall"], "teacher_f1": scores["f1"],
+                      "hallucinated_mentions": run["hallucinated_mentions"],
+                      "length_finish": run["finish_reason"].get("length", 0), "invalid": run["invalid_answers"],
+                      "headlines_per_s": run.get("headlines_per_s")}))
 
 
 if __name__ == "__main__":

