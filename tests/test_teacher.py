@@ -53,8 +53,9 @@ def test_request_carries_prompt_the_headlines_own_schema_and_a_bounded_length(fa
     companies = body["response_format"]["schema"]["properties"]["companies"]
     assert companies["maxItems"] == 4
     assert companies["items"]["properties"]["mention"] == {"enum": ["Bank", "Bank of America", "America", "BAC"]}
+    assert companies["items"]["properties"]["name"] == companies["items"]["properties"]["mention"]
     assert (body["temperature"], body["model"]) == (0.1, "fake")
-    longest = '{"companies": [' + ", ".join(['{"mention": "Bank of America", "name": "' + "x" * 40 + '"}'] * 4) + "]}"
+    longest = '{"companies": [' + ", ".join(['{"mention": "Bank of America", "name": "Bank of America"}'] * 4) + "]}"
     assert len(longest) <= body["max_tokens"] <= 2 * len(longest)  # bounded by what the schema allows
 
 
@@ -69,6 +70,13 @@ def test_each_backend_gets_the_per_headline_schema_its_own_way(backend, expected
     assert set(RESPONSE_FORMATS) == {"llama_cpp", "tgi", "openai", "none"}
     plain = RequestSpec(model="m", prompt=PROMPT, response_format="none", generation={"max_tokens": 512})
     assert "response_format" not in plain.body("Apple Up") and plain.body("Apple Up")["max_tokens"] == 512
+
+
+def test_free_names_are_bounded_text():
+    free = Extractive(free_names=True, max_name_chars=12)
+    name = free.schema("Apple Up")["properties"]["companies"]["items"]["properties"]["name"]
+    assert name["type"] == "string" and name["pattern"].endswith("{0,12}$")
+    assert free.max_tokens("Apple Up") > Extractive().max_tokens("Apple Up")
 
 
 def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_function_word():

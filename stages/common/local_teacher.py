@@ -57,10 +57,10 @@ def gguf_sha256(path: Path) -> str:
 
 
 def die_with_parent() -> None:
-    """In the server's process: get SIGTERM when the stage dies. A SIGTERM/SIGKILL of `dvc repro` skips the
+    """In the server's process: be killed when the stage dies. A SIGTERM/SIGKILL of `dvc repro` skips the
     `finally` that stops the server, and an orphan would keep a core busy."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG; SIGTERM would wait for the answer
 
 
 def free_port() -> int:

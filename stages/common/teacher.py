@@ -51,13 +51,17 @@ FUNCTION_WORDS = frozenset("""a about above after against ahead all amid an and 
     was what when where which while who why will with without would &""".split())
 JOINERS = frozenset(["of", "the", "de", "la", "&"])
 # Words of financial headlines that name no company: offered as mentions, a small model picks them.
-GENERIC_WORDS = frozenset("""acquires analyst analysts announces beat beats better buy buyback buys ceo cfo climbs
-    cuts deal deals declares dividend downgrades drags drops earnings eps estimates expect falls futures gains
-    guidance higher hits ipo jumps launches leads lower market markets misses movers option options plunges
-    pre-market premarket preview price prices profit quarter quarterly raises rally report reports revenue rises
-    sales sees sell session share shares sinks slides slips soars stock stocks sues surges targets today top
-    traders trading upgrades update week year monday tuesday wednesday thursday friday saturday sunday january
-    february march april june july august september october november december q1 q2 q3 q4""".split())
+# Index names are here too: in a headline "Dow" or "Nasdaq" is the index, which is not a company.
+GENERIC_WORDS = frozenset("""acquires after-hours analyst analysts announces beat beats bet better buy buyback buys
+    ceo cfo claims climbs cuts deal deals declares dividend downgrades drags drops earnings eps estimates expect
+    falls futures gains guidance healthcare higher hits housing interest ipo jobless jumps launches leads lower
+    market markets mid-day misses mixed movers moving news option options partnership plunges points pre-market
+    premarket preview price prices profit quarter quarterly raises rally report reports revenue rises sales
+    scheduled sees sell session share shares short sinks slides slips soars starts stock stocks strong sues
+    supply surges targets today top traders trading tweet upgrades update week year
+    dow nasdaq ftse dax nikkei cac s&p russell
+    monday tuesday wednesday thursday friday saturday sunday january february march april june july august
+    september october november december q1 q2 q3 q4""".split())
 _OPENERS = "([{\"'“‘"
 _CLOSERS = ")]}\"'”’,;:?!."
 _POSSESSIVES = ("'s", "’s", "'S", "’S")
@@ -113,17 +117,22 @@ def candidate_mentions(text: str, max_words: int) -> list[str]:
 @dataclass(frozen=True)
 class Extractive:
     """The per-headline answer schema: every mention one of the headline's candidates, at most max_items of
-    them, names at most max_name_chars long. Its answers are bounded, so max_tokens follows from it."""
+    them. Names are candidates too unless free_names (then free text of at most max_name_chars): llama.cpp
+    checks a free string against the whole vocabulary at every token, ~20x slower than a choice between a few
+    strings. The answer is bounded either way, so max_tokens follows from it."""
     max_words: int = 4
     max_items: int = 4
+    free_names: bool = False
     max_name_chars: int = 40
 
     def schema(self, headline: str) -> dict:
         candidates = candidate_mentions(headline, self.max_words)
+        mention = {"enum": candidates} if candidates else {"type": "string", "maxLength": 0}
+        # a character class, not maxLength: llama.cpp matches it faster
+        name = {"type": "string", "pattern": f"^[^\"\\\\\\x00-\\x1f]{{0,{self.max_name_chars}}}$"} \
+            if self.free_names else mention
         item = {"type": "object", "required": ["mention", "name"], "additionalProperties": False,
-                "properties": {"mention": {"enum": candidates} if candidates else {"type": "string", "maxLength": 0},
-                               # a character class, not maxLength: llama.cpp matches it about 2x faster
-                               "name": {"type": "string", "pattern": f"^[^\"\\\\\\x00-\\x1f]{{0,{self.max_name_chars}}}$"}}}
+                "properties": {"mention": mention, "name": name}}
         return {"type": "object", "required": ["companies"], "additionalProperties": False,
                 "properties": {"companies": {"type": "array", "items": item,
                                              "maxItems": self.max_items if candidates else 0}}}
@@ -132,7 +141,8 @@ class Extractive:
         """Characters of the longest answer the schema allows, with the optional space the grammar permits
         after each JSON token: no token is shorter than a character, so no answer can be cut."""
         longest = max((len(json.dumps(c)) for c in candidate_mentions(headline, self.max_words)), default=2)
-        item = len('{"mention": , "name": ""}, ') + 4 + longest + self.max_name_chars
+        name = self.max_name_chars + 2 if self.free_names else longest
+        item = len('{"mention": , "name": }, ') + 4 + longest + name
         return len('{"companies": []} ') + 4 + self.max_items * item
 
 
