@@ -25,13 +25,13 @@ import polars as pl
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.common.teacher import AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all  # noqa: E402
+from stages.common.teacher import AnswerCache, ClientSettings, Extractive, Prompt, RequestSpec, ask_all  # noqa: E402
 from stages.llm_label import label_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = {"id": "b", "object": "chat.completion", "model": "bench",
           "choices": [{"index": 0, "finish_reason": "stop", "message": {
-              "role": "assistant", "content": json.dumps({"result": ["Apple"], "normalized_result": ["Apple"]})}}],
+              "role": "assistant", "content": json.dumps({"companies": [{"mention": "Apple", "name": "Apple"}]})}}],
           "usage": {"prompt_tokens": 300, "completion_tokens": 15, "total_tokens": 315}}
 COMPANIES = ["Apple", "Tesla", "Visa", "Target", "Nvidia", "Boeing", "Oracle", "Intel"]
 
@@ -56,7 +56,7 @@ def headlines(n: int, seed: int = 0) -> list[str]:
 
 def request_spec() -> RequestSpec:
     return RequestSpec(model="bench", prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
-                       response_format="llama_cpp", generation={"temperature": 0.1, "max_tokens": 512, "seed": 0})
+                       response_format="llama_cpp", generation={"temperature": 0.1, "seed": 0}, extractive=Extractive())
 
 
 async def raw_loop(url: str, spec: RequestSpec, texts: list[str], concurrency: int) -> None:
