@@ -2,15 +2,20 @@
 
 Base model from params: `local-minilm` builds GLiNER on the offline MiniLM encoder; a hub id or
 directory of a GLiNER checkpoint (e.g. EmergentMethods/gliner_medium_news-v2.1) fine-tunes that.
-A saved model reloads with `load(directory)` (or GLiNER.from_pretrained).
+A saved model reloads with `load(directory)` (or GLiNER.from_pretrained). `export(model_dir, export_dir)` writes
+the CPU-serving form (an int8 ONNX graph for ONNX Runtime, with config and tokenizer); the same `load(export_dir)`
+serves it.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from stages.common.encoder import LOCAL_MINILM_HUB_ID, hidden_size, local_encoder_dir, rewrite_json, unreachable
 from stages.common.spans import char_to_token_spans, word_tokens
-from stages.common.training import fit, quantize_int8, read_settings
+from stages.common.training import (EXPORT_FILE, EXPORT_FORMAT, fit, is_exported, onnx_session, quantize_int8,
+                                     quantize_onnx, read_settings, write_settings)
 
 
 def to_example(record: dict, label: str) -> dict:
@@ -52,14 +57,46 @@ def predict(model, texts: list[str], label: str, threshold: float, batch_size: i
 
 
 def load(model_dir: Path, int8: bool = False):
-    """A saved student and a predict(texts, batch_size) function for it (int8: quantized for CPU serving)."""
+    """A saved or exported student and a predict(texts, batch_size) function for it (int8: torch dynamic
+    quantization of a saved model; an exported one is already int8 and runs on ONNX Runtime)."""
     from gliner import GLiNER
 
     settings = read_settings(model_dir)
+    if is_exported(model_dir):
+        return load_exported(model_dir, settings)
     model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
     model.eval()
     if int8:
         quantize_int8(model)
+    return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"],
+                                                      settings["threshold"], batch_size)
+
+
+def export(model_dir: Path, export_dir: Path) -> None:
+    """The CPU-serving form of a saved student: GLiNER's own ONNX export, int8-quantized for ONNX Runtime, with
+    its config, tokenizer and predict settings; `load(export_dir)` serves it (no torch weights needed)."""
+    from gliner import GLiNER
+
+    model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
+    model.eval()
+    staging = export_dir.with_name(export_dir.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    with tempfile.TemporaryDirectory() as scratch:
+        graph = Path(model.export_to_onnx(scratch, quantize=False)["onnx_path"])
+        shutil.copytree(scratch, staging, ignore=shutil.ignore_patterns("*.onnx"))
+        quantize_onnx(graph, staging / EXPORT_FILE)
+    write_settings(staging, read_settings(model_dir) | {"format": EXPORT_FORMAT})
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    staging.rename(export_dir)
+
+
+def load_exported(export_dir: Path, settings: dict):
+    from gliner import GLiNER
+
+    model = GLiNER.from_pretrained(str(export_dir), load_tokenizer=True, runtime="onnxruntime",
+                                   runtime_options={"session": onnx_session(export_dir / EXPORT_FILE)})
     return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"],
                                                       settings["threshold"], batch_size)
 

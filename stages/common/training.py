@@ -161,6 +161,43 @@ def quantize_int8(model):
     return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
+EXPORT_FILE = "model.onnx"  # inside an exported student: the int8 ONNX graph ONNX Runtime serves
+EXPORT_FORMAT = "onnx-int8"
+
+
+def quantize_onnx(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization of an ONNX graph's MatMul weights for ONNX Runtime on CPU: per output channel
+    (per tensor cost a tiny GLiNER 4.6 F1 points, per channel 3.0), activations quantized per batch at run time.
+    Deterministic: the same graph gives a byte-identical file."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)  # quantize_dynamic warns on the root logger to "run pre-processing" first
+    try:
+        quantize_dynamic(model_input=str(source), model_output=str(target), weight_type=QuantType.QInt8,
+                         per_channel=True)
+    finally:
+        root.setLevel(level)
+
+
+def onnx_session(path: Path, threads: int = 0):
+    """An ONNX Runtime CPU session with every graph optimisation on (threads=0: one per physical core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def is_exported(model_dir: Path) -> bool:
+    return (model_dir / EXPORT_FILE).exists()
+
+
 def write_settings(model_dir: Path, settings: dict) -> None:
     (model_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
@@ -217,3 +254,18 @@ def finetune_main(section: str, title: str, student: ModuleType, argv: list[str]
                               "train_human_labelled": sizes["train_human"], "valid_human_labelled": sizes["valid_human"],
                               "best_epoch": result["best_epoch"], "best_valid_f1": result["best_valid_f1"]})
     log.info("%s: best epoch %d, valid F1 %.4f -> %s", section, result["best_epoch"], result["best_valid_f1"], args.out)
+
+
+def finetune_and_export_main(section: str, title: str, student: ModuleType, argv: list[str] | None) -> None:
+    """finetune_main, then `student.export(--out, --export)`: the int8 ONNX form for CPU serving beside the model."""
+    import time
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--export", type=Path, required=True)
+    args, rest = parser.parse_known_args(argv)
+    finetune_main(section, title, student, rest + ["--out", str(args.out)])
+    started = time.perf_counter()
+    student.export(args.out, args.export)
+    log.info("%s: exported %s -> %s (%s) in %.1f s", section, args.out, args.export, EXPORT_FORMAT,
+             time.perf_counter() - started)
