@@ -7,6 +7,8 @@ exact-span P/R/F1 with a seeded bootstrap 95% CI, partial-overlap F1 and F1 per 
 at all the reference falls back to the teacher's labels (`reference: teacher`) and the teacher is not
 scored against itself. `evaluate.extra_test_sets` (labelled files inside `evaluate.test_set_dir`) are
 scored for every student with the same bootstrap CI.
+Each student is scored twice: as saved (fp32, torch) and in its exported CPU-serving form (`<name>_export`: int8
+ONNX Runtime, written by its finetune stage), so metrics and speed show what serving the export costs in F1.
 Outputs: metrics (deterministic), speed (measured headlines/s and USD per million headlines), the top
 false positives / negatives per model, and plot data; every path comes from dvc.yaml.
 """
@@ -118,8 +120,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("test", "teacher-metrics", "gliner", "spanmarker", "test-set-dir", "metrics", "speed", "errors",
-                 "f1-plot", "cost-plot"):
+    for name in ("test", "teacher-metrics", "gliner", "spanmarker", "gliner-export", "spanmarker-export", "test-set-dir",
+                 "metrics", "speed", "errors", "f1-plot", "cost-plot"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     zero_shot, skipped = zero_shot_predictors()
     notes |= skipped
     students = {name: student.load(getattr(args, name))[1] for name, student in STUDENTS.items()}
+    students |= {f"{name}_export": student.load(getattr(args, f"{name}_export"))[1] for name, student in STUDENTS.items()}
     for name, predict in {**students, **zero_shot}.items():
         predictions[name], headlines_per_s = timed_predictions(predict, texts, batch_size)
         speed[name] = {"headlines_per_s": round(headlines_per_s, 1),
