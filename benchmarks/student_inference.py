@@ -1,10 +1,16 @@
-"""Student speed on 2 CPU cores: inference headlines/s at batch 32 of each saved student (as saved, and with
-dynamic int8 quantization for CPU serving), and training steps/s.
+"""Student speed on 2 CPU cores: inference headlines/s at batch 32 of each saved student as saved (fp32), with torch
+dynamic int8 quantization, and in its exported CPU-serving form (int8 ONNX Runtime, `<name>_export`), the F1 cost
+of the export, and training steps/s.
 
-Inference uses the models the pipeline saved (models/gliner, models/spanmarker: run `make demo` first) on
---headlines headlines of the embedded sample. Training steps/s comes from a short real run of each
-student's train() on sample headlines with their gold spans (benchmarks may read the gold file; the
-pipeline never does). Prints one JSON line.
+Inference uses the models in --models (default models/: gliner, spanmarker and their gliner_export,
+spanmarker_export written by the finetune stages; run `make demo` first, or point --models at any directory
+holding trained students). An export missing there is made into a temporary directory. Speeds are taken on
+--headlines headlines of the embedded sample, all variants of a student back to back in one process, so
+their ratios hold on a busy machine even when absolute numbers do not. `<name>_export_f1_delta` is exported
+minus fp32 entity F1 (exact spans) on the sample's gold headlines dated like the test split (2019 on): held out
+from training both in the pipeline and for students trained on earlier headlines. Training steps/s comes from a
+short real run of each student's train() on sample headlines with their gold spans (benchmarks may read the
+gold file; the pipeline never does); --skip-train leaves it out. Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -19,10 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stages.common import gliner_student, spanmarker_student  # noqa: E402
+from stages.common.metrics import entity_scores  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
-from stages.common.training import with_recipe  # noqa: E402
+from stages.common.training import is_exported, with_recipe  # noqa: E402
 
 STUDENTS = {"gliner": (gliner_student, "finetune_gliner"), "spanmarker": (spanmarker_student, "finetune_spanmarker")}
+GOLD = ROOT / "data/sample/reviewer_labels.jsonl"
+TEST_FROM = "2019-01-01"  # the split stage's test years
 
 
 def headlines(n: int) -> list[str]:
@@ -30,32 +39,54 @@ def headlines(n: int) -> list[str]:
         return [row["text"] for row in csv.DictReader(f)][:n]
 
 
-def gold_records(n: int) -> list[dict]:
-    with open(ROOT / "tests/fixtures/sample_gold.jsonl", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f][:n]
-    return [{"id": f"{i:05d}", "text": r["text"], "spans": r["spans"]} for i, r in enumerate(rows)]
+def gold_records(n: int | None = None, since: str = "") -> list[dict]:
+    with open(GOLD, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    records = [{"id": f"{i:05d}", "text": r["text"], "spans": r["spans"]} for i, r in enumerate(rows)
+               if r.get("date", "") >= since]
+    return records[:n]
+
+
+def headlines_per_s(predict, texts: list[str], batch_size: int) -> float:
+    predict(texts[:batch_size], batch_size)  # warm-up
+    started = time.perf_counter()
+    predict(texts, batch_size)
+    return round(len(texts) / (time.perf_counter() - started), 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--headlines", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-records", type=int, default=160)
+    parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()
     texts, result = headlines(args.headlines), {}
-    for name, (module, section) in STUDENTS.items():
-        for int8, suffix in ((False, ""), (True, "_int8")):
-            _, predict = module.load(ROOT / "models" / name, int8=int8)
-            predict(texts[:32], args.batch_size)  # warm-up
-            started = time.perf_counter()
-            predict(texts, args.batch_size)
-            result[f"{name}{suffix}_headlines_per_s"] = round(len(texts) / (time.perf_counter() - started), 1)
-        params = with_recipe(load_params(section, ROOT / "params.yaml")) | {"epochs": 1}
-        records = gold_records(args.train_records)
-        with tempfile.TemporaryDirectory() as scratch:
-            trained = module.train(params, records[:-16], records[-16:], Path(scratch) / "model")
-        result[f"{name}_train_steps_per_s"] = round(trained["train_steps_per_s"], 2)
-    print(json.dumps(result | {"headlines": len(texts), "batch_size": args.batch_size}))
+    test = gold_records(since=TEST_FROM)
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, (module, section) in STUDENTS.items():
+            model_dir, export_dir = args.models / name, args.models / f"{name}_export"
+            if not is_exported(export_dir):
+                export_dir = Path(scratch) / f"{name}_export"
+                started = time.perf_counter()
+                module.export(model_dir, export_dir)
+                result[f"{name}_export_s"] = round(time.perf_counter() - started, 1)
+            f1 = {}
+            for variant, (directory, int8) in {"": (model_dir, False), "_int8": (model_dir, True),
+                                               "_export": (export_dir, False)}.items():
+                _, predict = module.load(directory, int8=int8)
+                result[f"{name}{variant}_headlines_per_s"] = headlines_per_s(predict, texts, args.batch_size)
+                if variant != "_int8":
+                    f1[variant] = entity_scores([r["spans"] for r in test], predict([r["text"] for r in test]))["f1"]
+            result[f"{name}_f1"] = round(f1[""], 4)
+            result[f"{name}_export_f1_delta"] = round(f1["_export"] - f1[""], 4)
+            if not args.skip_train:
+                params = with_recipe(load_params(section, ROOT / "params.yaml")) | {"epochs": 1}
+                records = gold_records(args.train_records)
+                trained = module.train(params, records[:-16], records[-16:], Path(scratch) / f"{name}_trained")
+                result[f"{name}_train_steps_per_s"] = round(trained["train_steps_per_s"], 2)
+    print(json.dumps(result | {"headlines": len(texts), "batch_size": args.batch_size, "f1_headlines": len(test)}))
 
 
 if __name__ == "__main__":

@@ -3,25 +3,36 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from stages.common import gliner_student, spanmarker_student
 from stages.common.params import load_params
-from stages.common.training import SETTINGS_FILE, with_recipe
+from stages.common.training import EXPORT_FILE, SETTINGS_FILE, with_recipe
+from stages.common.metrics import entity_scores
 from tests.conftest import ROOT
 
 STUDENTS = {"finetune_gliner": gliner_student, "finetune_spanmarker": spanmarker_student}
 PROBE = ["Apple Shares Up 5% After Earnings Beat", "Gold Prices Rise As Dollar Weakens"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("section", sorted(STUDENTS))
-def test_tiny_training_saves_best_checkpoint_that_reloads_in_a_fresh_process(section, gold, tmp_path):
+@pytest.fixture(scope="module", params=sorted(STUDENTS))
+def tiny_trained(request, gold, tmp_path_factory):
+    """(section, records, params, train() result, model dir) of a real tiny run: the shipped recipe (6 epochs) on
+    60 sample headlines, validated on 20."""
+    section = request.param
     records = [{"id": f"{i:03d}", "text": g["text"], "spans": g["spans"]} for i, g in enumerate(gold[:80])]
-    params = with_recipe(load_params(section, ROOT / "params.yaml"))  # the shipped recipe: 6 epochs
-    out = tmp_path / "model"
+    params = with_recipe(load_params(section, ROOT / "params.yaml"))
+    out = tmp_path_factory.mktemp(section) / "model"
     result = STUDENTS[section].train(params, records[:60], records[60:], out)
+    return section, records, params, result, out
+
+
+@pytest.mark.slow
+def test_tiny_training_saves_best_checkpoint_that_reloads_in_a_fresh_process(tiny_trained, tmp_path):
+    section, records, params, result, trained = tiny_trained
+    out = Path(shutil.copytree(trained, tmp_path / "model"))
 
     losses = [h["train_loss"] for h in result["history"]]
     assert len(losses) == params["epochs"] and losses[-1] < losses[0]
@@ -43,6 +54,35 @@ def test_tiny_training_saves_best_checkpoint_that_reloads_in_a_fresh_process(sec
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == before, "a moved model must predict what it did before"
+
+
+@pytest.mark.slow
+def test_export_is_byte_identical_loads_with_the_same_call_and_predicts_like_fp32(tiny_trained, gold, tmp_path):
+    section, records, _, _, trained = tiny_trained
+    student = STUDENTS[section]
+    student.export(trained, tmp_path / "a")
+    student.export(trained, tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert EXPORT_FILE in {str(f) for f in files} and not any(f.suffix in (".safetensors", ".bin") for f in files)
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), f"{name} differs"
+        if name.suffix == ".json":
+            assert sys.prefix not in (tmp_path / "a" / name).read_text(), f"{name} names a path of this machine"
+    assert (tmp_path / "a" / EXPORT_FILE).stat().st_size < 0.5 * sum(p.stat().st_size for p in trained.glob("*.*")
+                                                                          if p.suffix in (".safetensors", ".bin"))
+
+    texts = PROBE + [r["text"] for r in records[:60]] + [g["text"] for g in gold[-40:]]
+    _, fp32 = student.load(trained)
+    moved = shutil.move(tmp_path / "a", tmp_path / "served")  # the export needs nothing but its own directory
+    session, exported = student.load(Path(moved))  # the same one call as a saved model
+    assert type(session).__name__ in ("GLiNER", "InferenceSession")
+    expected, got = fp32(texts), exported(texts)
+    assert sum(map(len, expected)) >= 30, "the fp32 student must find companies for the comparison to mean anything"
+    agreement = entity_scores(expected, got)  # the export scored against its own fp32 model
+    assert agreement["f1"] >= 0.9, agreement
+    # int8 activations are scaled per batch, so a headline's batchmates may move a borderline span: agree, not equal
+    assert entity_scores(got[:20], exported(texts[:20], batch_size=4))["f1"] >= 0.9
+    assert exported([]) == []
 
 
 def test_unreachable_hub_base_model_names_the_param_to_change():
