@@ -43,15 +43,15 @@ RESPONSE_FORMATS: dict[str, Callable[[dict], dict | None]] = {
     "none": lambda schema: None,
 }
 
-# Words that never start or end a company mention; inside one only JOINERS may ("Bank of America"): the
+# Words that are never part of a company mention, except JOINERS inside one ("Bank of America"): the
 # others end a phrase ("Apple And Tesla", "Rises As Oil Slides").
 FUNCTION_WORDS = frozenset("""a about above after against ahead all amid an and are as at be before behind below
     but by can could de did do does down during for from has have how if in into is it its la may might more most
     new no not of off on onto or out over per says should so than that the their this to under up via vs versus
     was what when where which while who why will with without would &""".split())
 JOINERS = frozenset(["of", "the", "de", "la", "&"])
-# Words of financial headlines that name no company: offered as mentions, a small model picks them.
-# Index names are here too: in a headline "Dow" or "Nasdaq" is the index, which is not a company.
+# Words of financial headlines that are no part of a company name ("Adobe Acquires Nokia" offers "Adobe" and
+# "Nokia"): offered as mentions, a small model picks them. Index names are here too: in a headline "Dow" or "Nasdaq" is the index, which is not a company.
 GENERIC_WORDS = frozenset("""acquires after-hours analyst analysts announces beat beats bet better buy buyback buys
     ceo cfo claims climbs cuts deal deals declares dividend downgrades drags drops earnings eps estimates expect
     falls futures gains guidance healthcare higher hits housing interest ipo jobless jumps launches leads lower
@@ -70,8 +70,8 @@ _POSSESSIVES = ("'s", "’s", "'S", "’S")
 def _words(text: str) -> list[tuple[int, int, bool]]:
     """(start, end, phrase_ends_here) of each word, without wrappers, trailing punctuation or possessive.
 
-    A phrase ends at punctuation (',', ':', ')', ...), a possessive, a function word other than a joiner, or a
-    word with no letter (a number, a dash, a price): no mention runs across one.
+    A phrase ends at punctuation (',', ':', ')', ...), a possessive, a function or generic word other than a
+    joiner, or a word with no letter (a number, a dash, a price): no mention runs across one.
     """
     words: list[tuple[int, int, bool]] = []
 
@@ -90,8 +90,8 @@ def _words(text: str) -> list[tuple[int, int, bool]]:
         if text[start:end].endswith(_POSSESSIVES):
             end -= 2
         word = text[start:end].lower()
-        if word not in JOINERS and (word in FUNCTION_WORDS or not any(c.isalpha() for c in word)
-                                    or word.startswith("$") or word.endswith("%")):
+        if word not in JOINERS and (word in FUNCTION_WORDS or word in GENERIC_WORDS or word.startswith("$")
+                                    or word.endswith("%") or not any(c.isalpha() for c in word)):
             end_phrase()
             continue
         words.append((start, end, end < match.end()))
@@ -100,10 +100,10 @@ def _words(text: str) -> list[tuple[int, int, bool]]:
 
 def candidate_mentions(text: str, max_words: int) -> list[str]:
     """What the teacher may name in this headline: its word n-grams up to max_words, cleaned of wrappers
-    ('(AAPL)' -> 'AAPL') and possessives, not crossing punctuation or function words, not starting or ending
-    with a joiner or a generic headline word. Each is a slice of the headline, so it always aligns to a span."""
+    ('(AAPL)' -> 'AAPL') and possessives, not crossing punctuation, function or generic words, not starting or
+    ending with a joiner. Each is a slice of the headline, so it always aligns to a span."""
     words = _words(text)
-    skip = [text[s:e].lower() in JOINERS or text[s:e].lower() in GENERIC_WORDS for s, e, _ in words]
+    skip = [text[s:e].lower() in JOINERS for s, e, _ in words]
     found: dict[str, None] = {}
     for i, (start, _, _) in enumerate(words):
         for j in range(i, min(i + max_words, len(words))):
