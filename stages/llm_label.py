@@ -233,7 +233,8 @@ def ask_missing(todo: list[tuple[RequestSpec, str]], cache: AnswerCache, params:
     """Ask the teacher for every missing answer; returns the error kind of each headline that still failed."""
     endpoint = params["endpoint"]
     base_url = endpoint["base_url"]
-    server = local_teacher(endpoint["model"]) if base_url == LOCAL else contextlib.nullcontext(base_url)
+    server = local_teacher(endpoint["model"], threads=params.get("local_threads")) if base_url == LOCAL \
+        else contextlib.nullcontext(base_url)
     with server as url, tqdm(total=len(todo), desc="llm_label", unit="request") as progress:
         settings = ClientSettings(base_url=url, token=token,
                                   concurrency=params.get("concurrency", 8), timeout_s=params.get("timeout_s", 120),
