@@ -23,6 +23,8 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stages.common.concurrency import AdaptiveLimit, Gate
+
 
 class Company(BaseModel):
     mention: str  # as written in the headline
@@ -272,6 +274,7 @@ class TeacherError(Exception):
 
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+OVERLOAD_STATUS = {429, 503}  # the endpoint is full: fewer requests in flight
 RETRYABLE_KINDS = frozenset({"timeout", "connection", *(f"http_{status}" for status in RETRYABLE_STATUS)})
 
 
@@ -279,11 +282,18 @@ RETRYABLE_KINDS = frozenset({"timeout", "connection", *(f"http_{status}" for sta
 class ClientSettings:
     base_url: str
     token: str | None = None
-    concurrency: int = 8
+    # requests in flight: {min, start, max} adapts to the endpoint's capacity (see concurrency.py); min = max
+    # fixes it; a plain number is a fixed limit
+    concurrency: int | dict = 8
     timeout_s: float = 120.0
     max_attempts: int = 5
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
+
+    def limit(self) -> AdaptiveLimit:
+        c = self.concurrency
+        bounds = (c, c, c) if isinstance(c, int) else (c["min"], c["start"], c["max"])
+        return AdaptiveLimit(minimum=bounds[0], start=bounds[1], maximum=bounds[2])
 
 
 @dataclass
@@ -292,6 +302,8 @@ class RunStats:
     retries: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     latencies_s: list[float] = field(default_factory=list)
+    limit_summary: dict = field(default_factory=dict)         # how the concurrency limit moved
+    limit_history: list[tuple[float, int]] = field(default_factory=list)
 
 
 def retry_delay(attempt: int, settings: ClientSettings, retry_after: str | None) -> float:
@@ -305,31 +317,38 @@ def retry_delay(attempt: int, settings: ClientSettings, retry_after: str | None)
 
 
 async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: ClientSettings,
-              stats: RunStats) -> dict:
-    """One chat completion with retries. Returns content, finish_reason, usage; raises TeacherError."""
+              stats: RunStats, gate: Gate) -> dict:
+    """One chat completion with retries, each attempt holding a permit of the gate (a retry waits without
+    one). Returns content, finish_reason, usage and the limit it ran under; raises TeacherError."""
     last = TeacherError("unknown")
     for attempt in range(settings.max_attempts):
         if attempt:
             stats.retries += 1
-        started = time.perf_counter()
         retry_after = None
         try:
-            stats.calls += 1
-            async with session.post(url, json=body) as response:
-                if response.status == 200:
-                    payload = await response.json(content_type=None)
-                    choice = payload["choices"][0]
-                    latency = time.perf_counter() - started
-                    stats.latencies_s.append(latency)
-                    return {"content": choice["message"].get("content") or "",
-                            "finish_reason": choice.get("finish_reason"), "usage": payload.get("usage") or {},
-                            "latency_s": round(latency, 3), "attempts": attempt + 1}
-                text = (await response.text())[:200]
-                last = TeacherError(f"http_{response.status}", text)
-                if response.status not in RETRYABLE_STATUS:
-                    raise last
-                retry_after = response.headers.get("Retry-After")
+            async with gate:
+                started = time.perf_counter()
+                stats.calls += 1
+                async with session.post(url, json=body) as response:
+                    if response.status == 200:
+                        payload = await response.json(content_type=None)
+                        choice = payload["choices"][0]
+                        latency = time.perf_counter() - started
+                        stats.latencies_s.append(latency)
+                        concurrency = int(gate.limit.limit)
+                        gate.limit.on_success(latency, gate.in_flight)
+                        return {"content": choice["message"].get("content") or "",
+                                "finish_reason": choice.get("finish_reason"), "usage": payload.get("usage") or {},
+                                "latency_s": round(latency, 3), "attempts": attempt + 1, "concurrency": concurrency}
+                    text = (await response.text())[:200]
+                    last = TeacherError(f"http_{response.status}", text)
+                    if response.status not in RETRYABLE_STATUS:
+                        raise last
+                    if response.status in OVERLOAD_STATUS:
+                        gate.limit.on_rejection()
+                    retry_after = response.headers.get("Retry-After")
         except asyncio.TimeoutError:
+            gate.limit.on_rejection()
             last = TeacherError("timeout", f"no answer in {settings.timeout_s}s")
         except aiohttp.ClientError as error:
             last = TeacherError("connection", str(error)[:200])
@@ -342,34 +361,37 @@ async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: Cl
 
 async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, settings: ClientSettings,
                   on_done: Callable[[], None] = lambda: None) -> tuple[RunStats, dict[str, str]]:
-    """Ask every (spec, headline) job, `concurrency` requests in flight at any time; callers pass cache misses.
+    """Ask every (spec, headline) job with at most the adaptive limit of requests in flight; callers pass cache
+    misses.
 
     Jobs are pulled lazily, so memory does not grow with the input, and a slow answer holds up only its
-    own worker. Answers go to the cache as they arrive; returns run stats and the error kind per failed
-    headline.
+    own worker. Answers go to the cache as they arrive; returns run stats (with how the limit moved) and
+    the error kind per failed headline.
     """
     pending = iter(jobs)
     stats, failed = RunStats(), {}
+    limit = settings.limit()
+    gate = Gate(limit)
     url = settings.base_url.rstrip("/") + "/v1/chat/completions"
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
 
     async with aiohttp.ClientSession(headers=headers, timeout=timeout,
-                                     connector=aiohttp.TCPConnector(limit=settings.concurrency)) as session:
+                                     connector=aiohttp.TCPConnector(limit=limit.maximum)) as session:
         async def worker() -> None:
             for spec, headline in pending:  # workers share one iterator: each job goes to exactly one
                 key = spec.cache_key(headline)
                 try:
-                    answer = await ask(session, url, spec.body(headline), settings, stats)
-                    # concurrency: this answer's share of the endpoint's time is latency / concurrency
-                    cache.put({"key": key, "model": spec.model, "headline": headline,
-                               "concurrency": settings.concurrency, **answer})
+                    answer = await ask(session, url, spec.body(headline), settings, stats, gate)
+                    # concurrency (recorded in the answer): its share of the endpoint's time is latency / concurrency
+                    cache.put({"key": key, "model": spec.model, "headline": headline, **answer})
                 except TeacherError as error:
                     failed[headline] = error.kind
                     stats.failures[error.kind] = stats.failures.get(error.kind, 0) + 1
                 on_done()
 
-        await asyncio.gather(*(worker() for _ in range(max(1, settings.concurrency))))
+        await asyncio.gather(*(worker() for _ in range(limit.maximum)))
+    stats.limit_summary, stats.limit_history = limit.summary(), limit.history
     return stats, failed
 
 
