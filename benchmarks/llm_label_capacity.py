@@ -18,13 +18,14 @@ import multiprocessing
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common.local_teacher import free_port, wait_until_up  # noqa: E402
+from stages.common.local_teacher import free_port  # noqa: E402
 from stages.common.teacher import AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all  # noqa: E402
 
 LATENCY_S = 0.05
@@ -66,7 +67,12 @@ def run(concurrency: dict, per_phase: int) -> dict:
     server.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, server, 30)
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/v1/models", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
         spec = RequestSpec(model="bench", prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
                            response_format="none", generation={"temperature": 0.0, "max_tokens": 64, "seed": 0})
         texts = [f"Apple Shares Up After Earnings Beat #{i}" for i in range(len(CAPACITY) * per_phase)]

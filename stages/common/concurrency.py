@@ -43,6 +43,7 @@ class AdaptiveLimit:
         self._floor = self._smoothed = None
         self._step, self._interval = 1.0, self.probe_s
         self._last_probe = self._last_cut = self._started
+        self._ceiling = self.maximum + 1  # the lowest limit the endpoint has rejected lately
         self.rejections = 0
 
     @property
@@ -70,13 +71,17 @@ class AdaptiveLimit:
                 self._last_cut = now
                 self._set(self.limit * self.decrease)
             return
-        if self._last_cut < self._last_probe and now - self._last_probe >= 2 * self._round_trip():
-            self._interval = self.probe_s  # the last probe held for two round trips: capacity may have grown
+        held = self._last_cut < self._last_probe  # no rejection since the last probe
+        if held and int(self.limit) >= self._ceiling and now - self._last_probe >= 2 * self._round_trip():
+            # a limit the endpoint rejected before now holds for two round trips: capacity grew, probe eagerly
+            self._ceiling, self._interval = self.maximum + 1, self.probe_s
         if in_flight >= int(self.limit) and now - self._last_probe >= self._interval:
-            if self._last_cut < self._last_probe:  # the previous probe was not rejected: grow faster
+            if held and int(self.limit) + 1 < self._ceiling:  # still below the known ceiling: grow faster
                 self._step, self._interval = min(self._step * 2, 64.0), self.probe_s
+            else:
+                self._step = 1.0
             self._last_probe = now
-            self._set(self.limit + self._step)
+            self._set(min(self.limit + self._step, max(self.limit + 1, self._ceiling - 1.0)))
 
     def on_rejection(self) -> None:
         """The endpoint said it is full (429/503) or did not answer in time."""
@@ -87,6 +92,7 @@ class AdaptiveLimit:
         if now - self._last_cut < self._round_trip():
             return  # one cut per round trip, however many requests that round trip rejected
         self._last_cut = now
+        self._ceiling = min(self._ceiling, int(self.limit))
         self._step = 1.0
         self._interval = min(self.max_probe_s, self._interval * 2)
         self._set(self.limit - max(1.0, self.limit * (1 - self.decrease)))  # at least one fewer
