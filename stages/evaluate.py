@@ -15,7 +15,6 @@ false positives / negatives per model, and plot data; every path comes from dvc.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from stages.common import gliner_student, spanmarker_student
 from stages.common.encoder import local_encoder_dir
-from stages.common.io import log, read_table, setup_logging, write_json
+from stages.common.io import log, read_table, setup_logging, write_csv, write_json
 from stages.common.label_files import read_label_file, require_inside, standalone
 from stages.common.metrics import score
 from stages.common.params import load_params
@@ -111,13 +110,6 @@ def usd_per_million(headlines_per_s: float, usd_per_hour: float) -> float:
     return round(1e6 / (headlines_per_s * 3600) * usd_per_hour, 4)
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["model"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("test", "teacher-metrics", "gliner", "spanmarker", "gliner-export", "spanmarker-export", "test-set-dir",
@@ -161,13 +153,15 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)
     write_csv(args.errors, [{"model": name, **row} for name, predicted in predictions.items()
-                            for row in top_errors(records, predicted, params["top_errors"])])
+                            for row in top_errors(records, predicted, params["top_errors"])],
+              ["model", "kind", "span", "count", "example"])
     write_csv(args.f1_plot, [{"model": name, "f1": metrics[name]["f1"], "f1_ci_low": metrics[name]["f1_ci_low"],
-                              "f1_ci_high": metrics[name]["f1_ci_high"]} for name in predictions])
+                              "f1_ci_high": metrics[name]["f1_ci_high"]} for name in predictions],
+              ["model", "f1", "f1_ci_low", "f1_ci_high"])
     write_csv(args.cost_plot, [{"model": name, "f1": metrics[name]["f1"],
                                 "usd_per_million_headlines": speed[name].get("usd_per_million_headlines_cpu",
                                                                              speed[name].get("usd_per_million_headlines"))}
-                               for name in predictions if speed.get(name)])
+                               for name in predictions if speed.get(name)], ["model", "f1", "usd_per_million_headlines"])
     log.info("evaluate: reference %s labels on %d of %d test headlines", reference, len(records), test.height)
     for name in predictions:
         m = metrics[name]

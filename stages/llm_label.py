@@ -23,18 +23,14 @@ import polars as pl
 import pyarrow as pa
 from tqdm import tqdm
 
-from stages.common.io import log, read_table, setup_logging, write_json, write_table
+from stages.common.io import log, read_table, setup_logging, write_csv, write_json, write_table
 from stages.common.local_teacher import gguf_path, gguf_sha256, local_teacher
-from stages.common.params import load_params, require
+from stages.common.params import load_params
 from stages.common.schema import HEADLINE_COLUMNS, SPANS, seeded_rank
 from stages.common.spans import align
-from stages.common.teacher import (RESPONSE_FORMATS, RETRYABLE_KINDS, AnswerCache, ClientSettings, Extractive,
+from stages.common.teacher import (RETRYABLE_KINDS, AnswerCache, ClientSettings, Extractive,
                                    Prompt, RequestSpec, ask_all, parse_answer)
 
-HEADLINES = Path("data/fetched/headlines.parquet")
-CACHE_DIR = Path("data/llm_cache")
-OUT = Path("data/labels/llm_labels.parquet")
-METRICS = Path("metrics/llm_label.json")
 LOCAL = "local"  # endpoint.base_url value that starts the bundled llama.cpp teacher
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
@@ -49,21 +45,16 @@ def select_headlines(headlines: pl.DataFrame, limit: int | None, seed: int) -> p
 
 def request_specs(params: dict, model_file_sha256: str | None = None) -> list[RequestSpec]:
     """One spec per self-consistency sample (just one when self-consistency is off)."""
-    endpoint = require(params, "endpoint", "llm_label")
-    generation = dict(require(params, "generation", "llm_label"))
-    consistency = params.get("self_consistency") or {}
-    samples = int(consistency.get("samples", 1))
-    response_format = endpoint.get("response_format", "none")
-    if response_format not in RESPONSE_FORMATS:
-        raise SystemExit(f"params.yaml: llm_label.endpoint.response_format must be one of {sorted(RESPONSE_FORMATS)}, "
-                         f"got {response_format!r}")
+    endpoint = params["endpoint"]
+    generation = dict(params["generation"])
+    consistency = params["self_consistency"]
+    samples = consistency["samples"]
     if samples > 1:
         generation["temperature"] = consistency["temperature"]
-    extractive = dict(params.get("extractive") or {"enabled": False})
-    spec = RequestSpec(model=require(params, "endpoint.model", "llm_label"),
-                       prompt=Prompt.load(require(params, "prompt_file", "llm_label")),
-                       response_format=response_format, generation=generation,
-                       extractive=Extractive(**extractive) if extractive.pop("enabled", True) else None,
+    extractive = dict(params["extractive"])
+    spec = RequestSpec(model=endpoint["model"], prompt=Prompt.load(params["prompt_file"]),
+                       response_format=endpoint["response_format"], generation=generation,
+                       extractive=Extractive(**extractive) if extractive.pop("enabled") else None,
                        model_file_sha256=model_file_sha256)
     return [spec.for_sample(i) for i in range(samples)]
 
@@ -146,7 +137,22 @@ def usage_totals(answers: list[dict]) -> dict:
             "retries": sum(a.get("attempts", 1) - 1 for a in answers),
             "latency_s": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
                           "p99": percentile(latencies, 0.99), "total": round(sum(latencies), 3)},
-            "endpoint_s": sum(a["latency_s"] / a.get("concurrency", 1) for a in timed)}
+            "endpoint_s": sum(a["latency_s"] / a.get("concurrency", 1) for a in timed),
+            "concurrency": concurrency_summary(timed)}
+
+
+def concurrency_summary(answers: list[dict]) -> dict:
+    """The limit the answers were asked under (recorded with each, so it is a fact of the cache, not of a run)."""
+    limits = [a.get("concurrency", 1) for a in answers]
+    if not limits:
+        return {}
+    return {"min": min(limits), "max": max(limits), "mean": round(sum(limits) / len(limits), 2)}
+
+
+def concurrency_points(answers: list[dict], max_points: int = 1000) -> list[dict]:
+    """Plot data: the limit each answer ran under, in the order the answers arrived (at most max_points)."""
+    step = max(1, -(-len(answers) // max_points))
+    return [{"answer": i, "concurrency": a.get("concurrency", 1)} for i, a in enumerate(answers) if i % step == 0]
 
 
 def estimate_cost(prompt_tokens: float, completion_tokens: float, endpoint_s: float, cost: dict) -> dict:
@@ -154,9 +160,9 @@ def estimate_cost(prompt_tokens: float, completion_tokens: float, endpoint_s: fl
     hours = endpoint_s / 3600
     if cost.get("usd_per_million_prompt_tokens") is not None:
         usd = (prompt_tokens * cost["usd_per_million_prompt_tokens"]
-               + completion_tokens * cost.get("usd_per_million_completion_tokens", 0)) / 1e6
+               + completion_tokens * (cost.get("usd_per_million_completion_tokens") or 0)) / 1e6
     else:
-        usd = hours * cost.get("usd_per_hour", 0.0)
+        usd = hours * (cost.get("usd_per_hour") or 0.0)
     return {"endpoint_hours": round(hours, 4), "estimated_cost_usd": round(usd, 4), "usd": usd}
 
 
@@ -196,11 +202,12 @@ def plan(todo: list, cached_answers: list[dict], params: dict) -> dict:
     if not cached_answers:  # nothing measured yet: a rough guess from prompt length
         prompt_chars = len(json.dumps(request_specs(params)[0].body("x" * 60)))
         per_call = {"prompt_tokens": prompt_chars / 4, "completion_tokens": 30,
-                    "latency_s": 1 / params.get("expected_headlines_per_s", 1.3)}
-    endpoint_s = per_call["latency_s"] * len(todo) / params.get("concurrency", 8)
+                    "latency_s": 1 / params["expected_headlines_per_s"]}
+    in_flight = totals["concurrency"].get("mean") or params["concurrency"]["start"]  # as the cache saw it, else start
+    endpoint_s = per_call["latency_s"] * len(todo) / in_flight
     estimate = {"prompt_tokens": round(per_call["prompt_tokens"] * len(todo)),
                 "completion_tokens": round(per_call["completion_tokens"] * len(todo))}
-    price = estimate_cost(estimate["prompt_tokens"], estimate["completion_tokens"], endpoint_s, params.get("cost", {}))
+    price = estimate_cost(estimate["prompt_tokens"], estimate["completion_tokens"], endpoint_s, params["cost"])
     return {"requests_to_make": len(todo), "estimated_prompt_tokens": estimate["prompt_tokens"],
             "estimated_completion_tokens": estimate["completion_tokens"],
             "estimated_minutes": round(endpoint_s / 60, 1),
@@ -233,32 +240,34 @@ def ask_missing(todo: list[tuple[RequestSpec, str]], cache: AnswerCache, params:
     """Ask the teacher for every missing answer; returns the error kind of each headline that still failed."""
     endpoint = params["endpoint"]
     base_url = endpoint["base_url"]
-    server = local_teacher(endpoint["model"], threads=params.get("local_threads")) if base_url == LOCAL \
+    server = local_teacher(endpoint["model"], threads=params["local_threads"]) if base_url == LOCAL \
         else contextlib.nullcontext(base_url)
     with server as url, tqdm(total=len(todo), desc="llm_label", unit="request") as progress:
-        settings = ClientSettings(base_url=url, token=token,
-                                  concurrency=params.get("concurrency", 8), timeout_s=params.get("timeout_s", 120),
-                                  max_attempts=params.get("max_attempts", 5))
+        settings = ClientSettings(base_url=url, token=token, concurrency=params["concurrency"],
+                                  timeout_s=params["timeout_s"], max_attempts=params["max_attempts"])
         try:
             stats, failures = asyncio.run(ask_all(todo, cache, settings, progress.update))
         finally:
             cache.close()
-    log.info("llm_label: %d calls (%d retries), p50 latency %s s, failures %s", stats.calls, stats.retries,
-             percentile(stats.latencies_s, 0.5), stats.failures or "none")
+    log.info("llm_label: %d calls (%d retries), p50 latency %s s, failures %s; requests in flight %s",
+             stats.calls, stats.retries, percentile(stats.latencies_s, 0.5), stats.failures or "none",
+             stats.limit_summary)
     return failures
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("headlines", "cache-dir", "out", "metrics", "concurrency-plot"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
     parser.add_argument("--plan", action="store_true", help="print what a run would ask and cost; call nothing")
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("llm_label")
     local = params["endpoint"]["base_url"] == LOCAL
     specs = request_specs(params, gguf_sha256(gguf_path()) if local else None)
-    headlines = select_headlines(read_table(HEADLINES, list(HEADLINE_COLUMNS)),
-                                 params.get("limit"), params.get("sample_seed", 0))
-    cache = AnswerCache(CACHE_DIR)
+    headlines = select_headlines(read_table(args.headlines, list(HEADLINE_COLUMNS)), params["limit"],
+                                 params["sample_seed"])
+    cache = AnswerCache(args.cache_dir)
     texts = sorted(set(headlines["text"]))
     todo = [(spec, text) for spec in specs for text in texts if spec.cache_key(text) not in cache]
     log.info("llm_label: %d headlines x %d sample(s): %d answers cached, %d to ask %s at %s", headlines.height,
@@ -268,16 +277,18 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(plan(todo, list(cache.answers.values()), params), indent=2))
         return
     failures = ask_missing(todo, cache, params, endpoint_token(params["endpoint"], os.environ)) if todo else {}
-    labels = label_table(headlines, specs, cache, failures, params.get("occurrences", "all"))
-    used = [a for spec in specs for t in texts if (a := cache.get(spec.cache_key(t)))]
-    metrics = label_metrics(labels, used, params.get("cost", {}))
-    write_table(labels, OUT)
-    write_json(METRICS, metrics)
+    labels = label_table(headlines, specs, cache, failures, params["occurrences"])
+    used_keys = {spec.cache_key(t) for spec in specs for t in texts}
+    used = [a for key, a in cache.answers.items() if key in used_keys]  # in the order they arrived
+    metrics = label_metrics(labels, used, params["cost"])
+    write_table(labels, args.out)
+    write_json(args.metrics, metrics)
+    write_csv(args.concurrency_plot, concurrency_points(used), ["answer", "concurrency"])
     log.info("llm_label: %d valid, %d invalid, %d failed, %d spans, %d hallucinated mentions, ~$%.4f -> %s",
              metrics["valid"], metrics["invalid_answers"], metrics["failed_requests"], metrics["spans"],
-             metrics["hallucinated_mentions"], metrics["estimated_cost_usd"], OUT)
-    if failures and params.get("fail_on_request_errors", True):
-        sys.exit(f"llm_label: {describe_failures(failures, params.get('max_attempts', 5))}; every answer received "
+             metrics["hallucinated_mentions"], metrics["estimated_cost_usd"], args.out)
+    if failures and params["fail_on_request_errors"]:
+        sys.exit(f"llm_label: {describe_failures(failures, params['max_attempts'])}; every answer received "
                  f"is cached, so `dvc repro` again asks only for these. To carry on with them flagged valid=false "
                  f"instead, set llm_label.fail_on_request_errors: false.")
 

@@ -39,7 +39,7 @@ def repo(tmp_path, fake_teacher) -> Path:
             (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, scratch / name)
     params = yaml.safe_load((scratch / "params.yaml").read_text())
-    params["llm_label"].update(limit=LABELLED, concurrency=8)
+    params["llm_label"].update(limit=LABELLED, concurrency={"min": 1, "start": 4, "max": 16})
     params["llm_label"]["endpoint"].update(base_url=fake_teacher.url, response_format="none")
     params["cluster_sample"].update(cluster_fraction=1.0, no_company_fraction=1.0)
     for section in ("finetune_gliner", "finetune_spanmarker"):

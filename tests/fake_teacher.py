@@ -3,7 +3,8 @@
 It answers like a decent teacher (names from the sample's company list found in the headline), counts
 requests per headline, and misbehaves on demand: `script[headline]` is a list of behaviours consumed
 one request at a time ("429", "500", "slow", "garbage", "truncate", "bad_body": a 200 whose body is not
-JSON); then it answers normally.
+JSON); then it answers normally. `capacity(answered)`, when set, is how many requests it serves at once
+(given how many it has answered so far); beyond that it answers 429 with Retry-After, like a full endpoint.
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ class FakeTeacher:
         self.script: dict[str, list[str]] = {}
         self.bodies: list[dict] = []
         self.retry_after_s, self.slow_s, self.delay_s = retry_after_s, slow_s, delay_s
+        self.capacity = None
+        self.in_flight, self.rejected = 0, 0
+        self.answered: Counter[str] = Counter()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -53,6 +57,15 @@ class FakeTeacher:
         self.requests[headline] += 1
         self.request_times.setdefault(headline, []).append(self._loop.time())
         behaviour = self.script.get(headline, []).pop(0) if self.script.get(headline) else "ok"
+        if self.capacity and self.in_flight >= self.capacity(sum(self.answered.values())):
+            behaviour, self.rejected = "429", self.rejected + 1
+        self.in_flight += 1
+        try:
+            return await self._answer(body, headline, behaviour)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, body: dict, headline: str, behaviour: str) -> web.Response:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if behaviour == "429":
@@ -65,6 +78,7 @@ class FakeTeacher:
             await asyncio.sleep(self.slow_s)
         content = json.dumps(teacher_answer(headline, body["messages"][0]["content"]))
         finish = "stop"
+        self.answered[headline] += 1
         if behaviour == "garbage":
             content = "Sure! The companies are: " + headline
         elif behaviour == "truncate":

@@ -16,11 +16,15 @@ from stages.llm_label import consensus_row, endpoint_token
 from tests.conftest import ROOT
 
 
+def fixed(n: int) -> dict:
+    return {"min": n, "start": n, "max": n}
+
+
 def project(tmp_path: Path, server, **overrides) -> Path:
     """A directory with fetched sample headlines, the prompt and params pointing at the test server."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     section = params["llm_label"]
-    section.update({"limit": 40, "concurrency": 4, "max_attempts": 2, "timeout_s": 10, **overrides})
+    section.update({"limit": 40, "concurrency": fixed(4), "max_attempts": 2, "timeout_s": 10, **overrides})
     section["endpoint"].update(base_url=server.url, response_format="none")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"llm_label": section}))
     (tmp_path / "data/prompts").mkdir(parents=True)
@@ -33,7 +37,9 @@ def project(tmp_path: Path, server, **overrides) -> Path:
 
 
 def label(directory: Path, *args: str, wait: bool = True):
-    command = [sys.executable, "-m", "stages.llm_label", *args]
+    command = [sys.executable, "-m", "stages.llm_label", "--headlines", "data/fetched/headlines.parquet",
+               "--cache-dir", "data/llm_cache", "--out", "data/labels/llm_labels.parquet",
+               "--metrics", "metrics/llm_label.json", "--concurrency-plot", "metrics/llm_label_concurrency.csv", *args]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if not wait:
         return subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -78,11 +84,11 @@ def test_added_headlines_ask_only_for_new_ones_and_metrics_account(tmp_path, fak
 
 def test_a_concurrency_change_with_nothing_to_ask_changes_no_metric(tmp_path, fake_teacher):
     fake_teacher.delay_s = 0.05
-    directory = project(tmp_path, fake_teacher, concurrency=2, cost={"usd_per_hour": 8.0})
+    directory = project(tmp_path, fake_teacher, concurrency=fixed(2), cost={"usd_per_hour": 8.0})
     assert label(directory).returncode == 0
     before = (directory / "metrics/llm_label.json").read_text()
     params = yaml.safe_load((directory / "params.yaml").read_text())
-    params["llm_label"]["concurrency"] = 16
+    params["llm_label"]["concurrency"] = {"min": 1, "start": 16, "max": 64}
     (directory / "params.yaml").write_text(yaml.safe_dump(params))
     assert label(directory).returncode == 0
     assert sum(fake_teacher.requests.values()) == 40
@@ -125,7 +131,7 @@ def test_failed_headlines_fail_the_stage_keep_answers_and_are_retried_alone(tmp_
 
 def test_kill_9_mid_run_loses_no_answer_and_resume_makes_exactly_the_missing_calls(tmp_path, fake_teacher):
     fake_teacher.delay_s = 0.05
-    directory = project(tmp_path, fake_teacher, limit=200, concurrency=2)
+    directory = project(tmp_path, fake_teacher, limit=200, concurrency=fixed(2))
     process = label(directory, wait=False)
     deadline = time.monotonic() + 120
     while cached_lines(directory) < 60 and time.monotonic() < deadline:
@@ -168,3 +174,19 @@ def test_consensus_keeps_spans_a_majority_agrees_on():
     assert row["agreement"] == pytest.approx(1 / 3) and row["valid"]
     failed = consensus_row(text, [answer(["Apple"]), None, answer(["Apple"])], "http_500", "all")
     assert failed["valid"] is False and failed["error"] == "request_failed: http_500"
+
+
+def test_bad_params_stop_the_stage_before_any_request(tmp_path, fake_teacher):
+    directory = project(tmp_path, fake_teacher)
+    params = yaml.safe_load((directory / "params.yaml").read_text())
+    params["llm_label"]["concurency"] = params["llm_label"].pop("concurrency")
+    params["llm_label"]["occurrences"] = "firts"
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    run = label(directory)
+    assert run.returncode == 1 and sum(fake_teacher.requests.values()) == 0
+    problems = run.stderr.strip().splitlines()[-3:]
+    assert problems == ["params.yaml: llm_label.concurrency: missing (params.yaml must set it)",
+                        "params.yaml: llm_label.occurrences: 'firts' is not allowed: Input should be 'all' or 'first'",
+                        "params.yaml: llm_label.concurency: unknown key (a typo? allowed keys are the ones in the "
+                        "shipped params.yaml)"], problems
+    assert not (directory / "data/labels").exists()

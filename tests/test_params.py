@@ -13,6 +13,17 @@ SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 # (dotted key to set, value, expected message after "params.yaml: ")
 PROBES = [
+    ("llm_label.limit", -5, r"llm_label.limit: -5 is not allowed: Input should be greater than 0"),
+    ("llm_label.limit", "abc", r"llm_label.limit: 'abc' is not allowed: Input should be a valid integer"),
+    ("llm_label.concurrency", -3, r"llm_label.concurrency: -3 is not allowed: Input should be a valid dictionary"),
+    ("llm_label.concurrency", {"min": -3, "start": 1, "max": 1}, r"llm_label.concurrency.min: -3 is not allowed: Input should be greater than or equal to 1"),
+    ("llm_label.concurrency", {"min": 4, "start": 2, "max": 8}, r"llm_label.concurrency: .* needs min <= start <= max"),
+    ("llm_label.max_attempts", 0, r"llm_label.max_attempts: 0 is not allowed: Input should be greater than or equal to 1"),
+    ("llm_label.self_consistency.samples", 0, r"llm_label.self_consistency.samples: 0 is not allowed"),
+    ("llm_label.occurrences", "firts", r"llm_label.occurrences: 'firts' is not allowed: Input should be 'all' or 'first'"),
+    ("llm_label.timeout_s", -1, r"llm_label.timeout_s: -1 is not allowed: Input should be greater than 0"),
+    ("llm_label.endpoint.response_format", "vllm", r"llm_label.endpoint.response_format: 'vllm' is not allowed"),
+    ("llm_label.fail_on_request_errors", "maybe", r"llm_label.fail_on_request_errors: 'maybe' is not allowed: Input should be a valid boolean"),
     ("fetch.on_bad_row", "dorp", r"fetch.on_bad_row: 'dorp' is not allowed: Input should be 'error' or 'drop'"),
     ("fetch.date_range.start", "2015-01-05xyz", r"fetch.date_range.start: '2015-01-05xyz' is not allowed: expected a real date"),
     ("fetch.date_range.end", "2015-02-30", r"fetch.date_range.end: '2015-02-30' is not allowed: expected a real date"),
@@ -35,7 +46,7 @@ PROBES = [
     ("finetune_spanmarker.threshold", 0.5, r"finetune_spanmarker.threshold: unknown key"),
     ("evaluate.bootstrap.resamples", -1, r"evaluate.bootstrap.resamples: -1 is not allowed: Input should be greater than 0"),
 ]
-TYPOS = [("fetch", "on_bad_row", "on_bad_rows"), ("cluster_sample", "threshold", "treshold"),
+TYPOS = [("llm_label", "concurrency", "concurency"), ("fetch", "on_bad_row", "on_bad_rows"), ("cluster_sample", "threshold", "treshold"),
          ("argilla_review", "label_files", "label_file"), ("finetune_spanmarker", "patience", "patiance"),
          ("evaluate", "batch_size", "batchsize")]
 

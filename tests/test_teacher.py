@@ -173,3 +173,27 @@ def test_a_line_cut_by_a_crash_is_skipped(tmp_path):
     reloaded.put({"key": "k2", "content": "{}"})
     reloaded.close()
     assert len(list(tmp_path.glob("answers-*.jsonl"))) == 2 and "k2" in AnswerCache(tmp_path)
+
+
+def test_capacity_dropping_mid_run_is_followed_and_nothing_is_lost_or_asked_twice(fake_teacher, tmp_path):
+    fake_teacher.delay_s, fake_teacher.retry_after_s = 0.02, 0.1
+    fake_teacher.capacity = lambda answered: 8 if answered < 150 else 2  # half the replicas go away
+    headlines = [f"Apple Headline Number {i}" for i in range(300)]
+    cache = AnswerCache(tmp_path)
+    stats, failed = run(fake_teacher, headlines, cache, concurrency={"min": 1, "start": 8, "max": 16},
+                        max_attempts=20)
+    assert failed == {} and all(spec().cache_key(h) in cache for h in headlines)
+    assert set(fake_teacher.answered.values()) == {1} and len(fake_teacher.answered) == 300
+    assert fake_teacher.rejected > 0 and stats.limit_summary["final"] <= 3, stats.limit_summary
+    assert fake_teacher.rejected < 0.2 * 300  # it learnt the new capacity instead of hammering it
+
+
+def test_a_burst_of_429s_cuts_the_limit_and_every_headline_is_answered_once(fake_teacher, tmp_path):
+    fake_teacher.delay_s, fake_teacher.retry_after_s = 0.02, 0.1
+    headlines = [f"Tesla Headline Number {i}" for i in range(60)]
+    fake_teacher.script = {h: ["429"] for h in headlines[:30]}
+    cache = AnswerCache(tmp_path)
+    stats, failed = run(fake_teacher, headlines, cache, concurrency={"min": 2, "start": 12, "max": 12})
+    assert failed == {} and set(fake_teacher.answered.values()) == {1} and len(fake_teacher.answered) == 60
+    assert stats.limit_summary["min"] < 12 and stats.limit_summary["rejections"] >= 1
+    assert {cache.get(spec().cache_key(h))["attempts"] for h in headlines[:30]} == {2}

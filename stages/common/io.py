@@ -1,6 +1,7 @@
 """Deterministic reading and writing of the pipeline's tables and metrics files."""
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -51,6 +52,15 @@ def read_jsonl(path: str | Path) -> list[dict]:
         raise SystemExit(f"{path}: not found (run the upstream stage first: dvc repro)")
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_json(path: str | Path, payload: Any) -> None:

@@ -94,6 +94,69 @@ class FetchParams(Section):
         return value
 
 
+class Endpoint(Section):
+    base_url: str = Field(min_length=1)  # "local": the bundled llama.cpp teacher
+    model: str = Field(min_length=1)
+    token_env: str | None
+    response_format: Literal["llama_cpp", "tgi", "openai", "none"]
+
+
+class ExtractiveSettings(Section):
+    enabled: bool
+    max_words: int = Field(gt=0)
+    max_items: int = Field(gt=0)
+    free_names: bool
+    max_name_chars: int = Field(gt=0)
+
+
+class Generation(BaseModel):
+    model_config = ConfigDict(extra="allow")  # passed to the endpoint as they are (top_p, stop, ...)
+    temperature: float = Field(ge=0)
+    max_tokens: int = Field(gt=0)
+    seed: int
+
+
+class ConcurrencyRange(Section):
+    min: int = Field(ge=1)
+    start: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def ordered(self):
+        if not self.min <= self.start <= self.max:
+            raise ValueError(f"needs min <= start <= max, got {self.min}, {self.start}, {self.max}")
+        return self
+
+
+class SelfConsistency(Section):
+    samples: int = Field(ge=1)
+    temperature: float = Field(ge=0)
+
+
+class Cost(Section):
+    usd_per_hour: float | None = Field(None, ge=0)  # endpoint price per hour, or the per-token prices below
+    usd_per_million_prompt_tokens: float | None = Field(None, ge=0)
+    usd_per_million_completion_tokens: float | None = Field(None, ge=0)
+
+
+class LlmLabelParams(Section):
+    prompt_file: str
+    endpoint: Endpoint
+    extractive: ExtractiveSettings
+    generation: Generation
+    limit: int | None = Field(gt=0)
+    sample_seed: int
+    concurrency: ConcurrencyRange
+    local_threads: int | None = Field(gt=0)
+    timeout_s: float = Field(gt=0)
+    max_attempts: int = Field(ge=1)
+    occurrences: Literal["all", "first"]
+    fail_on_request_errors: bool
+    self_consistency: SelfConsistency
+    cost: Cost
+    expected_headlines_per_s: float = Field(gt=0)
+
+
 class ClusterSampleParams(Section):
     scorer: Literal["ratio", "token_sort_ratio", "WRatio"]
     threshold: float = Field(ge=0, le=100)
@@ -212,7 +275,7 @@ class EvaluateParams(Section):
 
 
 MODELS: dict[str, type[Section]] = {
-    "fetch": FetchParams, "cluster_sample": ClusterSampleParams, "split": SplitParams,
+    "fetch": FetchParams, "llm_label": LlmLabelParams, "cluster_sample": ClusterSampleParams, "split": SplitParams,
     "scout": ScoutParams, "argilla_review": ReviewParams, "finetune_gliner": FinetuneGlinerParams,
     "finetune_spanmarker": FinetuneSpanMarkerParams, "evaluate": EvaluateParams,
 }
