@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-NAMES = {"teacher": "Teacher LLM (labels)", "gliner": "GLiNER fine-tuned", "spanmarker": "SpanMarker fine-tuned",
+NAMES = {"teacher": "Teacher LLM (labels)", "gliner": "GLiNER fine-tuned", "gliner_export": "GLiNER export (int8 ONNX)",
+         "spanmarker": "SpanMarker fine-tuned", "spanmarker_export": "SpanMarker export (int8 ONNX)",
          "gliner_zero_shot": "GLiNER zero-shot base", "spanmarker_zero_shot": "SpanMarker zero-shot base"}
 
 
@@ -20,7 +21,8 @@ def table(metrics: dict, speed: dict) -> str:
     if metrics["reference"] == "human":
         lines = [f"Reference: human labels of {metrics['test_records']} test headlines (of "
                  f"{metrics['test_headlines_in_split']} in the test split); every model, the teacher included, is "
-                 f"scored against them."]
+                 f"scored against them. Speeds: this 2-core CPU (the teacher: its llama.cpp server, one request "
+                 f"at a time)."]
     else:
         lines = [f"Reference: the teacher's labels of {metrics['test_records']} test headlines (no human label yet), "
                  f"so the students' F1 says how well they imitate the teacher; the teacher is not scored."]
