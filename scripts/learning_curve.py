@@ -36,8 +36,8 @@ def paired_pool(train: pl.DataFrame) -> dict[str, list[dict]]:
 
 def training_sets(pool: dict[str, list[dict]], sizes: list[int | None], seed: int) -> list[tuple[str, int, list[dict]]]:
     """(labels, n, records) for every size; the same seeded headlines for both label sources."""
-    return [(labels, len(subset), subset) for size in sizes for labels in ("teacher", "human")
-            for subset in [seeded_subset(pool[labels], size, seed)]]
+    counts = sorted({len(seeded_subset(pool["human"], size, seed)) for size in sizes})  # 200 of 155 is all 155
+    return [(labels, n, seeded_subset(pool[labels], n, seed)) for n in counts for labels in ("teacher", "human")]
 
 
 def write_csv(rows: list[dict]) -> None:

@@ -53,7 +53,7 @@ def test_learning_curve_compares_the_same_headlines_labelled_by_teacher_and_by_h
                          schema_overrides={"spans": SPANS, "llm_spans": SPANS})
     pool = paired_pool(train)
     assert len(pool["human"]) == len(pool["teacher"]) == 25  # human-labelled and validly answered
-    sets = training_sets(pool, [10, 20, None], seed=0)
+    sets = training_sets(pool, [10, 20, 40, None], seed=0)  # 40 of 25 is all 25: trained once
     assert [(labels, n) for labels, n, _ in sets] == [("teacher", 10), ("human", 10), ("teacher", 20), ("human", 20),
                                                       ("teacher", 25), ("human", 25)]
     ids = {(labels, n): [r["id"] for r in records] for labels, n, records in sets}
