@@ -7,11 +7,11 @@ stages/common/spanmarker_student.py.
 from __future__ import annotations
 
 from stages.common import spanmarker_student
-from stages.common.training import finetune_and_export_main
+from stages.common.training import finetune_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    finetune_and_export_main("finetune_spanmarker", "SpanMarker company-name student", spanmarker_student, argv)
+    finetune_main("finetune_spanmarker", "SpanMarker company-name student", spanmarker_student, argv)
 
 
 if __name__ == "__main__":

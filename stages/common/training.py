@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -224,10 +225,11 @@ def with_recipe(params: dict) -> dict:
 
 
 def finetune_main(section: str, title: str, student: ModuleType, argv: list[str] | None) -> None:
-    """The thin main() of both finetune stages: read params and splits, train, write model card and metrics.
-    `student` is the shared module with the student's train() (stages.common.gliner_student, ...)."""
+    """The thin main() of both finetune stages: read params and splits, train, write model card and metrics,
+    then the int8 ONNX form for CPU serving beside the model. `student` is the shared module with the student's
+    train() and export() (stages.common.gliner_student, ...)."""
     parser = argparse.ArgumentParser(description=f"{section}: fine-tune on the reviewed train split")
-    for name in ("train", "valid", "out", "metrics", "history"):
+    for name in ("train", "valid", "out", "export", "metrics", "history"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -254,18 +256,8 @@ def finetune_main(section: str, title: str, student: ModuleType, argv: list[str]
                               "train_human_labelled": sizes["train_human"], "valid_human_labelled": sizes["valid_human"],
                               "best_epoch": result["best_epoch"], "best_valid_f1": result["best_valid_f1"]})
     log.info("%s: best epoch %d, valid F1 %.4f -> %s", section, result["best_epoch"], result["best_valid_f1"], args.out)
-
-
-def finetune_and_export_main(section: str, title: str, student: ModuleType, argv: list[str] | None) -> None:
-    """finetune_main, then `student.export(--out, --export)`: the int8 ONNX form for CPU serving beside the model."""
-    import time
-
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--export", type=Path, required=True)
-    args, rest = parser.parse_known_args(argv)
-    finetune_main(section, title, student, rest + ["--out", str(args.out)])
     started = time.perf_counter()
     student.export(args.out, args.export)
     log.info("%s: exported %s -> %s (%s) in %.1f s", section, args.out, args.export, EXPORT_FORMAT,
              time.perf_counter() - started)
+
