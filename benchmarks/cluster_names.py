@@ -5,6 +5,7 @@ typos), clusters them with stages.cluster_sample.cluster_names (ratio, threshold
 process.cdist over a row subset of the same all-pairs matrix (the full N x N matrix does not fit).
 Then runs the whole cluster_sample core on --headlines synthetic teacher labels.
 Prints one JSON line. Usage: python benchmarks/cluster_names.py [--names 100000] [--headlines 900000]
+(the test suite runs it with --names 2000 --headlines 5000 --raw-rows 100)
 """
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ from rapidfuzz import fuzz, process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.cluster_sample import cluster_names, cluster_table, headline_names, sample  # noqa: E402
+from stages.common.stage_params import ClusterSampleParams  # noqa: E402
 
 SYLLABLES = ["ap", "ple", "tes", "la", "mi", "cro", "soft", "gen", "er", "al", "mo", "tors", "bank", "cor", "tech",
              "no", "vi", "sa", "tar", "get", "or", "acle", "am", "zon", "nex", "tra", "lum", "en", "dyn", "ix"]
 WORDS = ["Global", "Capital", "Energy", "Systems", "Pharma", "Foods", "Bank", "Airlines", "Motors", "Networks",
          "Health", "Holdings", "Group", "Partners", "Resources", "Digital", "Semiconductor", "Media"]
 SUFFIXES = ["", "", "", " Inc", " Inc.", " Corp", " Corporation", " Ltd", " plc", " Co", " Group", " Holdings"]
+# the case study's sample: 5% of each cluster
+PARAMS = ClusterSampleParams(scorer="ratio", threshold=85, cluster_fraction=0.05, no_company_fraction=0.05,
+                             invalid_fraction=0.05, seed=0,
+                             strip_suffixes=["inc", "corp", "corporation", "ltd", "plc", "co"])
 
 
 def company_names(n: int, seed: int = 0) -> list[str]:
@@ -54,11 +60,10 @@ def synthetic_labels(names: list[str], headlines: int, seed: int = 0) -> pl.Data
     weights = 1 / np.arange(1, len(names) + 1)  # Zipf-like: a few names are in many headlines
     picks = rng.choice(len(names), size=headlines, p=weights / weights.sum())
     has_company = rng.random(headlines) < 0.75
-    result = [[names[p]] if c else [] for p, c in zip(picks, has_company)]
+    mentions = [[names[p]] if c else [] for p, c in zip(picks, has_company)]
     return pl.DataFrame({"id": [f"{i:08d}" for i in range(headlines)], "valid": [True] * headlines,
-                         "result": result, "normalized_result": result, "hallucinated": [[]] * headlines,
-                         "length_mismatch": [False] * headlines},
-                        schema_overrides={"hallucinated": pl.List(pl.String)})
+                         "mentions": mentions, "names": mentions},
+                        schema_overrides={"mentions": pl.List(pl.String), "names": pl.List(pl.String)})
 
 
 def peak_rss_mb() -> float:
@@ -74,21 +79,20 @@ def main() -> None:
 
     names = sorted({" ".join(n.casefold().split()) for n in company_names(args.names)})[: args.names]
     started = time.perf_counter()
-    roots = cluster_names(names, "ratio", 85)
+    roots = cluster_names(names, PARAMS.scorer, PARAMS.threshold)
     seconds = time.perf_counter() - started
     rss_after_clustering = peak_rss_mb()
 
     subset = names[:: max(1, len(names) // args.raw_rows)][: args.raw_rows]
     started = time.perf_counter()
-    process.cdist(subset, names, scorer=fuzz.ratio, score_cutoff=85, dtype=np.uint8, workers=-1)
+    process.cdist(subset, names, scorer=fuzz.ratio, score_cutoff=PARAMS.threshold, dtype=np.uint8, workers=-1)
     raw_rate = len(subset) * len(names) / (time.perf_counter() - started)
 
     labels = synthetic_labels(company_names(args.names), args.headlines)
     started = time.perf_counter()
-    by_headline = headline_names(labels, frozenset({"inc", "corp", "corporation", "ltd", "plc", "co"}))
-    clusters = cluster_table(by_headline, "ratio", 85)
-    sampled = sample(labels, clusters, by_headline, {"seed": 0, "cluster_fraction": 0.05,
-                                                      "no_company_fraction": 0.05})
+    by_headline = headline_names(labels, frozenset(PARAMS.strip_suffixes))
+    clusters = cluster_table(by_headline, PARAMS.scorer, PARAMS.threshold)
+    sampled = sample(labels, clusters, by_headline, PARAMS)
     stage_seconds = time.perf_counter() - started
 
     print(json.dumps({"names": len(names), "clusters": len(set(roots)), "seconds": round(seconds, 1),

@@ -7,7 +7,7 @@ included): once with the adaptive limit (min 1, start 4, max 64), once fixed at 
 each against a fresh server. "Ideal" is a client that knew the capacity: 6,000 answers in
 2000 * 0.05 * (1/4 + 1/16 + 1/8) s. Prints one JSON line.
 
-Usage: python benchmarks/llm_label_capacity.py [--answers-per-phase 2000]
+Usage: python benchmarks/llm_label_capacity.py [--answers-per-phase 2000]  (the tests run --answers-per-phase 20)
 """
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from stages.common.answer_cache import AnswerCache  # noqa: E402
 from stages.common.local_teacher import free_port  # noqa: E402
-from stages.common.teacher import AnswerCache, ClientSettings, Prompt, RequestSpec, ask_all  # noqa: E402
+from stages.common.stage_params import ConcurrencyRange  # noqa: E402
+from stages.common.teacher_client import ClientSettings, ask_all  # noqa: E402
+from stages.common.teacher_request import Prompt, RequestSpec  # noqa: E402
 
 LATENCY_S = 0.05
 CAPACITY = (4, 16, 8)
@@ -60,7 +63,7 @@ def serve(port: int, per_phase: int, counts) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def run(concurrency: dict, per_phase: int) -> dict:
+def run(concurrency: ConcurrencyRange, per_phase: int) -> dict:
     counts = multiprocessing.Array("l", 2)
     port = free_port()
     server = multiprocessing.Process(target=serve, args=(port, per_phase, counts), daemon=True)
@@ -76,14 +79,11 @@ def run(concurrency: dict, per_phase: int) -> dict:
         spec = RequestSpec(model="bench", prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
                            response_format="none", generation={"temperature": 0.0, "max_tokens": 64, "seed": 0})
         texts = [f"Apple Shares Up After Earnings Beat #{i}" for i in range(len(CAPACITY) * per_phase)]
-        with tempfile.TemporaryDirectory() as scratch:
-            cache = AnswerCache(scratch)
-            settings = ClientSettings(base_url=url, concurrency=concurrency, max_attempts=50, max_backoff_s=2)
+        settings = ClientSettings(base_url=url, concurrency=concurrency, timeout_s=120, max_attempts=50,
+                                  max_backoff_s=2)
+        with tempfile.TemporaryDirectory() as scratch, AnswerCache(scratch) as cache:
             started = time.perf_counter()
-            try:
-                stats, failed = asyncio.run(ask_all(((spec, t) for t in texts), cache, settings))
-            finally:
-                cache.close()
+            stats, failed = asyncio.run(ask_all(((spec, t) for t in texts), cache, settings))
             seconds = time.perf_counter() - started
             lost = sum(spec.cache_key(t) not in cache for t in texts)
     finally:
@@ -98,9 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers-per-phase", type=int, default=2000)
     args = parser.parse_args()
-    adaptive = run({"min": 1, "start": 4, "max": 64}, args.answers_per_phase)
-    fixed_4 = run({"min": 4, "start": 4, "max": 4}, args.answers_per_phase)
-    fixed_32 = run({"min": 32, "start": 32, "max": 32}, args.answers_per_phase)
+    adaptive = run(ConcurrencyRange(min=1, start=4, max=64), args.answers_per_phase)
+    fixed_4 = run(ConcurrencyRange(min=4, start=4, max=4), args.answers_per_phase)
+    fixed_32 = run(ConcurrencyRange(min=32, start=32, max=32), args.answers_per_phase)
     print(json.dumps({**{k: adaptive[k] for k in ("headlines_per_s", "ideal_headlines_per_s", "ratio",
                                                   "rejected_share", "lost")},
                       "limit": adaptive["limit"], "fixed_4_ratio": fixed_4["ratio"],

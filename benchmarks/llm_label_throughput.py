@@ -1,11 +1,12 @@
 """Teacher client throughput against a zero-latency local chat-completions server.
 
-In one run: (a) our client (stages.common.teacher.ask_all, cache writes included) and (b) a minimal raw
+In one run: (a) our client (stages.common.teacher_client.ask_all, cache writes included) and (b) a minimal raw
 aiohttp loop sending the same --requests requests; then a child process streams --stream headlines
 through the whole llm_label core (ask, cache, label table, Parquet), reports (c) a rerun with every
 answer cached (cache load + parse + span alignment + table: the labelling path of a cached `dvc repro`),
 and gives (d) its peak RSS.
 Prints one JSON line. Usage: python benchmarks/llm_label_throughput.py [--requests 20000] [--stream 200000]
+(the test suite runs it with --requests 200 --stream 300)
 """
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ import polars as pl
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.common.teacher import AnswerCache, ClientSettings, Extractive, Prompt, RequestSpec, ask_all  # noqa: E402
+from stages.common.answer_cache import AnswerCache  # noqa: E402
+from stages.common.local_teacher import free_port, wait_until_up  # noqa: E402
+from stages.common.teacher_client import ClientSettings, ask_all  # noqa: E402
+from stages.common.teacher_request import Extractive, Prompt, RequestSpec  # noqa: E402
 from stages.llm_label import label_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +60,8 @@ def headlines(n: int, seed: int = 0) -> list[str]:
 
 def request_spec() -> RequestSpec:
     return RequestSpec(model="bench", prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
-                       response_format="llama_cpp", generation={"temperature": 0.1, "seed": 0}, extractive=Extractive())
+                       response_format="llama_cpp", generation={"temperature": 0.1, "seed": 0},
+                       extractive=Extractive(max_words=4, max_items=4, free_names=False, max_name_chars=40))
 
 
 async def raw_loop(url: str, spec: RequestSpec, texts: list[str], concurrency: int) -> None:
@@ -68,19 +73,16 @@ async def raw_loop(url: str, spec: RequestSpec, texts: list[str], concurrency: i
         await asyncio.gather(*(one(t) for t in texts))
 
 
-def ours(url: str, spec: RequestSpec, texts: list[str], cache_dir: Path, concurrency: int) -> AnswerCache:
-    cache = AnswerCache(cache_dir)
-    try:
-        asyncio.run(ask_all(((spec, t) for t in texts), cache, ClientSettings(base_url=url, concurrency=concurrency)))
-    finally:
-        cache.close()
-    return cache
+def ours(url: str, spec: RequestSpec, texts: list[str], cache_dir: Path, concurrency: int) -> None:
+    settings = ClientSettings(base_url=url, concurrency=concurrency, timeout_s=120, max_attempts=5)
+    with AnswerCache(cache_dir) as cache:
+        asyncio.run(ask_all(((spec, t) for t in texts), cache, settings))
 
 
 def labelling_path(spec: RequestSpec, texts: list[str], cache_dir: Path) -> pl.DataFrame:
-    cache = AnswerCache(cache_dir)
     frame = pl.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts})
-    return label_table(frame, [spec], cache, {}, "all")
+    with AnswerCache(cache_dir) as cache:
+        return label_table(frame, [spec], cache, {}, "all")
 
 
 def stream(url: str, n: int, concurrency: int) -> None:
@@ -112,7 +114,6 @@ def main() -> None:
     if args.stream_child:
         return stream(args.stream_child, args.stream, args.concurrency)
 
-    from stages.common.local_teacher import free_port, wait_until_up
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     url = f"http://127.0.0.1:{port}"

@@ -2,7 +2,7 @@
 
 Trains a student on n training headlines labelled by the teacher and on the same n headlines labelled
 by humans, for several n, and scores every model (and the teacher) on the human-labelled test split with
-the bootstrap CI that `evaluate` uses. Reads what the last `dvc repro` wrote (data/reviewed/, params.yaml);
+the bootstrap CI that `evaluate` uses. Reads what the last `dvc repro` wrote (the reviewed splits, params.yaml);
 writes metrics/learning_curve.csv (DVC plot data: `dvc plots show metrics/learning_curve.csv`) and
 metrics/learning_curve.png.
 
@@ -13,14 +13,14 @@ Many trainings, so a script rather than a stage: GLiNER at the demo's sizes take
 from __future__ import annotations
 
 import argparse
-import csv
 
 import polars as pl
-from student_runs import (ROOT, STUDENTS, human_test, plot_f1, reviewed_splits, student_params,  # noqa: I001
-                          teacher_score, train_and_score, validation)
+from student_runs import (ROOT, human_test, plot_f1, reviewed_splits, student_params, teacher_score,  # noqa: I001
+                          train_and_score, validation)
 
-from stages.common.io import log, setup_logging
-from stages.common.training import labelled_records, seeded_subset
+from stages.common.io import log, setup_logging, write_csv
+from stages.common.records import HUMAN_LABELLED, labelled_records, seeded_subset
+from stages.common.students import STUDENTS
 
 CSV_OUT = ROOT / "metrics/learning_curve.csv"
 PNG_OUT = ROOT / "metrics/learning_curve.png"
@@ -30,7 +30,7 @@ FIELDS = ["student", "labels", "n", "seed", "f1", "f1_ci_low", "f1_ci_high", "pr
 def paired_pool(train: pl.DataFrame) -> dict[str, list[dict]]:
     """The training headlines that have both a human label and a valid teacher answer, as records with each
     label: the two curves then differ in who labelled, never in which headlines."""
-    both = train.filter((pl.col("label_source") == "human") & pl.col("valid"))
+    both = train.filter(HUMAN_LABELLED & pl.col("valid"))
     return {"human": labelled_records(both, "reviewed"), "teacher": labelled_records(both, "teacher")}
 
 
@@ -38,13 +38,6 @@ def training_sets(pool: dict[str, list[dict]], sizes: list[int | None], seed: in
     """(labels, n, records) for every size; the same seeded headlines for both label sources."""
     counts = sorted({len(seeded_subset(pool["human"], size, seed)) for size in sizes})  # 200 of 155 is all 155
     return [(labels, n, seeded_subset(pool[labels], n, seed)) for n in counts for labels in ("teacher", "human")]
-
-
-def write_csv(rows: list[dict]) -> None:
-    with open(CSV_OUT, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def plot(rows: list[dict], teacher_f1: float) -> None:
@@ -74,15 +67,15 @@ def main() -> None:
     teacher = teacher_score(splits["test"], test)
     rows = []
     for name in args.students:
-        params = student_params(name)
+        training = student_params(name)
         for seed in args.seeds:
             for labels, n, records in training_sets(pool, sizes, seed):
                 log.info("learning curve: %s on %d headlines with %s labels (seed %d)", name, n, labels, seed)
-                result = train_and_score(name, params | {"seed": seed}, records, valid, test)
+                result = train_and_score(name, training.model_copy(update={"seed": seed}), records, valid, test)
                 rows.append({"student": name, "labels": labels, "n": n, "seed": seed, **result})
                 log.info("learning curve: -> F1 %.3f [%.3f, %.3f]", result["f1"], result["f1_ci_low"], result["f1_ci_high"])
     rows.sort(key=lambda r: (r["student"], r["labels"], r["n"], r["seed"]))
-    write_csv(rows)
+    write_csv(CSV_OUT, rows, FIELDS)
     plot(rows, teacher["f1"])
     print(f"{len(rows)} points on {len(test)} human-labelled test headlines (teacher F1 {teacher['f1']:.3f}) -> "
           f"{CSV_OUT.relative_to(ROOT)}, {PNG_OUT.relative_to(ROOT)}")

@@ -1,4 +1,4 @@
-"""Write the README's results table from metrics/metrics.json and metrics/speed.json (never typed by hand).
+"""Write the README's results table from metrics/metrics.json and metrics/speed.json (never typed by hand), and print it.
 
 Usage: python scripts/results_table.py [--check]   (--check: exit 1 if README.md is not up to date)
 """
@@ -51,6 +51,7 @@ def main() -> None:
     if args.check:
         sys.exit(0 if updated == readme else "README.md results table is stale: run python scripts/results_table.py")
     (ROOT / "README.md").write_text(updated)
+    print(table(metrics, speed))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Does reviewing the scout's top-priority headlines first beat reviewing a random sample?
 
 Simulates review on the train split with the demo's reviewer stand-in: k headlines get their human label,
-chosen either by the `scout` stage's priority (data/review/priority.parquet) or at random (seeded, the
+chosen either by the `scout` stage's priority (its table in dvc.yaml's paths.priority) or at random (seeded, the
 case study's way), and the rest of train is kept with the teacher's labels or dropped (`unreviewed`).
 GLiNER is trained on each and scored on the human-labelled test split, several seeds each.
 Writes metrics/review_priority.json ({"k", "priority_f1", "random_f1"}: means over seeds, each with the
@@ -15,15 +15,15 @@ About 40 trainings: roughly half an hour on 2 cores for the demo.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from statistics import mean
 
 import polars as pl
-from student_runs import (ROOT, human_test, plot_f1, reviewed_splits, student_params, teacher_score,  # noqa: I001
-                          train_and_score, validation)
+from student_runs import (PATHS, ROOT, human_test, plot_f1, reviewed_splits, student_params,  # noqa: I001
+                          teacher_score, train_and_score, validation)
 
-from stages.common.io import log, setup_logging
+from stages.common.io import log, setup_logging, write_csv, write_json
+from stages.common.records import HUMAN, HUMAN_LABELLED, LLM
 from stages.common.schema import seeded_rank
 
 JSON_OUT = ROOT / "metrics/review_priority.json"
@@ -35,7 +35,7 @@ RULES = ("keep", "drop")
 
 def reviewed_ids(train: pl.DataFrame, priority: pl.DataFrame, strategy: str, k: int, seed: int) -> set[str]:
     """The k train headlines a reviewer labels: the scout's top k, or k at random (seeded)."""
-    reviewable = train.filter(pl.col("label_source") == "human")["id"].to_list()
+    reviewable = train.filter(HUMAN_LABELLED)["id"].to_list()
     if strategy == "priority":
         rank = dict(zip(priority["id"], priority["rank"]))
         ordered = sorted(reviewable, key=lambda i: rank[i])
@@ -50,9 +50,9 @@ def training_records(train: pl.DataFrame, reviewed: set[str], rule: str) -> list
     records = []
     for row in train.sort("id").iter_rows(named=True):
         if row["id"] in reviewed:
-            records.append({"id": row["id"], "text": row["text"], "spans": row["spans"] or [], "label_source": "human"})
+            records.append({"id": row["id"], "text": row["text"], "spans": row["label_spans"] or [], "label_source": HUMAN})
         elif rule == "keep" and row["valid"]:
-            records.append({"id": row["id"], "text": row["text"], "spans": row["llm_spans"] or [], "label_source": "llm"})
+            records.append({"id": row["id"], "text": row["text"], "spans": row["teacher_spans"] or [], "label_source": LLM})
     return records
 
 
@@ -91,9 +91,9 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     splits = reviewed_splits()
-    priority = pl.read_parquet(ROOT / "data/review/priority.parquet")
+    priority = pl.read_parquet(PATHS["priority"])
     test, valid = human_test(splits["test"]), validation(splits["valid"])
-    params = student_params("gliner")
+    training = student_params("gliner")
     runs = [(strategy, k) for k in args.k for strategy in STRATEGIES]
     runs += [("random", 2 * k) for k in args.k if 2 * k not in args.k]  # random 2k: the goal's yardstick
     rows, trained = [], {}
@@ -106,21 +106,19 @@ def main() -> None:
                 if key not in trained:  # e.g. with all of train reviewed, keep and drop train on the same records
                     log.info("review priority: %s k=%d seed %d %s: %d training headlines", strategy, k, seed, rule,
                              len(records))
-                    trained[key] = train_and_score("gliner", params | {"seed": seed}, records, valid, test)
+                    trained[key] = train_and_score("gliner", training.model_copy(update={"seed": seed}), records, valid,
+                                                   test)
                     log.info("review priority: -> F1 %.3f", trained[key]["f1"])
                 rows.append({"strategy": strategy, "k": k, "reviewed": len(reviewed), "unreviewed": rule,
                              "seed": seed, "train_records": len(records), **trained[key]})
     rows.sort(key=lambda r: (r["strategy"], r["k"], r["unreviewed"], r["seed"]))
-    with open(CSV_OUT, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(CSV_OUT, rows, list(rows[0]))
     result = summary(rows, args.k)
     double_k = {k: best_rule_f1(rows, "random", 2 * k) for k in args.k}
     teacher = teacher_score(splits["test"], test)
     result |= {"random_2k_f1": list(double_k.values()), "seeds": args.seeds, "test_headlines": len(test),
                "train_headlines": splits["train"].height, "teacher_f1": teacher["f1"]}
-    JSON_OUT.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    write_json(JSON_OUT, result)
     plot(result, teacher["f1"], double_k)
     print(json.dumps({k: result[k] for k in ("k", "priority_f1", "random_f1", "random_2k_f1")}))
 

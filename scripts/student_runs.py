@@ -10,24 +10,27 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common import gliner_student, spanmarker_student  # noqa: E402
 from stages.common.metrics import score  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
+from stages.common.stage_params import EvaluateParams
+from stages.common.paths import dvc_paths  # noqa: E402
+from stages.common.records import human_or_all, human_records, labelled_records  # noqa: E402
 from stages.common.schema import SPLITS  # noqa: E402
-from stages.common.training import human_or_all, labelled_records, with_recipe  # noqa: E402
+from stages.common.students import STUDENTS, training_params  # noqa: E402
 
-STUDENTS = {"gliner": gliner_student, "spanmarker": spanmarker_student}
+PATHS = dvc_paths(ROOT)
 SCORE_KEYS = ("f1", "f1_ci_low", "f1_ci_high", "precision", "recall")
 
 
 def reviewed_splits() -> dict[str, pl.DataFrame]:
-    return {name: pl.read_parquet(ROOT / f"data/reviewed/{name}.parquet") for name in SPLITS}
+    return {name: pl.read_parquet(PATHS["reviewed"] / f"{name}.parquet") for name in SPLITS}
 
 
 def human_test(test: pl.DataFrame) -> list[dict]:
-    records = [r for r in labelled_records(test) if r["label_source"] == "human"]
+    records = human_records(labelled_records(test))
     if not records:
-        raise SystemExit("no human-labelled test headline in data/reviewed/test.parquet: this experiment needs them")
+        raise SystemExit(f"no human-labelled test headline in {PATHS['reviewed'] / 'test.parquet'}: this experiment "
+                         f"needs them")
     return records
 
 
@@ -35,25 +38,25 @@ def validation(valid: pl.DataFrame) -> list[dict]:
     return human_or_all(labelled_records(valid))
 
 
-def student_params(name: str) -> dict:
-    return with_recipe(load_params(f"finetune_{name}", ROOT / "params.yaml"))
+def student_params(name: str):
+    return training_params(name, ROOT / "params.yaml")
 
 
-def bootstrap() -> dict:
-    return load_params("evaluate", ROOT / "params.yaml")["bootstrap"]
+def bootstrap():
+    return load_params(EvaluateParams, ROOT / "params.yaml").bootstrap
 
 
-def train_and_score(name: str, params: dict, train: list[dict], valid: list[dict], test: list[dict]) -> dict:
+def train_and_score(name: str, training, train: list[dict], valid: list[dict], test: list[dict]) -> dict:
     """Train a student in a scratch directory and score it on the test records (P, R, F1 and its CI)."""
     with tempfile.TemporaryDirectory() as scratch:
-        STUDENTS[name].train(params, train, valid, Path(scratch) / "model")
-        _, predict = STUDENTS[name].load(Path(scratch) / "model")
+        STUDENTS[name].train(training, train, valid, Path(scratch) / "model")
+        predict = STUDENTS[name].load(Path(scratch) / "model")
         result = score(test, predict([r["text"] for r in test]), bootstrap())
     return {k: result[k] for k in SCORE_KEYS}
 
 
 def teacher_score(test_frame: pl.DataFrame, test: list[dict]) -> dict:
-    spans = dict(zip(test_frame["id"], test_frame["llm_spans"].to_list()))
+    spans = dict(zip(test_frame["id"], test_frame["teacher_spans"].to_list()))
     result = score(test, [spans[r["id"]] or [] for r in test], bootstrap())
     return {k: result[k] for k in SCORE_KEYS}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import polars as pl
 
 from stages.common.io import log, read_table, setup_logging, write_jsonl
-from stages.common.params import load_params, require
+from stages.common.params import load_params
+from stages.common.stage_params import LlmLabelParams, ReviewParams
 from stages.common.schema import COMPANY, SPLITS
 
 QUESTION = "companies"
@@ -30,7 +31,7 @@ def argilla_record(row: dict, agent: str) -> dict:
             "metadata": {"split": row["split"], "year": row["date"].year, "llm_valid": str(row["valid"]).lower(),
                          "cluster": (row.get("clusters") or ["none"])[0], "sampled_as": row["sample_reason"],
                          "priority": row["priority"]},
-            "suggestion": [{"start": s["start"], "end": s["end"], "label": COMPANY} for s in row["spans"] or []],
+            "suggestion": [{"start": s["start"], "end": s["end"], "label": COMPANY} for s in row["teacher_spans"] or []],
             "agent": agent}
 
 
@@ -58,12 +59,12 @@ def snapshot_rows(split: str, responses: dict[str, list[dict]]) -> list[dict]:
 class ArgillaServer:
     """The SDK calls, kept apart from the pure functions above."""
 
-    def __init__(self, params: dict):
+    def __init__(self, params: ReviewParams):
         import argilla as rg
 
         self.rg, self.params = rg, params
-        key_env = params["api_key_env"]
-        api_key, url = os.environ.get(key_env), params["api_url"]
+        key_env = params.api_key_env
+        api_key, url = os.environ.get(key_env), params.api_url
         if not api_key:
             raise SystemExit(f"argilla_sync: set the API key in ${key_env} (make argilla-up prints it); "
                              f"nothing was written")
@@ -77,7 +78,7 @@ class ArgillaServer:
 
     def dataset(self, split: str, guidelines: str):
         rg, params = self.rg, self.params
-        name, workspace = f"{params['dataset_prefix']}-{split}", params["workspace"]
+        name, workspace = f"{params.dataset_prefix}-{split}", params.workspace
         dataset = self.client.datasets(name=name, workspace=workspace)
         if dataset is not None:
             if "priority" not in [m.name for m in dataset.settings.metadata]:  # a dataset from before priorities
@@ -144,15 +145,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("argilla_review")
-    server_kind = params["server"]
+    params = load_params(ReviewParams)
+    server_kind = params.server
     rows: list[dict] = []
     if server_kind == "argilla":
         server = ArgillaServer(params)
-        agent = require(load_params("llm_label"), "endpoint.model", "llm_label")  # the teacher, as the UI shows it
+        agent = load_params(LlmLabelParams).endpoint.model  # the teacher, as the UI shows it
         priority = read_table(args.priority, ["id", "priority"]).select("id", "priority")
         splits = {name: read_table(args.split_dir / f"{name}.parquet",
-                                   ["id", "text", "date", "valid", "spans", "clusters", "sample_reason"])
+                                   ["id", "text", "date", "valid", "teacher_spans", "clusters", "sample_reason"])
                   .join(priority, on="id", how="left") for name in SPLITS}
         rows = sync(server, splits, agent, args.guidelines.read_text(encoding="utf-8"))
     write_jsonl(args.out, rows)

@@ -7,18 +7,17 @@ sampled, plus fractions of headlines without a company and of invalid answers.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import re
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
 
-from stages.common.io import log, read_table, setup_logging, write_json, write_table
+from stages.common.io import log, read_table, stage_args, write_csv, write_json, write_table
 from stages.common.params import load_params
+from stages.common.stage_params import ClusterSampleParams
 
 SCORERS = {"ratio": fuzz.ratio, "token_sort_ratio": fuzz.token_sort_ratio, "WRatio": fuzz.WRatio}
 _NON_WORD = re.compile(r"[^\w&]+")
@@ -32,13 +31,11 @@ def normalise_name(name: str, suffixes: frozenset[str]) -> str:
 
 
 def headline_names(labels: pl.DataFrame, suffixes: frozenset[str]) -> dict[str, list[str]]:
-    """Normalised names per headline id, only for mentions the teacher's answer actually found in the text."""
+    """Normalised names per headline id, of the mentions llm_label found in the headline (a name left empty:
+    its mention)."""
     names = {}
     for row in labels.filter(pl.col("valid")).iter_rows(named=True):
-        found = [r for r in row["result"] if r not in row["hallucinated"]]
-        pairs = zip(row["result"], row["normalized_result"]) if not row["length_mismatch"] \
-            else ((r, r) for r in row["result"])
-        forms = sorted({normalise_name(n or r, suffixes) for r, n in pairs if r in found} - {""})
+        forms = sorted({normalise_name(n or m, suffixes) for m, n in zip(row["mentions"], row["names"])} - {""})
         if forms:
             names[row["id"]] = forms
     return names
@@ -113,8 +110,8 @@ def sample_ids(groups: dict[str, list[str]], fraction: float, rng: np.random.Gen
 
 
 def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict[str, list[str]],
-           params: dict) -> pl.DataFrame:
-    rng = np.random.default_rng(params["seed"])
+           params: ClusterSampleParams) -> pl.DataFrame:
+    rng = np.random.default_rng(params.seed)
     to_cluster = dict(zip(clusters["name"], clusters["representative"]))
     by_cluster: dict[str, list[str]] = {}
     for headline, forms in names_by_headline.items():
@@ -124,10 +121,9 @@ def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict
     no_company = [i for i in valid["id"] if i not in names_by_headline]
     invalid = labels.filter(~pl.col("valid"))["id"].to_list()
     picked = {
-        "cluster": sample_ids(by_cluster, params["cluster_fraction"], rng),
-        "no_company": sample_ids({"": no_company} if no_company else {},
-                                 params["no_company_fraction"], rng),
-        "invalid": sample_ids({"": invalid} if invalid else {}, params["invalid_fraction"], rng),
+        "cluster": sample_ids(by_cluster, params.cluster_fraction, rng),
+        "no_company": sample_ids({"": no_company} if no_company else {}, params.no_company_fraction, rng),
+        "invalid": sample_ids({"": invalid} if invalid else {}, params.invalid_fraction, rng),
     }
     reason = {i: why for why, ids in picked.items() for i in ids}
     clusters_of = {h: sorted({to_cluster[f] for f in forms}) for h, forms in names_by_headline.items()}
@@ -138,15 +134,11 @@ def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("labels", "sample", "clusters", "metrics", "sizes-plot"):
-        parser.add_argument(f"--{name}", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
-    params = load_params("cluster_sample")
-    labels = read_table(args.labels, ["id", "valid", "result", "normalized_result", "hallucinated", "length_mismatch"])
-    names_by_headline = headline_names(labels, frozenset(params["strip_suffixes"]))
-    clusters = cluster_table(names_by_headline, params["scorer"], params["threshold"])
+    args = stage_args(__doc__.splitlines()[0], ("labels", "sample", "clusters", "metrics", "sizes-plot"), argv)
+    params: ClusterSampleParams = load_params(ClusterSampleParams)
+    labels = read_table(args.labels, ["id", "valid", "mentions", "names"])
+    names_by_headline = headline_names(labels, frozenset(params.strip_suffixes))
+    clusters = cluster_table(names_by_headline, params.scorer, params.threshold)
     sampled = sample(labels, clusters, names_by_headline, params)
     write_table(clusters, args.clusters, sort_by="name")
     write_table(sampled, args.sample)
@@ -158,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
                "sampled_by": {r["sample_reason"]: r["count"] for r in reasons.iter_rows(named=True)},
                "largest_clusters": {r["representative"]: r["count"] for r in sizes.head(10).iter_rows(named=True)}}
     write_json(args.metrics, metrics)
-    sizes.with_row_index("rank", offset=1).rename({"count": "mentions"}).write_csv(args.sizes_plot)
+    plot = sizes.with_row_index("rank", offset=1).rename({"count": "mentions"})
+    write_csv(args.sizes_plot, plot.to_dicts(), plot.columns)
     log.info("cluster_sample: %d names -> %d clusters; sampled %d of %d headlines %s", metrics["names"],
              metrics["clusters"], sampled.height, labels.height, metrics["sampled_by"])
 

@@ -14,22 +14,20 @@ false positives / negatives per model, and plot data; every path comes from dvc.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import Counter
 from pathlib import Path
 
-from stages.common import gliner_student, spanmarker_student
 from stages.common.encoder import local_encoder_dir
-from stages.common.io import log, read_table, setup_logging, write_csv, write_json
+from stages.common.io import log, read_table, stage_args, write_csv, write_json
 from stages.common.label_files import read_label_file, require_inside, standalone
 from stages.common.metrics import score
 from stages.common.params import load_params
+from stages.common.stage_params import Bootstrap, EvaluateParams
+from stages.common.records import LABEL_COLUMNS, human_records, labelled_records
 from stages.common.schema import span_tuples
-from stages.common.training import labelled_records, with_recipe
-
-STUDENTS = {"gliner": gliner_student, "spanmarker": spanmarker_student}
+from stages.common.students import STUDENTS, training_params
 
 
 def top_errors(records: list[dict], predicted: list[list[dict]], limit: int) -> list[dict]:
@@ -52,15 +50,14 @@ def zero_shot_predictors() -> tuple[dict, dict]:
     """Predict functions for the students' bases that are real NER checkpoints; notes for those skipped."""
     predictors, notes = {}, {}
     for name, student in STUDENTS.items():
-        section = f"finetune_{name}"
-        params = with_recipe(load_params(section))
-        if local_encoder_dir(params["base_model"]) is not None:
-            notes[f"{name}_zero_shot"] = f"skipped: base {params['base_model']} is a bare encoder, not an NER model"
+        training = training_params(name)
+        if local_encoder_dir(training.base_model) is not None:
+            notes[f"{name}_zero_shot"] = f"skipped: base {training.base_model} is a bare encoder, not an NER model"
             continue
         try:
-            predictors[f"{name}_zero_shot"] = student.zero_shot(params)
+            predictors[f"{name}_zero_shot"] = student.zero_shot(training)
         except (OSError, SystemExit) as error:
-            notes[f"{name}_zero_shot"] = f"skipped: cannot load {params['base_model']}: {str(error)[:200]}"
+            notes[f"{name}_zero_shot"] = f"skipped: cannot load {training.base_model}: {str(error)[:200]}"
     return predictors, notes
 
 
@@ -68,7 +65,7 @@ def reference_records(test) -> tuple[list[dict], str]:
     """The test records to score on and what their reference is: human labels, or (with none at all) the
     teacher's labels, said as such."""
     records = labelled_records(test)
-    human = [r for r in records if r["label_source"] == "human"]
+    human = human_records(records)
     return (human, "human") if human else (records, "teacher")
 
 
@@ -83,7 +80,7 @@ def teacher_speed(teacher: dict) -> dict:
 
 
 def extra_test_set_scores(paths: list[str], test_set_dir: Path, entity_labels: list[str], predictors: dict,
-                          bootstrap: dict, batch_size: int) -> dict:
+                          bootstrap: Bootstrap, batch_size: int) -> dict:
     """Every student on each extra labelled test set (files inside the directory DVC tracks)."""
     results = {}
     for path in paths:
@@ -111,18 +108,14 @@ def usd_per_million(headlines_per_s: float, usd_per_hour: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("test", "teacher-metrics", "gliner", "spanmarker", "gliner-export", "spanmarker-export", "test-set-dir",
-                 "metrics", "speed", "errors", "f1-plot", "cost-plot"):
-        parser.add_argument(f"--{name}", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
-    params = load_params("evaluate")
-    bootstrap, cpu_usd_per_hour, batch_size = params["bootstrap"], params["cpu_usd_per_hour"], params["batch_size"]
-    test = read_table(args.test, ["id", "text", "date", "spans", "llm_spans", "label_source"])
+    args = stage_args(__doc__.splitlines()[0], ("test", "teacher-metrics", "gliner", "spanmarker", "gliner-export",
+                      "spanmarker-export", "test-set-dir", "metrics", "speed", "errors", "f1-plot", "cost-plot"), argv)
+    params = load_params(EvaluateParams)
+    bootstrap, cpu_usd_per_hour, batch_size = params.bootstrap, params.cpu_usd_per_hour, params.batch_size
+    test = read_table(args.test, ["id", "text", "date", *LABEL_COLUMNS])
     records, reference = reference_records(test)
     dates = dict(zip(test["id"].to_list(), test["date"].to_list()))
-    teacher_spans = dict(zip(test["id"].to_list(), test["llm_spans"].to_list()))
+    teacher_spans = dict(zip(test["id"].to_list(), test["teacher_spans"].to_list()))
     records = [r | {"date": dates[r["id"]]} for r in records]
     texts = [r["text"] for r in records]
 
@@ -135,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
                     "measures how well the students imitate the teacher, not how good any model is")
     zero_shot, skipped = zero_shot_predictors()
     notes |= skipped
-    students = {name: student.load(getattr(args, name))[1] for name, student in STUDENTS.items()}
-    students |= {f"{name}_export": student.load(getattr(args, f"{name}_export"))[1] for name, student in STUDENTS.items()}
+    students = {name: student.load(getattr(args, name)) for name, student in STUDENTS.items()}
+    students |= {f"{name}_export": student.load(getattr(args, f"{name}_export")) for name, student in STUDENTS.items()}
     for name, predict in {**students, **zero_shot}.items():
         predictions[name], headlines_per_s = timed_predictions(predict, texts, batch_size)
         speed[name] = {"headlines_per_s": round(headlines_per_s, 1),
@@ -146,14 +139,14 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {"reference": reference, "test_records": len(records), "test_headlines_in_split": test.height,
                "label_sources_in_split": dict(sorted(Counter(test["label_source"].to_list()).items())),
                **{name: score(records, predicted, bootstrap) for name, predicted in predictions.items()}, **notes}
-    if params["extra_test_sets"]:
-        metrics["extra_test_sets"] = extra_test_set_scores(params["extra_test_sets"], args.test_set_dir,
-                                                           params["entity_labels"], {**students, **zero_shot},
+    if params.extra_test_sets:
+        metrics["extra_test_sets"] = extra_test_set_scores(params.extra_test_sets, args.test_set_dir,
+                                                           params.entity_labels, {**students, **zero_shot},
                                                            bootstrap, batch_size)
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)
     write_csv(args.errors, [{"model": name, **row} for name, predicted in predictions.items()
-                            for row in top_errors(records, predicted, params["top_errors"])],
+                            for row in top_errors(records, predicted, params.top_errors)],
               ["model", "kind", "span", "count", "example"])
     write_csv(args.f1_plot, [{"model": name, "f1": metrics[name]["f1"], "f1_ci_low": metrics[name]["f1_ci_low"],
                               "f1_ci_high": metrics[name]["f1_ci_high"]} for name in predictions],

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from stages.common.io import log, setup_logging, write_json, write_table
 from stages.common.params import load_params
+from stages.common.stage_params import FetchParams, HfDataset, RowFilter
 
 ROW = "__row"  # where each record is in the source ("line 12", "row 3"), for error messages
 # Dates are read only when the whole field is one of these (the date part is what counts).
@@ -88,18 +89,18 @@ def read_file(path: Path) -> pl.DataFrame:
     return frame.with_columns(pl.Series(ROW, positions, dtype=pl.String))
 
 
-def read_hf_dataset(spec: dict, columns: list[str], batch_rows: int = 50_000) -> pl.DataFrame:
+def read_hf_dataset(spec: HfDataset, columns: list[str], batch_rows: int = 50_000) -> pl.DataFrame:
     """Stream a Hugging Face dataset (a hub id at a pinned revision, or a local dataset directory)."""
     from datasets import load_dataset
 
-    options = {k: spec[k] for k in ("revision", "data_files", "name") if spec.get(k)}
+    options = {"revision": spec.revision, **({"data_files": spec.data_files} if spec.data_files else {})}
     try:
-        stream = load_dataset(spec["path"], split=spec.get("split", "train"), streaming=True, **options)
+        stream = load_dataset(spec.path, split=spec.split, streaming=True, **options)
     except Exception as error:  # datasets raises many types for "not reachable / not found"
-        raise SystemExit(f"fetch.hf_dataset {spec['path']!r}: cannot open: {error.__class__.__name__}: {error}") from error
+        raise SystemExit(f"fetch.hf_dataset {spec.path!r}: cannot open: {error.__class__.__name__}: {error}") from error
     missing = [c for c in columns if c not in (stream.column_names or columns)]
     if missing:
-        raise SystemExit(f"{spec['path']}: missing column(s) {missing}; it has {stream.column_names}")
+        raise SystemExit(f"{spec.path}: missing column(s) {missing}; it has {stream.column_names}")
     frames, seen = [], 0
     for batch in tqdm(stream.select_columns(columns).iter(batch_size=batch_rows), desc="fetch", unit="batch"):
         frame = pl.DataFrame(batch).cast(pl.String)
@@ -109,26 +110,26 @@ def read_hf_dataset(spec: dict, columns: list[str], batch_rows: int = 50_000) ->
     return pl.concat(frames) if frames else pl.DataFrame(schema={**{c: pl.String for c in columns}, ROW: pl.String})
 
 
-def filter_expression(rule: dict) -> pl.Expr:
-    """One row filter from params: {column, equals | contains | in: value}."""
-    column = pl.col(rule["column"])
-    if rule.get("equals") is not None:
-        return column == str(rule["equals"])
-    if rule.get("contains") is not None:
-        return column.str.contains(str(rule["contains"]), literal=True)
-    return column.is_in([str(v) for v in rule["in"]])
+def filter_expression(rule: RowFilter) -> pl.Expr:
+    """One row filter from params: {column, equals | contains | in: value} (validation allows exactly one)."""
+    column = pl.col(rule.column)
+    if rule.equals is not None:
+        return column == str(rule.equals)
+    if rule.contains is not None:
+        return column.str.contains(rule.contains, literal=True)
+    return column.is_in([str(v) for v in rule.in_])
 
 
-def normalise(raw: pl.DataFrame, params: dict, where: str) -> tuple[pl.DataFrame, dict]:
+def normalise(raw: pl.DataFrame, params: FetchParams, where: str) -> tuple[pl.DataFrame, dict]:
     """Filter, map columns, check every row, drop exact duplicates. Returns the table and its counts."""
-    columns, keep = params["columns"], params.get("keep_columns") or []
+    columns, keep = params.columns, params.keep_columns
     missing = [c for c in [*columns.values(), *keep] if c not in raw.columns]
     if missing:
         raise SystemExit(f"{where}: missing column(s) {missing}; the source has "
                          f"{[c for c in raw.columns if c != ROW]} (map them with params.yaml fetch.columns)")
     if ROW not in raw.columns:
         raw = raw.with_columns(pl.format("row {}", pl.int_range(pl.len())).alias(ROW))
-    filters = params.get("filters") or []
+    filters = params.filters
     kept = raw.filter(pl.all_horizontal(filter_expression(f) for f in filters)) if filters else raw
     frame = kept.select(pl.col(columns["text"]).str.strip_chars().alias("text"),
                         pl.col(columns["date"]).alias("date_raw"), pl.col(ROW).alias("row"), *keep)
@@ -140,19 +141,18 @@ def normalise(raw: pl.DataFrame, params: dict, where: str) -> tuple[pl.DataFrame
                .when(pl.col("date").is_null()).then(pl.lit("unparsable_date")))
     frame = frame.with_columns(problem=problem)
     bad = frame.filter(pl.col("problem").is_not_null())
-    if bad.height and params.get("on_bad_row", "error") == "error":
+    if bad.height and params.on_bad_row == "error":
         first = bad.row(0, named=True)
         detail = f" {first['date_raw']!r} (accepted: {DATE_FORMATS})" if first["problem"] == "unparsable_date" else ""
         raise SystemExit(f"{where}: {first['row']}: {PROBLEMS[first['problem']]}{detail} ({bad.height} bad "
                          f"row(s) in all; set fetch.on_bad_row: drop to skip and count them)")
     good = frame.filter(pl.col("problem").is_null())
-    start, end = (params.get("date_range") or {}).get("start"), (params.get("date_range") or {}).get("end")
-    in_range = good.filter(pl.col("date").is_between(dt.date.fromisoformat(str(start or "0001-01-01")),
-                                                     dt.date.fromisoformat(str(end or "9999-12-31"))))
+    in_range = good.filter(pl.col("date").is_between(params.date_range.start or dt.date.min,
+                                                     params.date_range.end or dt.date.max))
     deduped = in_range.unique(subset=["date", "text"], keep="first", maintain_order=True)
     ids = pl.struct("date", "text").map_elements(lambda r: headline_id(str(r["date"]), r["text"]),
                                                  return_dtype=pl.String)
-    table = deduped.select(ids.alias("id"), "text", "date", pl.lit(params["source"]).alias("source"), *keep)
+    table = deduped.select(ids.alias("id"), "text", "date", pl.lit(params.source).alias("source"), *keep)
     counts = {"rows_read": raw.height, "filtered_out": raw.height - kept.height,
               "bad_rows_dropped": {k: int((bad["problem"] == k).sum()) for k in PROBLEMS},
               "outside_date_range": good.height - in_range.height,
@@ -162,13 +162,13 @@ def normalise(raw: pl.DataFrame, params: dict, where: str) -> tuple[pl.DataFrame
     return table, counts
 
 
-def read_source(params: dict) -> tuple[pl.DataFrame, str]:
-    if params["kind"] == "file":
-        path = Path(params["path"])
+def read_source(params: FetchParams) -> tuple[pl.DataFrame, str]:
+    if params.kind == "file":
+        path = Path(params.path)
         return read_file(path), str(path)
-    spec = params["hf_dataset"]
-    needed = sorted({*params["columns"].values(), *params["keep_columns"], *(f["column"] for f in params["filters"])})
-    return read_hf_dataset(spec, needed), f"{spec['path']}@{spec['revision']}"
+    spec = params.hf_dataset
+    needed = sorted({*params.columns.values(), *params.keep_columns, *(f.column for f in params.filters)})
+    return read_hf_dataset(spec, needed), f"{spec.path}@{spec.revision}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("fetch")
+    params = load_params(FetchParams)
     raw, where = read_source(params)
     table, counts = normalise(raw, params, where)
     if not table.height:

@@ -1,18 +1,13 @@
-"""finetune_gliner: fine-tune a GLiNER student on the reviewed train split, keep the best valid-F1 epoch.
+"""finetune_gliner: fine-tune the GLiNER student (stages/common/gliner_student.py) on the reviewed train split.
 
-Validation picks the epoch on human-labelled records when there are any. Writes the model directory, its int8 ONNX export for CPU serving (--export),
-its metrics and per-epoch plot data (paths from dvc.yaml); the student itself lives in
-stages/common/gliner_student.py.
+Keeps the epoch with the best validation F1 (on human-labelled records when there are any) and writes it with
+its card, its int8 ONNX export, metrics and per-epoch plot data; the shared main is stages/common/finetune.py.
 """
 from __future__ import annotations
 
 from stages.common import gliner_student
-from stages.common.training import finetune_main
-
-
-def main(argv: list[str] | None = None) -> None:
-    finetune_main("finetune_gliner", "GLiNER company-name student", gliner_student, argv)
-
+from stages.common.finetune import finetune_main
+from stages.common.student_params import FinetuneGlinerParams
 
 if __name__ == "__main__":
-    main()
+    finetune_main(FinetuneGlinerParams, "GLiNER company-name student", gliner_student)

@@ -1,18 +1,10 @@
-"""finetune_spanmarker: fine-tune a SpanMarker student on the reviewed train split, keep the best valid-F1 epoch.
-
-Validation picks the epoch on human-labelled records when there are any. Writes the model directory, its int8 ONNX export for CPU serving (--export),
-its metrics and per-epoch plot data (paths from dvc.yaml); the student itself lives in
-stages/common/spanmarker_student.py.
-"""
+"""finetune_spanmarker: fine-tune the SpanMarker student (stages/common/spanmarker_student.py), as finetune_gliner
+does GLiNER: same records, same best-epoch rule, same outputs (stages/common/finetune.py)."""
 from __future__ import annotations
 
 from stages.common import spanmarker_student
-from stages.common.training import finetune_main
-
-
-def main(argv: list[str] | None = None) -> None:
-    finetune_main("finetune_spanmarker", "SpanMarker company-name student", spanmarker_student, argv)
-
+from stages.common.finetune import finetune_main
+from stages.common.student_params import FinetuneSpanMarkerParams
 
 if __name__ == "__main__":
-    main()
+    finetune_main(FinetuneSpanMarkerParams, "SpanMarker company-name student", spanmarker_student)

@@ -9,7 +9,6 @@ review-priority experiment (scripts/review_priority.py).
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +16,12 @@ from pathlib import Path
 import polars as pl
 
 from stages.common import gliner_student
-from stages.common.io import log, read_table, setup_logging, write_json, write_table
+from stages.common.io import log, read_table, stage_args, write_json, write_table
 from stages.common.metrics import entity_scores
 from stages.common.params import load_params
+from stages.common.student_params import FinetuneGlinerParams
+from stages.common.stage_params import ScoutParams
 from stages.common.schema import SPANS, SPLITS, seeded_rank
-from stages.common.training import with_recipe
 
 SIGNALS = ("disagreement", "invalid", "low_agreement", "dropped_mentions")
 
@@ -60,7 +60,7 @@ def priorities(rows: list[dict], scout_spans: dict[str, list[dict]], weights: di
     scored = []
     for row in rows:
         spans = scout_spans.get(row["id"], [])
-        teacher = row["spans"] or []
+        teacher = row["teacher_spans"] or []
         agree = entity_scores([teacher], [spans])
         disagreement = 0.0 if not teacher and not spans else 1.0 - agree["f1"]
         signals = {"disagreement": round(disagreement, 4), **teacher_signals(row)}
@@ -76,15 +76,12 @@ def priorities(rows: list[dict], scout_spans: dict[str, list[dict]], weights: di
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("split-dir", "out", "metrics"):
-        parser.add_argument(f"--{name}", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
-    params = load_params("scout")
-    gliner = with_recipe(load_params("finetune_gliner")) | {"epochs": params["epochs"], "seed": params["seed"],
-                                                          "patience": 0}
-    columns = ["id", "text", "valid", "spans", "hallucinated", "agreement"]
+    args = stage_args(__doc__.splitlines()[0], ("split-dir", "out", "metrics"), argv)
+    params = load_params(ScoutParams)
+    # The finetune_gliner recipe, quick: only its epochs, seed and no early stop come from scout.
+    gliner = load_params(FinetuneGlinerParams).training().model_copy(
+        update={"epochs": params.epochs, "seed": params.seed, "patience": 0})
+    columns = ["id", "text", "valid", "teacher_spans", "hallucinated", "agreement"]
     rows = [r | {"split": name} for name in SPLITS
             for r in read_table(args.split_dir / f"{name}.parquet", columns).sort("id").iter_rows(named=True)]
 
@@ -96,22 +93,21 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="scout-") as scratch:
             # Held-out headlines must not pick the epoch (that would leak): a slice of the training ones does.
             gliner_student.train(gliner, records, records[:64], Path(scratch) / "model")
-            _, predict = gliner_student.load(Path(scratch) / "model")
-            return predict(texts)
+            return gliner_student.load(Path(scratch) / "model")(texts)
 
-    trained_on_teacher = [{"id": r["id"], "text": r["text"], "spans": r["spans"] or [], "valid": r["valid"]}
+    trained_on_teacher = [{"id": r["id"], "text": r["text"], "spans": r["teacher_spans"] or [], "valid": r["valid"]}
                           for r in rows]
-    scout_spans = cross_fit(trained_on_teacher, params["folds"], params["seed"], fit_predict, lambda r: r["valid"])
-    table = priorities(rows, scout_spans, params["weights"], params["seed"])
+    scout_spans = cross_fit(trained_on_teacher, params.folds, params.seed, fit_predict, lambda r: r["valid"])
+    table = priorities(rows, scout_spans, params.weights.model_dump(), params.seed)
     write_table(table, args.out)
     top = table.filter(pl.col("rank") <= max(1, table.height // 10))
-    metrics = {"headlines": table.height, "folds": params["folds"],
+    metrics = {"headlines": table.height, "folds": params.folds,
                "mean": {name: round(float(table[name].mean()), 4) for name in (*SIGNALS, "priority")},
-               "scout_vs_teacher": entity_scores([r["spans"] for r in rows], [scout_spans[r["id"]] for r in rows]),
+               "scout_vs_teacher": entity_scores([r["teacher_spans"] for r in rows], [scout_spans[r["id"]] for r in rows]),
                "top_decile_mean_priority": round(float(top["priority"].mean()), 4)}
     write_json(args.metrics, metrics)
     log.info("scout: %d headlines scored by %d cross-fitted scouts; scout vs teacher F1 %.3f; mean disagreement %.3f "
-             "-> %s", table.height, params["folds"], metrics["scout_vs_teacher"]["f1"], metrics["mean"]["disagreement"],
+             "-> %s", table.height, params.folds, metrics["scout_vs_teacher"]["f1"], metrics["mean"]["disagreement"],
              args.out)
 
 

@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
 import polars as pl
 
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
 from stages.common.params import load_params
+from stages.common.stage_params import RequiredDateRange, SplitParams
 from stages.common.schema import SPLITS
 
 
-def split_by_date(frame: pl.DataFrame, ranges: dict[str, dict]) -> tuple[dict[str, pl.DataFrame], int]:
+def split_by_date(frame: pl.DataFrame, ranges: dict[str, RequiredDateRange]) -> tuple[dict[str, pl.DataFrame], int]:
     """Rows per split (inclusive date ranges) and the number of rows outside every range."""
     parts, assigned = {}, pl.Series([False] * frame.height)
     for name in SPLITS:
-        if name not in ranges:
-            raise SystemExit(f"params.yaml: missing split.ranges.{name}")
-        start, end = (dt.date.fromisoformat(str(ranges[name][k])) for k in ("start", "end"))
+        start, end = ranges[name].start, ranges[name].end
         inside = frame["date"].is_between(start, end)
         if (inside & assigned).any():
             raise SystemExit(f"params.yaml: split.ranges.{name} overlaps another split")
@@ -37,8 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("split")
-    parts, outside = split_by_date(read_table(args.sample, ["id", "date"]), params["ranges"])
+    params = load_params(SplitParams)
+    parts, outside = split_by_date(read_table(args.sample, ["id", "date"]), params.ranges)
     for name, part in parts.items():
         write_table(part, args.out_dir / f"{name}.parquet")
     counts = {name: part.height for name, part in parts.items()} | {"outside_ranges": outside}

@@ -1,4 +1,3 @@
-import json
 import os
 from pathlib import Path
 
@@ -16,9 +15,3 @@ def fake_teacher():
     server = FakeTeacher().start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def gold() -> list[dict]:
-    with open(ROOT / "data/sample/reviewer_labels.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]

@@ -1,39 +1,49 @@
 """A real HTTP server speaking the OpenAI chat-completions protocol, for tests.
 
-It answers like a decent teacher (names from the sample's company list found in the headline), counts
-requests per headline, and misbehaves on demand: `script[headline]` is a list of behaviours consumed
-one request at a time ("429", "500", "slow", "garbage", "truncate", "bad_body": a 200 whose body is not
-JSON); then it answers normally. `capacity(answered)`, when set, is how many requests it serves at once
-(given how many it has answered so far); beyond that it answers 429 with Retry-After, like a full endpoint.
+It answers like a decent teacher from its own hand-written list of companies (each mention found in the
+headline, with the company's name), counts requests per headline, and misbehaves on demand:
+`script[headline]` is a list of behaviours consumed one request at a time ("429", "500", "slow", "garbage",
+"truncate", "bad_body": a 200 whose body is not JSON); then it answers normally. `capacity(answered)`, when
+set, is how many requests it serves at once (given how many it has answered so far); beyond that it answers
+429 with Retry-After, like a full endpoint.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import sys
 import threading
 from collections import Counter
-from pathlib import Path
 
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from make_sample_headlines import COMPANIES, INDICES  # noqa: E402
-
-NAMES = sorted({n for c in COMPANIES for n in (c[0], c[1], c[2])}, key=len, reverse=True)
+# company name -> the ways a headline writes it (names of tests/data/headlines.jsonl, common tickers)
+COMPANIES = {
+    "Apple": ["Apple", "AAPL"], "Tesla": ["Tesla", "TSLA"], "Nokia": ["Nokia", "NOK"], "Visa": ["Visa"],
+    "Microsoft": ["Microsoft", "MSFT"], "Bank of America": ["Bank of America", "BAC"], "Netflix": ["Netflix"],
+    "Best Buy": ["Best Buy"], "Toyota": ["Toyota"], "Honda": ["Honda"], "Under Armour": ["Under Armour"],
+    "Twitter": ["Twitter", "TWTR"], "McDonald's": ["McDonald"], "Burger King": ["Burger King"],
+    "Tim Hortons": ["Tim Hortons"], "News Corp": ["News Corp"], "Dell": ["Dell"], "EMC": ["EMC"],
+    "Bayer": ["Bayer"], "Monsanto": ["Monsanto"], "Snap": ["Snap"], "Amazon": ["Amazon", "AMZN"],
+    "Whole Foods": ["Whole Foods"], "Facebook": ["Facebook"], "Intel": ["Intel", "INTC"],
+    "Starbucks": ["Starbucks"], "Pfizer": ["Pfizer"], "Walmart": ["Walmart"], "Saudi Aramco": ["Saudi Aramco"],
+    "Boeing": ["Boeing"], "Wirecard": ["Wirecard"], "Salesforce": ["Salesforce"], "Slack": ["Slack"],
+    "Nvidia": ["Nvidia", "NVDA"], "Oracle": ["Oracle"], "IBM": ["IBM"], "Target": ["Target"],
+}
+INDICES = ["Dow Jones", "S&P 500", "Nasdaq"]
 INDICES_MARKER = "indices-are-companies"  # a prompt containing this makes the teacher return indices too
 
 
 def teacher_answer(headline: str, system_prompt: str) -> dict:
-    candidates = NAMES + (INDICES if INDICES_MARKER in system_prompt else [])
+    forms = [(form, name) for name, written in COMPANIES.items() for form in written]
+    forms += [(index, index) for index in INDICES] if INDICES_MARKER in system_prompt else []
     found, taken = [], []
-    for name in candidates:
-        for m in re.finditer(r"(?<!\w)" + re.escape(name) + r"(?!\w)", headline, re.IGNORECASE):
+    for form, name in sorted(forms, key=lambda f: -len(f[0])):  # longest first: "Bank of America" over "America"
+        for m in re.finditer(r"(?<!\w)" + re.escape(form) + r"(?!\w)", headline, re.IGNORECASE):
             if all(m.end() <= s or m.start() >= e for s, e in taken):
                 taken.append((m.start(), m.end()))
-                found.append((m.start(), headline[m.start():m.end()]))
-    return {"companies": [{"mention": text, "name": text.title()} for _, text in sorted(found)]}
+                found.append((m.start(), headline[m.start():m.end()], name))
+    return {"companies": [{"mention": mention, "name": name} for _, mention, name in sorted(found)]}
 
 
 class FakeTeacher:

@@ -25,9 +25,9 @@ import argilla_server  # noqa: E402
 def split_frame(rows: list[tuple[str, str, bool, list[tuple[int, int]]]], year: int = 2019) -> pl.DataFrame:
     return pl.DataFrame({
         "id": [r[0] for r in rows], "text": [r[1] for r in rows], "date": [dt.date(year, 1, 2)] * len(rows),
-        "valid": [r[2] for r in rows], "spans": [[{"start": a, "end": b, "text": r[1][a:b]} for a, b in r[3]] for r in rows],
+        "valid": [r[2] for r in rows], "teacher_spans": [[{"start": a, "end": b, "text": r[1][a:b]} for a, b in r[3]] for r in rows],
         "clusters": [["apple"]] * len(rows), "sample_reason": ["cluster"] * len(rows)},
-        schema_overrides={"spans": SPANS})
+        schema_overrides={"teacher_spans": SPANS})
 
 
 def response(user, status, spans=()):
@@ -60,8 +60,9 @@ def test_merge_argilla_beats_file_beats_teacher_and_discarded_is_dropped():
              "e": {"spans": [{"start": 0, "end": 4, "text": "Visa"}], "where": "f:3"}}
     merged = merge(frame, {"a": [response("u1", "submitted", [(0, 5)])], "b": [response("u1", "discarded")]}, files)
     rows = {r["id"]: r for r in merged.iter_rows(named=True)}
-    assert [s["text"] for s in rows["a"]["spans"]] == ["Apple"] and len(rows["a"]["llm_spans"]) == 2
-    assert [s["text"] for s in rows["e"]["spans"]] == ["Visa"] and rows["e"]["human_origin"] == "file"
+    assert [s["text"] for s in rows["a"]["label_spans"]] == ["Apple"] and len(rows["a"]["teacher_spans"]) == 2
+    assert [s["text"] for s in rows["e"]["label_spans"]] == ["Visa"] and rows["e"]["human_origin"] == "file"
+    assert merged.select(frame.columns).equals(frame)  # the teacher's columns pass through untouched
     assert [(rows[i]["label_source"], rows[i]["human_origin"]) for i in "abcde"] == [
         ("human", "argilla"), ("none", "argilla"), ("llm", None), ("none", None), ("human", "file")]
     assert rows["b"]["discarded"] and not rows["c"]["reviewed"] and rows["e"]["reviewed"]
@@ -192,7 +193,7 @@ def test_round_trip_human_labels_win_and_are_never_touched_by_a_repush(server, t
     run = review_stage(directory, server["api_key"])
     assert run.returncode == 0, run.stderr[-2000:]
     test = reviewed(directory, "test")
-    assert [s["text"] for s in test["te1"]["spans"]] == ["Apple"] and test["te1"]["label_source"] == "human"
+    assert [s["text"] for s in test["te1"]["label_spans"]] == ["Apple"] and test["te1"]["label_source"] == "human"
     assert test["te2"]["discarded"] and test["te2"]["label_source"] == "none"
     assert test["te3"]["label_source"] == "llm" and not test["te3"]["reviewed"]
     metrics = yaml.safe_load((directory / "metrics/review.json").read_text())
@@ -221,7 +222,7 @@ def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fa
     assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS  # nothing submitted: only the cheap check runs
 
     def first_labelled(split: str) -> dict:
-        rows = pl.read_parquet(repo / f"data/reviewed/{split}.parquet").filter(pl.col("spans").list.len() > 0)
+        rows = pl.read_parquet(repo / f"data/reviewed/{split}.parquet").filter(pl.col("label_spans").list.len() > 0)
         return rows.sort("id").row(0, named=True)
 
     test_record = first_labelled("test")
@@ -229,7 +230,7 @@ def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fa
     annotate(server, "dvc-flow-test", {test_record["id"]: ("submitted", [])})  # the reviewer overrules the file
     assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | {"argilla_review", "evaluate"}
     after = {r["id"]: r for r in pl.read_parquet(repo / "data/reviewed/test.parquet").iter_rows(named=True)}
-    assert after[test_record["id"]]["spans"] == [] and after[test_record["id"]]["human_origin"] == "argilla"
+    assert after[test_record["id"]]["label_spans"] == [] and after[test_record["id"]]["human_origin"] == "argilla"
     assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS
 
     annotate(server, "dvc-flow-train", {first_labelled("train")["id"]: ("discarded", [])})

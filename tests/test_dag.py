@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stages.common import stage_params, student_params
 from tests.conftest import ROOT
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -47,3 +48,25 @@ def test_declared_shared_deps_are_exactly_what_the_code_imports(stage):
 def test_no_stage_imports_another_stage(stage):
     others = {m for m in imported_modules(ROOT / f"stages/{stage}.py") if not m.startswith("stages.common")}
     assert others == set()
+
+
+OWN_SECTION = {"argilla_sync": "argilla_review"}  # a stage's own params section, where it is not named after it
+
+
+def sections_loaded(module: str) -> set[str]:
+    """params.yaml sections a stage module reads with load_params(SomeParams)."""
+    tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+    models = {**vars(stage_params), **vars(student_params)}
+    return {models[node.args[0].id].SECTION for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "load_params"
+            and node.args and isinstance(node.args[0], ast.Name)}
+
+
+@pytest.mark.parametrize("stage", sorted(DVC["stages"]))
+def test_a_section_borrowed_from_another_stage_is_declared_key_by_key(stage):
+    """Declaring another stage's whole section would rerun this stage whenever any key of it changes."""
+    own = OWN_SECTION.get(stage, stage)
+    declared = DVC["stages"][stage].get("params", [])
+    borrowed = sections_loaded(f"stages.{stage}") - {own}
+    assert not [key for key in declared if key in borrowed], "borrowed sections must be listed by dotted keys"
+    assert borrowed <= {key.split(".")[0] for key in declared}, "every section the stage reads must be declared"

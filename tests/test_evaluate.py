@@ -4,6 +4,7 @@ import sys
 
 
 from stages.common.metrics import bootstrap_f1_ci, counts_per_headline, partial_f1, score
+from stages.common.stage_params import Bootstrap
 from stages.evaluate import top_errors
 from tests.conftest import ROOT
 
@@ -30,14 +31,14 @@ def test_partial_f1_credits_overlaps_that_exact_f1_does_not():
     gold, pred = [[span(0, 10)], [span(0, 4)]], [[span(0, 6)], [span(20, 24)]]
     assert partial_f1(gold, pred) == 0.5
     assert score([{"spans": g, "text": "x" * 30, "date": dt.date(2019, 1, 1)} for g in gold], pred,
-                 {"resamples": 50, "seed": 0})["f1"] == 0.0
+                 Bootstrap(resamples=50, seed=0))["f1"] == 0.0
 
 
 def test_score_breaks_f1_down_by_year_and_errors_name_spans_with_an_example():
     records = [{"text": "Apple Up", "spans": [{"start": 0, "end": 5}], "date": dt.date(2019, 3, 1)},
                {"text": "Dow Down", "spans": [], "date": dt.date(2020, 3, 1)}]
     predicted = [[{"start": 0, "end": 5}], [{"start": 0, "end": 3}]]
-    result = score(records, predicted, {"resamples": 50, "seed": 0})
+    result = score(records, predicted, Bootstrap(resamples=50, seed=0))
     assert result["f1_by_year"] == {"2019": 1.0, "2020": 0.0}
     assert top_errors(records, predicted, 5) == [
         {"kind": "false_positive", "span": "Dow", "count": 1, "example": "Dow Down"}]
@@ -49,8 +50,8 @@ def test_learning_curve_compares_the_same_headlines_labelled_by_teacher_and_by_h
     spans = [{"start": 0, "end": 4, "text": "Visa"}]
     train = pl.DataFrame({"id": [f"h{i:02d}" for i in range(30)], "text": ["Visa Up"] * 30,
                           "label_source": ["human"] * 25 + ["llm"] * 5, "valid": [True] * 28 + [False] * 2,
-                          "spans": [spans] * 30, "llm_spans": [[]] * 30},
-                         schema_overrides={"spans": SPANS, "llm_spans": SPANS})
+                          "label_spans": [spans] * 30, "teacher_spans": [[]] * 30},
+                         schema_overrides={"label_spans": SPANS, "teacher_spans": SPANS})
     pool = paired_pool(train)
     assert len(pool["human"]) == len(pool["teacher"]) == 25  # human-labelled and validly answered
     sets = training_sets(pool, [10, 20, 40, None], seed=0)  # 40 of 25 is all 25: trained once

@@ -3,9 +3,21 @@ import json
 import polars as pl
 import pytest
 
-from stages.fetch import headline_id, normalise, read_file, read_hf_dataset
+import yaml
 
-PARAMS = {"source": "mine", "columns": {"text": "title", "date": "published"}}
+from stages.common.stage_params import FetchParams, HfDataset
+from stages.fetch import headline_id, normalise, read_file, read_hf_dataset
+from tests.conftest import ROOT
+
+SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())["fetch"]
+
+
+def fetch_params(**changes) -> FetchParams:
+    """The shipped fetch section with these keys changed, validated like a stage validates it."""
+    return FetchParams.model_validate(SHIPPED | changes)
+
+
+PARAMS = fetch_params(source="mine", columns={"text": "title", "date": "published"})
 
 
 def raw(rows, **extra):
@@ -33,7 +45,7 @@ def test_bad_rows_name_the_row_or_are_dropped_and_counted(tmp_path):
                      b"Bad \xff Bytes,2016-02-02\n")
     with pytest.raises(SystemExit, match=r"h.csv: line 3: unparsable date 'March 5th' \(accepted: YYYY-MM-DD.*\) \(3 bad row"):
         normalise(read_file(path), PARAMS, str(path))
-    frame, counts = normalise(read_file(path), PARAMS | {"on_bad_row": "drop"}, str(path))
+    frame, counts = normalise(read_file(path), PARAMS.model_copy(update={"on_bad_row": "drop"}), str(path))
     assert frame["text"].to_list() == ["Apple Up"]
     assert counts["bad_rows_dropped"] == {"empty_text": 1, "undecodable_bytes": 1, "unparsable_date": 1}
     path.write_bytes(b"title,published\nBad \xff Bytes,2016-02-02\n")
@@ -44,8 +56,9 @@ def test_bad_rows_name_the_row_or_are_dropped_and_counted(tmp_path):
 def test_filters_date_range_and_kept_columns():
     rows = raw([("Apple Up", "2012-01-01"), ("Tesla Down", "2013-01-01"), ("Visa Flat", "2021-01-01")],
                Url=["https://www.benzinga.com/a", "https://other.com/b", "https://www.benzinga.com/c"])
-    params = PARAMS | {"filters": [{"column": "Url", "contains": "benzinga.com"}], "keep_columns": ["Url"],
-                       "date_range": {"start": "2010-01-01", "end": "2020-12-31"}}
+    params = fetch_params(source="mine", columns={"text": "title", "date": "published"},
+                          filters=[{"column": "Url", "contains": "benzinga.com"}], keep_columns=["Url"],
+                          date_range={"start": "2010-01-01", "end": "2020-12-31"})
     frame, counts = normalise(rows, params, "f")
     assert frame["text"].to_list() == ["Apple Up"] and frame.columns[-1] == "Url"
     assert (counts["filtered_out"], counts["outside_date_range"]) == (1, 1)
@@ -67,15 +80,15 @@ def test_hf_dataset_path_streams_a_local_dataset_of_fnspid_schema(tmp_path):
              "Stock_symbol": "AAPL", "Url": f"https://www.{'benzinga' if i % 2 else 'other'}.com/{i}",
              "Publisher": "x", "Article": "body"} for i in range(10)]
     (tmp_path / "news.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    params = {"source": "fnspid", "columns": {"text": "Article_title", "date": "Date"},
-              "keep_columns": ["Stock_symbol"], "filters": [{"column": "Url", "contains": "benzinga.com"}]}
-    frame = read_hf_dataset({"path": str(tmp_path), "data_files": "news.jsonl", "split": "train"},
-                            ["Article_title", "Date", "Stock_symbol", "Url"], batch_rows=3)
+    params = fetch_params(source="fnspid", columns={"text": "Article_title", "date": "Date"},
+                          keep_columns=["Stock_symbol"], filters=[{"column": "Url", "contains": "benzinga.com"}])
+    local = HfDataset(path=str(tmp_path), revision="no-pin-for-a-local-dir", data_files="news.jsonl", split="train")
+    frame = read_hf_dataset(local, ["Article_title", "Date", "Stock_symbol", "Url"], batch_rows=3)
     assert frame.height == 10 and frame["__row"].to_list() == [f"row {i}" for i in range(10)]
     table, counts = normalise(frame, params, "fnspid")
     assert table.height == 5 and counts["filtered_out"] == 5 and set(table["Stock_symbol"]) == {"AAPL"}
     with pytest.raises(SystemExit, match=r"missing column\(s\) \['Title'\]"):
-        read_hf_dataset({"path": str(tmp_path), "data_files": "news.jsonl"}, ["Title"])
+        read_hf_dataset(local, ["Title"])
 
 
 @pytest.mark.parametrize("date", ["2015-01-05xyz garbage", "2015-02-30", "05/01/2015", "2015-1-5", "20150105"])

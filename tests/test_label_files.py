@@ -71,9 +71,9 @@ def test_the_stage_reads_its_own_export_back(tmp_path):
     reviewed = tmp_path / "reviewed"
     reviewed.mkdir()
     for split in ("train", "valid", "test"):
-        pl.DataFrame({"id": ["h1"], "text": [HEADLINES[0]["text"]], "date": [dt.date(2012, 3, 1)], "spans": [APPLE_TESLA],
-                      "llm_spans": [[]], "reviewed": [True], "label_source": ["human"]},
-                     schema_overrides={"spans": SPANS, "llm_spans": SPANS}).write_parquet(reviewed / f"{split}.parquet")
+        pl.DataFrame({"id": ["h1"], "text": [HEADLINES[0]["text"]], "date": [dt.date(2012, 3, 1)],
+                      "label_spans": [APPLE_TESLA], "teacher_spans": [[]], "reviewed": [True], "label_source": ["human"]},
+                     schema_overrides={"label_spans": SPANS, "teacher_spans": SPANS}).write_parquet(reviewed / f"{split}.parquet")
     export(reviewed, str(tmp_path / "export"), None)
     assert labels_from(tmp_path / "export")["h1"]["spans"] == APPLE_TESLA
 

@@ -1,4 +1,5 @@
 """The llm_label stage as users run it (a subprocess in a project directory) against a real local server."""
+import datetime as dt
 import json
 import os
 import signal
@@ -11,17 +12,31 @@ import polars as pl
 import pytest
 import yaml
 
-from stages.fetch import normalise, read_file
+from stages.common.stage_params import Endpoint
+from stages.common.schema import HEADLINE_COLUMNS
+from stages import llm_label
+from stages.common.spans import locate
 from stages.llm_label import consensus_row, endpoint_token
 from tests.conftest import ROOT
+
+FIXTURE = [json.loads(line) for line in (ROOT / "tests/data/headlines.jsonl").read_text().splitlines()]
 
 
 def fixed(n: int) -> dict:
     return {"min": n, "start": n, "max": n}
 
 
+def fetched(n: int) -> pl.DataFrame:
+    """n headlines as fetch writes them: the fixture's, then numbered variants of them."""
+    rows = [FIXTURE[i % len(FIXTURE)] for i in range(n)]
+    texts = [r["text"] + (f" #{i // len(FIXTURE)}" if i >= len(FIXTURE) else "") for i, r in enumerate(rows)]
+    return pl.DataFrame({"id": [f"h{i:03d}" for i in range(n)], "text": texts,
+                         "date": [dt.date.fromisoformat(r["date"]) for r in rows], "source": ["fixture"] * n},
+                        schema=HEADLINE_COLUMNS)
+
+
 def project(tmp_path: Path, server, **overrides) -> Path:
-    """A directory with fetched sample headlines, the prompt and params pointing at the test server."""
+    """A directory with 200 fetched headlines, the prompt and params pointing at the test server."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     section = params["llm_label"]
     section.update({"limit": 40, "concurrency": fixed(4), "max_attempts": 2, "timeout_s": 10, **overrides})
@@ -29,10 +44,8 @@ def project(tmp_path: Path, server, **overrides) -> Path:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"llm_label": section}))
     (tmp_path / "data/prompts").mkdir(parents=True)
     (tmp_path / section["prompt_file"]).write_text((ROOT / section["prompt_file"]).read_text())
-    table, _ = normalise(read_file(ROOT / "data/sample/headlines.csv"),
-                         {"source": "sample", "columns": {"text": "text", "date": "date"}}, "sample")
     (tmp_path / "data/fetched").mkdir(parents=True)
-    table.write_parquet(tmp_path / "data/fetched/headlines.parquet")
+    fetched(200).write_parquet(tmp_path / "data/fetched/headlines.parquet")
     return tmp_path
 
 
@@ -74,6 +87,8 @@ def test_added_headlines_ask_only_for_new_ones_and_metrics_account(tmp_path, fak
     assert label(directory).returncode == 0
     assert sum(fake_teacher.requests.values()) == 60 and max(fake_teacher.requests.values()) == 1
     assert set(first["id"]) <= set(labels(directory)["id"])
+    assert labels(directory).columns == [*HEADLINE_COLUMNS, "valid", "error", "raw_answer", "finish_reason", "mentions",
+                                         "names", "teacher_spans", "hallucinated", "agreement"]
     metrics = json.loads((directory / "metrics/llm_label.json").read_text())
     assert metrics["headlines"] == 60 and metrics["answers"] == 60
     assert (metrics["prompt_tokens"], metrics["completion_tokens"]) == (6000, 1200)
@@ -100,13 +115,14 @@ def test_a_concurrency_change_with_nothing_to_ask_changes_no_metric(tmp_path, fa
 
 
 def test_a_remote_endpoint_without_its_token_fails_naming_the_variable():
-    remote = {"base_url": "https://x.endpoints.huggingface.cloud", "token_env": "MY_TEACHER_TOKEN"}
+    remote = Endpoint(base_url="https://x.endpoints.huggingface.cloud", model="m", token_env="MY_TEACHER_TOKEN",
+                      response_format="tgi")
     with pytest.raises(SystemExit, match="MY_TEACHER_TOKEN"):
         endpoint_token(remote, {})
     assert endpoint_token(remote, {"MY_TEACHER_TOKEN": "t"}) == "t"
     for local in ("local", "http://127.0.0.1:8080", "http://localhost:8000"):
-        assert endpoint_token({**remote, "base_url": local}, {}) is None
-    assert endpoint_token({**remote, "token_env": None}, {}) is None
+        assert endpoint_token(remote.model_copy(update={"base_url": local}), {}) is None
+    assert endpoint_token(remote.model_copy(update={"token_env": None}), {}) is None
 
 
 def test_failed_headlines_fail_the_stage_keep_answers_and_are_retried_alone(tmp_path, fake_teacher):
@@ -163,15 +179,21 @@ def test_self_consistency_asks_n_samples_and_records_agreement(tmp_path, fake_te
     assert metrics["headlines_per_s"] == pytest.approx(10 / (metrics["latency_s"]["total"] / 4), rel=0.01)
 
 
-def test_consensus_keeps_spans_a_majority_agrees_on():
+def test_consensus_keeps_spans_a_majority_agrees_on(monkeypatch):
+    calls = []
+    monkeypatch.setattr(llm_label, "locate", lambda *args: calls.append(args) or locate(*args))
+
     def answer(names):
         return {"content": json.dumps({"companies": [{"mention": n, "name": n} for n in names]}),
                 "finish_reason": "stop"}
 
     text = "Apple And Tesla Rally As Visa Slips"
-    row = consensus_row(text, [answer(["Apple", "Tesla"]), answer(["Apple"]), answer(["Apple", "Visa"])], None, "all")
-    assert [s["text"] for s in row["spans"]] == ["Apple"] and row["result"] == ["Apple"]
-    assert row["agreement"] == pytest.approx(1 / 3) and row["valid"]
+    row = consensus_row(text, [answer(["Apple", "Tesla"]), answer(["Apple", "Nvidia"]), answer(["Apple", "Visa"])],
+                        None, "all")
+    assert [s["text"] for s in row["teacher_spans"]] == ["Apple"]
+    assert (row["mentions"], row["names"]) == (["Apple"], ["Apple"])
+    assert row["hallucinated"] == ["Nvidia"] and row["agreement"] == pytest.approx(1 / 3) and row["valid"]
+    assert len(calls) == 3  # each answer is aligned once
     failed = consensus_row(text, [answer(["Apple"]), None, answer(["Apple"])], "http_500", "all")
     assert failed["valid"] is False and failed["error"] == "request_failed: http_500"
 

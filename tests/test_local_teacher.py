@@ -9,8 +9,10 @@ import urllib.parse
 
 import pytest
 
+from stages.common.answer_cache import AnswerCache
 from stages.common.local_teacher import local_teacher
-from stages.common.teacher import AnswerCache, ClientSettings, Extractive, Prompt, RequestSpec, ask_all
+from stages.common.teacher_client import ClientSettings, ask_all
+from stages.common.teacher_request import Extractive, Prompt, RequestSpec
 from stages.llm_label import label_row
 from tests.conftest import ROOT
 
@@ -23,13 +25,13 @@ HEADLINES = ["Apple, Tesla, Visa And Nike Lead Gains After Earnings Beat",
 
 @pytest.mark.slow
 def test_local_teacher_obeys_the_per_headline_schema_and_stops(tmp_path):
-    extractive = Extractive(max_words=4, max_items=1, max_name_chars=40)
+    extractive = Extractive(max_words=4, max_items=1, free_names=False, max_name_chars=40)
     spec = RequestSpec(model="local-test", prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
                        response_format="llama_cpp", generation={"temperature": 0.7, "seed": 0},
                        extractive=extractive)
     cache = AnswerCache(tmp_path)
     with local_teacher("local-test", threads=2) as url:
-        settings = ClientSettings(base_url=url, concurrency=1)
+        settings = ClientSettings(base_url=url, concurrency=1, timeout_s=120, max_attempts=1)
         stats, failed = asyncio.run(ask_all([(spec, h) for h in HEADLINES], cache, settings))
     assert failed == {} and stats.calls == len(HEADLINES)
     for headline in HEADLINES:
@@ -41,7 +43,7 @@ def test_local_teacher_obeys_the_per_headline_schema_and_stops(tmp_path):
         assert answer["finish_reason"] == "stop"
         row = label_row(headline, answer, None, "all")
         assert row["valid"] and row["hallucinated"] == []
-        assert all(headline[s["start"]:s["end"]] == s["text"] for s in row["spans"])
+        assert all(headline[s["start"]:s["end"]] == s["text"] for s in row["teacher_spans"])
     port = urllib.parse.urlparse(url).port
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the server must be stopped after the block"

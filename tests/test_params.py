@@ -6,10 +6,13 @@ import sys
 import pytest
 import yaml
 
-from stages.common.params import MODELS, validate
+from stages.common import stage_params, student_params
+from stages.common.params import Section, validate
 from tests.conftest import ROOT
 
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
+MODELS = {model.SECTION: model for module in (stage_params, student_params) for model in vars(module).values()
+          if isinstance(model, type) and issubclass(model, Section) and "SECTION" in vars(model)}
 
 # (dotted key to set, value, expected message after "params.yaml: ")
 PROBES = [
@@ -63,14 +66,14 @@ def with_value(section: str, dotted: str, value):
 
 @pytest.mark.parametrize("section", sorted(MODELS))
 def test_the_shipped_params_are_valid(section):
-    validate(section, SHIPPED[section])
+    validate(MODELS[section], SHIPPED[section])
 
 
 @pytest.mark.parametrize("key, value, message", PROBES, ids=[p[0] + "=" + str(p[1])[:20] for p in PROBES])
 def test_a_bad_value_names_key_value_and_what_is_allowed(key, value, message):
     section, dotted = key.split(".", 1)
     with pytest.raises(SystemExit) as error:
-        validate(section, with_value(section, dotted, value))
+        validate(MODELS[section], with_value(section, dotted, value))
     assert len(str(error.value).splitlines()) == 1, str(error.value)
     assert str(error.value).startswith("params.yaml: ")
     assert __import__("re").search(message, str(error.value)), str(error.value)
@@ -81,7 +84,7 @@ def test_a_typo_is_an_unknown_key_and_the_real_key_is_missing(section, real, typ
     params = copy.deepcopy(SHIPPED[section])
     params[typo] = params.pop(real)
     with pytest.raises(SystemExit) as error:
-        validate(section, params)
+        validate(MODELS[section], params)
     lines = str(error.value).splitlines()
     assert f"params.yaml: {section}.{typo}: unknown key" in str(error.value)
     assert f"params.yaml: {section}.{real}: missing" in str(error.value) and len(lines) == 2
@@ -95,3 +98,21 @@ def test_a_stage_stops_on_bad_params_before_any_work(tmp_path):
                          cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True, text=True)
     assert run.returncode == 1 and run.stderr.strip().splitlines()[-1].startswith("params.yaml: fetch.on_bad_row: 'dorp'")
     assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "m.json").exists()
+
+
+def test_every_section_of_the_shipped_params_has_a_model():
+    assert set(MODELS) == set(SHIPPED)
+
+
+def test_stages_get_the_validated_model_and_a_recipe_comes_out_flat():
+    from stages.common.params import load_params
+    from stages.common.student_params import FinetuneGlinerParams, FinetuneSpanMarkerParams
+
+    gliner = load_params(FinetuneGlinerParams, ROOT / "params.yaml")
+    assert isinstance(gliner, FinetuneGlinerParams)
+    case_study = gliner.model_copy(update={"recipe": "case_study"}).training()
+    assert case_study.base_model == SHIPPED["finetune_gliner"]["recipes"]["case_study"]["base_model"]
+    assert case_study.epochs == SHIPPED["finetune_gliner"]["recipes"]["case_study"]["epochs"]
+    assert case_study.threshold == SHIPPED["finetune_gliner"]["threshold"]  # a shared key
+    spanmarker = load_params(FinetuneSpanMarkerParams, ROOT / "params.yaml").training()
+    assert spanmarker.entity_label == SHIPPED["finetune_spanmarker"]["recipes"]["offline_minilm"]["entity_label"]

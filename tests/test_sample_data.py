@@ -1,10 +1,20 @@
 """The embedded sample is what users see first: check it covers what the issue promised."""
 import csv
+import json
 import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def gold() -> list[dict]:
+    """The demo's hand-made spans: what this file checks (other tests use fixtures of their own)."""
+    with open(ROOT / "data/sample/reviewer_labels.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
 
 
 def test_sample_csv_matches_gold_and_spans_point_at_their_text(gold):
@@ -36,7 +46,6 @@ def test_generator_reproduces_the_committed_files(tmp_path):
     code = ("import sys; sys.path.insert(0, 'scripts'); import make_sample_headlines as m; "
             "import json; print(json.dumps(m.generate()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    import json
     regenerated = json.loads(out)
     with open(ROOT / "data/sample/reviewer_labels.jsonl", encoding="utf-8") as f:
         committed = [json.loads(line) for line in f]

@@ -32,12 +32,12 @@ def test_cross_fitting_never_scores_a_headline_with_a_model_that_trained_on_it()
 def rows():
     apple = [{"start": 0, "end": 5, "text": "Apple"}]
     return [
-        {"id": "agree", "split": "train", "text": "Apple Up", "valid": True, "spans": apple, "hallucinated": [], "agreement": None},
-        {"id": "disagree", "split": "train", "text": "Apple Up", "valid": True, "spans": [], "hallucinated": [], "agreement": None},
-        {"id": "invalid", "split": "test", "text": "Apple Up", "valid": False, "spans": [], "hallucinated": [], "agreement": None},
-        {"id": "shaky", "split": "valid", "text": "Apple Up", "valid": True, "spans": apple, "hallucinated": ["AAPL"],
+        {"id": "agree", "split": "train", "text": "Apple Up", "valid": True, "teacher_spans": apple, "hallucinated": [], "agreement": None},
+        {"id": "disagree", "split": "train", "text": "Apple Up", "valid": True, "teacher_spans": [], "hallucinated": [], "agreement": None},
+        {"id": "invalid", "split": "test", "text": "Apple Up", "valid": False, "teacher_spans": [], "hallucinated": [], "agreement": None},
+        {"id": "shaky", "split": "valid", "text": "Apple Up", "valid": True, "teacher_spans": apple, "hallucinated": ["AAPL"],
          "agreement": 0.6},
-        {"id": "empty", "split": "valid", "text": "Gold Up", "valid": True, "spans": [], "hallucinated": [], "agreement": None},
+        {"id": "empty", "split": "valid", "text": "Gold Up", "valid": True, "teacher_spans": [], "hallucinated": [], "agreement": None},
     ]
 
 
@@ -60,8 +60,8 @@ def test_review_priority_experiment_reviews_top_k_or_random_k_and_keeps_or_drops
     from stages.common.schema import SPANS
     human, teacher = [{"start": 0, "end": 4, "text": "Visa"}], []
     train = pl.DataFrame({"id": [f"h{i}" for i in range(6)], "text": ["Visa Up"] * 6, "valid": [True] * 5 + [False],
-                          "label_source": ["human"] * 6, "spans": [human] * 6, "llm_spans": [teacher] * 6},
-                         schema_overrides={"spans": SPANS, "llm_spans": SPANS})
+                          "label_source": ["human"] * 6, "label_spans": [human] * 6, "teacher_spans": [teacher] * 6},
+                         schema_overrides={"label_spans": SPANS, "teacher_spans": SPANS})
     priority = pl.DataFrame({"id": [f"h{i}" for i in range(6)], "rank": [6, 5, 4, 3, 2, 1]})
     assert reviewed_ids(train, priority, "priority", 2, seed=7) == {"h5", "h4"}
     random_pick = reviewed_ids(train, priority, "random", 2, seed=0)

@@ -1,48 +1,46 @@
 from stages.common.metrics import entity_scores
-from stages.common.spans import align, char_to_token_spans, clean_mention, token_to_char_span, word_tokens
+from stages.common.spans import (as_spans, char_to_token_spans, clean_mention, locate, longest_first,
+                                 token_to_char_span, word_tokens)
 
 
-def texts(spans):
-    return [s["text"] for s in spans]
+def spans_of(text, mentions, occurrences="all"):
+    found = locate(text, mentions, occurrences)
+    return [s["text"] for s in as_spans(text, longest_first(o for hits in found.values() for o in hits))]
 
 
 def test_exact_then_case_insensitive_match():
-    spans, missing = align("APPLE SHARES UP AS MSFT SLIPS", ["Apple", "MSFT"])
-    assert texts(spans) == ["APPLE", "MSFT"] and missing == []
+    assert locate("APPLE SHARES UP AS MSFT SLIPS", ["Apple", "MSFT"]) == {"Apple": [(0, 5)], "MSFT": [(19, 23)]}
 
 
 def test_exact_match_preferred_over_case_insensitive():
-    spans, _ = align("target beats Target estimates", ["Target"])
-    assert [(s["start"], s["end"]) for s in spans] == [(13, 19)]
+    assert locate("target beats Target estimates", ["Target"]) == {"Target": [(13, 19)]}
 
 
 def test_ticker_in_parentheses_and_possessive():
-    text = "Apple's CEO Speaks (AAPL)"
-    spans, missing = align(text, ["(AAPL)", "Apple's"])
-    assert texts(spans) == ["Apple", "AAPL"] and missing == []
+    assert spans_of("Apple's CEO Speaks (AAPL)", ["(AAPL)", "Apple's"]) == ["Apple", "AAPL"]
     assert clean_mention(" 'Tesla's' ") == "Tesla"
+    assert clean_mention("Apple Inc.") == "Apple Inc"  # trailing punctuation, as candidates leave it out
 
 
 def test_word_boundaries_and_hallucinations():
-    spans, missing = align("Gaps In Coverage As Gold Rises", ["Gap", "AAPL"])
-    assert spans == [] and missing == ["Gap", "AAPL"]
+    assert locate("Gaps In Coverage As Gold Rises", ["Gap", "AAPL", "()"]) == {"Gap": [], "AAPL": [], "()": []}
 
 
 def test_all_or_first_occurrence():
     text = "Tesla Beats; Tesla Rises"
-    assert len(align(text, ["Tesla"], "all")[0]) == 2
-    assert len(align(text, ["Tesla"], "first")[0]) == 1
+    assert locate(text, ["Tesla"], "all") == {"Tesla": [(0, 5), (13, 18)]}
+    assert locate(text, ["Tesla"], "first") == {"Tesla": [(0, 5)]}
 
 
 def test_overlapping_mentions_keep_the_longest():
-    spans, _ = align("Bank of America Gains", ["America", "Bank of America"])
-    assert texts(spans) == ["Bank of America"]
+    assert spans_of("Bank of America Gains", ["America", "Bank of America"]) == ["Bank of America"]
 
 
 def test_char_spans_round_trip_through_word_tokens():
     text = "AT&T's Deal With T-Mobile (TMUS)"
     tokens = word_tokens(text)
-    spans, _ = align(text, ["AT&T", "T-Mobile", "TMUS"])
+    found = locate(text, ["AT&T", "T-Mobile", "TMUS"])
+    spans = as_spans(text, longest_first(o for hits in found.values() for o in hits))
     token_spans = char_to_token_spans(tokens, spans)
     assert [token_to_char_span(text, tokens, a, b)["text"] for a, b in token_spans] == ["AT&T", "T-Mobile", "TMUS"]
 

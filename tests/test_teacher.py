@@ -1,17 +1,22 @@
-"""The teacher client against a real local HTTP server that speaks the chat-completions protocol."""
+"""The teacher's request, answer cache and client, against a real local HTTP server that speaks the
+chat-completions protocol."""
 import asyncio
 import json
 
 import pytest
 
-from stages.common.spans import align
-from stages.common.teacher import (RESPONSE_FORMATS, AnswerCache, ClientSettings, Extractive, Prompt, RequestSpec,
-                                   ask_all, candidate_mentions, parse_answer)
+from stages.common.answer_cache import AnswerCache
+from stages.common.candidates import candidate_mentions
+from stages.common.stage_params import ConcurrencyRange
+from stages.common.spans import clean_mention, locate
+from stages.common.teacher_client import ClientSettings, ask_all
+from stages.common.teacher_request import RESPONSE_FORMATS, Extractive, Prompt, RequestSpec, parse_answer
 from stages.llm_label import describe_failures, label_row
 from tests.conftest import ROOT
 
 PROMPT = Prompt.load(ROOT / "data/prompts/company_ner.yaml")
-EXTRACTIVE = Extractive(max_words=4, max_items=4, max_name_chars=40)
+EXTRACTIVE = Extractive(max_words=4, max_items=4, free_names=False, max_name_chars=40)
+HEADLINES = [json.loads(line)["text"] for line in (ROOT / "tests/data/headlines.jsonl").read_text().splitlines()]
 
 
 def spec(prompt=PROMPT, temperature=0.1, extractive=EXTRACTIVE, model_file_sha256=None):
@@ -24,8 +29,9 @@ def answer(*pairs):
     return json.dumps({"companies": [{"mention": m, "name": n} for m, n in pairs]})
 
 
-def run(server, headlines, cache, concurrency=4, request_spec=None, **settings):
-    options = ClientSettings(base_url=server.url, concurrency=concurrency, backoff_s=0.05, **settings)
+def run(server, headlines, cache, concurrency=4, request_spec=None, timeout_s=10.0, max_attempts=5, **settings):
+    options = ClientSettings(base_url=server.url, concurrency=concurrency, timeout_s=timeout_s,
+                             max_attempts=max_attempts, backoff_s=0.05, **settings)
     return asyncio.run(ask_all([(request_spec or spec(), h) for h in headlines], cache, options))
 
 
@@ -35,7 +41,8 @@ def test_answers_are_cached_and_not_asked_twice(fake_teacher, tmp_path):
     assert failed == {} and stats.calls == 3 and sum(fake_teacher.requests.values()) == 3
     cache = AnswerCache(tmp_path)  # a new process sees every answer on disk
     answer = cache.get(spec().cache_key("Tesla Acquires Nokia"))
-    assert answer["content"] == '{"companies": [{"mention": "Tesla", "name": "Tesla"}, {"mention": "Nokia", "name": "Nokia"}]}'
+    assert json.loads(answer["content"]) == {"companies": [{"mention": "Tesla", "name": "Tesla"},
+                                                           {"mention": "Nokia", "name": "Nokia"}]}
     assert answer["concurrency"] == 4  # what this answer's latency is divided by when it is priced
     todo = [h for h in headlines + ["Visa Slips"] if spec().cache_key(h) not in cache]
     run(fake_teacher, todo, cache)
@@ -73,10 +80,10 @@ def test_each_backend_gets_the_per_headline_schema_its_own_way(backend, expected
 
 
 def test_free_names_are_bounded_text():
-    free = Extractive(free_names=True, max_name_chars=12)
+    free = Extractive(max_words=4, max_items=4, free_names=True, max_name_chars=12)
     name = free.schema("Apple Up")["properties"]["companies"]["items"]["properties"]["name"]
     assert name["type"] == "string" and name["pattern"].endswith("{0,12}$")
-    assert free.max_tokens("Apple Up") > Extractive().max_tokens("Apple Up")
+    assert free.max_tokens("Apple Up") > EXTRACTIVE.max_tokens("Apple Up")
 
 
 def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_function_word():
@@ -93,18 +100,19 @@ def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_functio
                                                                           "Rallies"]
 
 
-def test_every_candidate_of_every_sample_headline_aligns_to_a_span(gold):
-    for row in gold:
-        candidates = candidate_mentions(row["text"], 4)
-        spans, missing = align(row["text"], candidates)
-        assert missing == [], row["text"]
+def test_every_candidate_aligns_to_exactly_itself():
+    # candidates and alignment trim mentions with one definition (spans.trim): a candidate is already clean
+    for text in HEADLINES:
+        for candidate in candidate_mentions(text, 4):
+            assert clean_mention(candidate) == candidate, text
+            assert candidate in {text[s:e] for s, e in locate(text, [candidate])[candidate]}, text
 
 
 def test_prompt_generation_schema_or_weights_change_misses_the_cache():
     edited = Prompt(system=PROMPT.system + "\nBe brief.", examples=PROMPT.examples)
     keys = {spec().cache_key("Apple Up"), spec(edited).cache_key("Apple Up"),
             spec(temperature=0.7).cache_key("Apple Up"), spec(extractive=None).cache_key("Apple Up"),
-            spec(extractive=Extractive(max_items=2)).cache_key("Apple Up"),
+            spec(extractive=Extractive(4, 2, False, 40)).cache_key("Apple Up"),
             spec(model_file_sha256="a" * 64).cache_key("Apple Up")}
     assert len(keys) == 6
     assert spec().cache_key("Apple Up") == spec().cache_key("Apple Up")
@@ -153,11 +161,12 @@ def test_invalid_and_truncated_answers_are_kept_and_flagged(fake_teacher, tmp_pa
 
 def test_pairs_keep_mentions_and_names_aligned_and_flag_hallucinations():
     content = answer(("Apple", "Apple Inc."), ("AAPL", "Apple Inc."), ("Apple", "Apple Computer"), ("Nvidia", "Nvidia"))
+    assert parse_answer(content) == {"valid": True, "error": None, "mentions": ["Apple", "AAPL", "Nvidia"],
+                                     "names": ["Apple Inc.", "Apple Inc.", "Nvidia"]}
     row = label_row("Apple (AAPL) Rallies", {"content": content, "finish_reason": "stop"}, None, "all")
-    assert row["valid"] and not row["length_mismatch"]
-    assert (row["result"], row["normalized_result"]) == (["Apple", "AAPL", "Nvidia"], ["Apple Inc.", "Apple Inc.", "Nvidia"])
-    assert [s["text"] for s in row["spans"]] == ["Apple", "AAPL"] and row["hallucinated"] == ["Nvidia"]
-    for wrong in ('{"result": ["Apple"], "normalized_result": ["Apple"]}', '{"companies": [{"mention": "Apple"}]}',
+    assert row["valid"] and (row["mentions"], row["names"]) == (["Apple", "AAPL"], ["Apple Inc.", "Apple Inc."])
+    assert [s["text"] for s in row["teacher_spans"]] == ["Apple", "AAPL"] and row["hallucinated"] == ["Nvidia"]
+    for wrong in ('{"mentions": ["Apple"], "names": ["Apple"]}', '{"companies": [{"mention": "Apple"}]}',
                   '{"companies": "Apple"}'):
         assert parse_answer(wrong)["valid"] is False
 
@@ -169,10 +178,23 @@ def test_a_line_cut_by_a_crash_is_skipped(tmp_path):
     with open(next(tmp_path.glob("answers-*.jsonl")), "a") as f:
         f.write('{"key": "k2", "cont')
     reloaded = AnswerCache(tmp_path)
-    assert "k1" in reloaded and "k2" not in reloaded
+    assert "k1" in reloaded and "k2" not in reloaded and (reloaded.hits, reloaded.misses) == (1, 1)
     reloaded.put({"key": "k2", "content": "{}"})
     reloaded.close()
     assert len(list(tmp_path.glob("answers-*.jsonl"))) == 2 and "k2" in AnswerCache(tmp_path)
+
+
+def test_the_cache_reads_answers_back_from_disk_in_arrival_order(tmp_path):
+    with AnswerCache(tmp_path) as cache:
+        for i in range(5):
+            cache.put({"key": f"k{i}", "content": f"answer {i}"})
+        assert cache.get("k3")["content"] == "answer 3" and cache.get("nope") is None  # while still writing
+    with AnswerCache(tmp_path) as cache:
+        cache.put({"key": "k9", "content": "answer 9"})
+        assert [a["key"] for a in cache.answers()] == ["k0", "k1", "k2", "k3", "k4", "k9"]
+        assert [a["content"] for a in cache.answers({"k9", "k1"})] == ["answer 1", "answer 9"]
+    reloaded = AnswerCache(tmp_path)
+    assert len(reloaded) == 6 and reloaded.get("k9")["content"] == "answer 9"
 
 
 def test_capacity_dropping_mid_run_is_followed_and_nothing_is_lost_or_asked_twice(fake_teacher, tmp_path):
@@ -180,7 +202,7 @@ def test_capacity_dropping_mid_run_is_followed_and_nothing_is_lost_or_asked_twic
     fake_teacher.capacity = lambda answered: 8 if answered < 150 else 2  # half the replicas go away
     headlines = [f"Apple Headline Number {i}" for i in range(300)]
     cache = AnswerCache(tmp_path)
-    stats, failed = run(fake_teacher, headlines, cache, concurrency={"min": 1, "start": 8, "max": 16},
+    stats, failed = run(fake_teacher, headlines, cache, concurrency=ConcurrencyRange(min=1, start=8, max=16),
                         max_attempts=20)
     assert failed == {} and all(spec().cache_key(h) in cache for h in headlines)
     assert set(fake_teacher.answered.values()) == {1} and len(fake_teacher.answered) == 300
@@ -193,7 +215,7 @@ def test_a_burst_of_429s_cuts_the_limit_and_every_headline_is_answered_once(fake
     headlines = [f"Tesla Headline Number {i}" for i in range(60)]
     fake_teacher.script = {h: ["429"] for h in headlines[:30]}
     cache = AnswerCache(tmp_path)
-    stats, failed = run(fake_teacher, headlines, cache, concurrency={"min": 2, "start": 12, "max": 12})
+    stats, failed = run(fake_teacher, headlines, cache, concurrency=ConcurrencyRange(min=2, start=12, max=12))
     assert failed == {} and set(fake_teacher.answered.values()) == {1} and len(fake_teacher.answered) == 60
     assert stats.limit_summary["min"] < 12 and stats.limit_summary["rejections"] >= 1
     assert {cache.get(spec().cache_key(h))["attempts"] for h in headlines[:30]} == {2}

@@ -1,10 +1,10 @@
-"""The GLiNER student: build, train, save, load and predict (shared by finetune_gliner, evaluate, scripts).
+"""The GLiNER student: build, train, save, load and predict (finetune_gliner, scout, evaluate, scripts).
 
 Base model from params: `local-minilm` builds GLiNER on the offline MiniLM encoder; a hub id or
 directory of a GLiNER checkpoint (e.g. EmergentMethods/gliner_medium_news-v2.1) fine-tunes that.
 A saved model reloads with `load(directory)` (or GLiNER.from_pretrained). `export(model_dir, export_dir)` writes
 the CPU-serving form (an int8 ONNX graph for ONNX Runtime, with config and tokenizer); the same `load(export_dir)`
-serves it.
+serves it. The interface every student has is in stages/common/students.py.
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import tempfile
 from pathlib import Path
 
 from stages.common.encoder import LOCAL_MINILM_HUB_ID, hidden_size, local_encoder_dir, rewrite_json, unreachable
+from stages.common.export import EXPORT_FILE, exporting, is_exported, onnx_session, quantize_int8, quantize_onnx
+from stages.common.student_params import GlinerTraining
+from stages.common.predict_settings import read_settings
 from stages.common.spans import char_to_token_spans, word_tokens
-from stages.common.training import (EXPORT_FILE, EXPORT_FORMAT, fit, is_exported, onnx_session, quantize_int8,
-                                     quantize_onnx, read_settings, write_settings)
+from stages.common.training import Predictor, fit
 
 
 def to_example(record: dict, label: str) -> dict:
@@ -56,20 +58,22 @@ def predict(model, texts: list[str], label: str, threshold: float, batch_size: i
     return [[{"start": e["start"], "end": e["end"], "text": e["text"]} for e in entities] for entities in batches]
 
 
-def load(model_dir: Path, int8: bool = False):
-    """A saved or exported student and a predict(texts, batch_size) function for it (int8: torch dynamic
-    quantization of a saved model; an exported one is already int8 and runs on ONNX Runtime)."""
+def load(model_dir: Path, int8: bool = False) -> Predictor:
+    """predict(texts, batch_size) of a saved or exported student (int8: torch dynamic quantization of a saved
+    model; an exported one is already int8 and runs on ONNX Runtime)."""
     from gliner import GLiNER
 
     settings = read_settings(model_dir)
     if is_exported(model_dir):
-        return load_exported(model_dir, settings)
-    model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
-    model.eval()
-    if int8:
-        quantize_int8(model)
-    return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"],
-                                                      settings["threshold"], batch_size)
+        model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True, runtime="onnxruntime",
+                                       runtime_options={"session": onnx_session(model_dir / EXPORT_FILE)})
+    else:
+        model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
+        model.eval()
+        if int8:
+            quantize_int8(model)
+    return lambda texts, batch_size=32: predict(model, texts, settings["entity_label"], settings["threshold"],
+                                                batch_size)
 
 
 def export(model_dir: Path, export_dir: Path) -> None:
@@ -79,47 +83,31 @@ def export(model_dir: Path, export_dir: Path) -> None:
 
     model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
     model.eval()
-    staging = export_dir.with_name(export_dir.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    with tempfile.TemporaryDirectory() as scratch:
+    with exporting(model_dir, export_dir) as staging, tempfile.TemporaryDirectory() as scratch:
         graph = Path(model.export_to_onnx(scratch, quantize=False)["onnx_path"])
         shutil.copytree(scratch, staging, ignore=shutil.ignore_patterns("*.onnx"))
         quantize_onnx(graph, staging / EXPORT_FILE)
-    write_settings(staging, read_settings(model_dir) | {"format": EXPORT_FORMAT})
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
-    staging.rename(export_dir)
 
 
-def load_exported(export_dir: Path, settings: dict):
-    from gliner import GLiNER
-
-    model = GLiNER.from_pretrained(str(export_dir), load_tokenizer=True, runtime="onnxruntime",
-                                   runtime_options={"session": onnx_session(export_dir / EXPORT_FILE)})
-    return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"],
-                                                      settings["threshold"], batch_size)
-
-
-def zero_shot(params: dict):
+def zero_shot(training: GlinerTraining) -> Predictor:
     """predict(texts, batch_size) of the recipe's base checkpoint as it is, asked for our entity label."""
-    model = build_model(params["base_model"], params["max_width"], params["revision"])
+    model = build_model(training.base_model, training.max_width, training.revision)
     model.eval()
-    return lambda texts, batch_size=32: predict(model, texts, params["entity_label"], params["threshold"], batch_size)
+    return lambda texts, batch_size=32: predict(model, texts, training.entity_label, training.threshold, batch_size)
 
 
-def train(params: dict, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:
+def train(training: GlinerTraining, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:
     import torch
     from gliner.training import Trainer
 
-    torch.manual_seed(params["seed"])
-    label, threshold = params["entity_label"], params["threshold"]
-    model = build_model(params["base_model"], params["max_width"], params["revision"])
+    torch.manual_seed(training.seed)
+    label, threshold = training.entity_label, training.threshold
+    model = build_model(training.base_model, training.max_width, training.revision)
 
     def make_trainer(args: dict, callbacks: list) -> Trainer:
         training_args = model.create_training_args(
-            **args, others_lr=params["others_learning_rate"], others_weight_decay=params["others_weight_decay"],
-            focal_loss_alpha=params["focal_loss_alpha"], focal_loss_gamma=params["focal_loss_gamma"],
+            **args, others_lr=training.others_learning_rate, others_weight_decay=training.others_weight_decay,
+            focal_loss_alpha=training.focal_loss_alpha, focal_loss_gamma=training.focal_loss_gamma,
             lr_scheduler_type="linear", max_steps=-1)
         collator = model.data_collator_class(model.config, data_processor=model.data_processor, prepare_labels=True)
         return Trainer(model=model, args=training_args, train_dataset=[to_example(r, label) for r in train_records],
@@ -127,5 +115,4 @@ def train(params: dict, train_records: list[dict], valid_records: list[dict], ou
                        callbacks=callbacks)
 
     return fit(lambda directory: save(model, directory), make_trainer, lambda texts: predict(model, texts, label, threshold),
-               {"entity_label": label, "threshold": threshold}, valid_records, out_dir, params)
-
+               {"entity_label": label, "threshold": threshold}, valid_records, out_dir, training)

@@ -1,10 +1,15 @@
-"""Deterministic reading and writing of the pipeline's tables and metrics files."""
+"""Deterministic reading and writing of the pipeline's tables, metrics files and model directories, and a
+stage's command line."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
 import os
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,16 @@ log = logging.getLogger("headline_ner")
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def stage_args(description: str, paths: Iterable[str], argv: list[str] | None) -> argparse.Namespace:
+    """A stage's command line: every option a required path (dvc.yaml names them all); logging set up."""
+    parser = argparse.ArgumentParser(description=description)
+    for name in paths:
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    return args
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pl.DataFrame:
@@ -67,3 +82,16 @@ def write_json(path: str | Path, payload: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+@contextmanager
+def replacing_dir(target: Path) -> Iterator[Path]:
+    """A fresh `<target>.partial` to write a directory into; it takes target's place only once the block ends
+    without an error, so a crash never leaves half a model where the last good one was."""
+    staging = target.with_name(target.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    yield staging
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)

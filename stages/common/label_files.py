@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMATS = ("jsonl", "hf_dataset", "conll")
+from stages.common.records import is_human
+
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -108,7 +109,8 @@ def _read_jsonl(path: Path, wanted: set[str]) -> list[FileLabel]:
 
 
 def _read_hf_dataset(path: Path, wanted: set[str]) -> list[FileLabel]:
-    """Rows of every split; when the export says where a label came from, only the human ones."""
+    """Rows of every split, spans from `label_spans` (what `argilla_review --export` writes) or `spans`; when the
+    dataset says where a label came from, only the human ones."""
     from datasets import DatasetDict, load_from_disk
 
     try:
@@ -118,10 +120,11 @@ def _read_hf_dataset(path: Path, wanted: set[str]) -> list[FileLabel]:
     splits = loaded if isinstance(loaded, DatasetDict) else {"": loaded}
     labels = []
     for split, dataset in sorted(splits.items()):
+        column = "label_spans" if "label_spans" in dataset.column_names else "spans"
         for number, row in enumerate(dataset):
-            if row.get("label_source", "human") != "human":
+            if "label_source" in row and not is_human(row):
                 continue
-            row = {k: (str(v) if k == "date" and v is not None else v) for k, v in row.items()}
+            row = {k: (str(v) if k == "date" and v is not None else v) for k, v in row.items()} | {"spans": row.get(column)}
             labels.append(_label_from_mapping(row, f"{path} [{split or 'data'}] row {number}", wanted))
     return labels
 

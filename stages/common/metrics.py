@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from stages.common.stage_params import Bootstrap
 from stages.common.schema import span_tuples
 
 
@@ -63,10 +64,11 @@ def partial_f1(gold: list[list[dict]], predicted: list[list[dict]]) -> float:
     return round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0
 
 
-def score(records: list[dict], predicted: list[list[dict]], bootstrap: dict) -> dict:
+def score(records: list[dict], predicted: list[list[dict]], bootstrap: Bootstrap) -> dict:
+    """Reported scores of predictions against the records' spans (each record may carry a date)."""
     gold = [r["spans"] for r in records]
     result = entity_scores(gold, predicted)
-    low, high = bootstrap_f1_ci(counts_per_headline(gold, predicted), bootstrap["resamples"], bootstrap["seed"])
+    low, high = bootstrap_f1_ci(counts_per_headline(gold, predicted), bootstrap.resamples, bootstrap.seed)
     result |= {"f1_ci_low": low, "f1_ci_high": high, "partial_f1": partial_f1(gold, predicted)}
     years = sorted({r["date"].year for r in records if r.get("date")})
     if years:

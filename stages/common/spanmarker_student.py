@@ -1,4 +1,4 @@
-"""The SpanMarker student: build, train, save, load and predict (shared by finetune_spanmarker, evaluate, scripts).
+"""The SpanMarker student: build, train, save, load and predict (finetune_spanmarker, evaluate, scripts).
 
 Base model from params: `local-minilm` builds SpanMarker on the offline MiniLM encoder; a hub id or
 directory of a SpanMarker checkpoint (e.g. tomaarsen/span-marker-bert-base-orgs with entity_label ORG)
@@ -6,6 +6,7 @@ fine-tunes that. Validation F1 comes from our own entity scorer (SpanMarker's se
 hub). A saved model reloads with `load(directory)`, from any directory it is moved to.
 `export(model_dir, export_dir)` writes the CPU-serving form (an int8 ONNX graph for ONNX Runtime plus config and
 tokenizer); the same `load(export_dir)` serves it, with a batched loop that skips `datasets` and the padding.
+The interface every student has is in stages/common/students.py.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import tempfile
 from pathlib import Path
 
 from stages.common.encoder import local_encoder_dir, rewrite_json, unreachable
+from stages.common.export import EXPORT_FILE, exporting, is_exported, onnx_session, quantize_int8, quantize_onnx
+from stages.common.student_params import SpanMarkerTraining
+from stages.common.predict_settings import read_settings
 from stages.common.spans import char_to_token_spans, token_to_char_span, word_tokens
-from stages.common.training import (EXPORT_FILE, EXPORT_FORMAT, fit, is_exported, onnx_session, quantize_int8,
-                                     quantize_onnx, read_settings, write_settings)
+from stages.common.training import Predictor, fit
 
 
 def tag_ids(record: dict, label2id: dict[str, int], label: str) -> tuple[list[str], list[int]]:
@@ -31,16 +34,17 @@ def tag_ids(record: dict, label2id: dict[str, int], label: str) -> tuple[list[st
     return [text[s:e] for s, e in tokens], tags
 
 
-def build_model(params: dict):
+def build_model(training: SpanMarkerTraining):
     from span_marker import SpanMarkerModel
 
-    base = params["base_model"]
-    sizes = {k: params[k] for k in ("model_max_length", "marker_max_length", "entity_max_length")}
+    base = training.base_model
+    sizes = {"model_max_length": training.model_max_length, "marker_max_length": training.marker_max_length,
+             "entity_max_length": training.entity_max_length}
     encoder = local_encoder_dir(base)
     try:
         if encoder is None:
-            return SpanMarkerModel.from_pretrained(base, revision=params.get("revision"), **sizes)
-        label = params["entity_label"]
+            return SpanMarkerModel.from_pretrained(base, revision=training.revision, **sizes)
+        label = training.entity_label
         return SpanMarkerModel.from_pretrained(str(encoder), labels=["O", f"B-{label}", f"I-{label}"], **sizes)
     except OSError as error:
         raise unreachable(base, "finetune_spanmarker", error) from error
@@ -78,19 +82,19 @@ def predict(model, texts: list[str], label: str, batch_size: int = 32) -> list[l
             for text, tokens, entities in zip(texts, offsets, batches)]
 
 
-def load(model_dir: Path, int8: bool = False):
-    """A saved or exported student and a predict(texts, batch_size) function for it (int8: torch dynamic
-    quantization of a saved model; an exported one is already int8 and runs on ONNX Runtime)."""
+def load(model_dir: Path, int8: bool = False) -> Predictor:
+    """predict(texts, batch_size) of a saved or exported student (int8: torch dynamic quantization of a saved
+    model; an exported one is already int8 and runs on ONNX Runtime)."""
     from span_marker import SpanMarkerModel
 
     settings = read_settings(model_dir)
     if is_exported(model_dir):
-        return load_exported(model_dir, settings)
+        return load_exported(model_dir, settings["entity_label"])
     model = SpanMarkerModel.from_pretrained(str(model_dir), config=_config(model_dir))
     model.eval()
     if int8:
         quantize_int8(model)
-    return model, lambda texts, batch_size=32: predict(model, texts, settings["entity_label"], batch_size)
+    return lambda texts, batch_size=32: predict(model, texts, settings["entity_label"], batch_size)
 
 
 def _config(model_dir: Path):
@@ -136,11 +140,8 @@ def export(model_dir: Path, export_dir: Path) -> None:
     model = SpanMarkerModel.from_pretrained(str(model_dir), config=_config(model_dir))
     model.eval()
     batch = _batches(model.tokenizer, model.data_collator, model.config, [["Apple", "Buys", "Beats"]] * 2, 2)[0][0][0]
-    staging = export_dir.with_name(export_dir.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "README.md"))
-    with tempfile.TemporaryDirectory() as scratch, torch.no_grad():
+    with exporting(model_dir, export_dir) as staging, tempfile.TemporaryDirectory() as scratch, torch.no_grad():
+        shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "README.md"))
         graph = Path(scratch) / "fp32.onnx"
         torch.onnx.export(_span_logits_module(model), tuple(batch[k] for k in INPUTS), str(graph), input_names=list(INPUTS),
                           output_names=["logits"], opset_version=17, dynamo=False,
@@ -149,10 +150,6 @@ def export(model_dir: Path, export_dir: Path) -> None:
                                         "start_marker_indices": {0: "batch"}, "num_marker_pairs": {0: "batch"},
                                         "logits": {0: "batch", 1: "pairs"}})
         quantize_onnx(graph, staging / EXPORT_FILE)
-    write_settings(staging, read_settings(model_dir) | {"format": EXPORT_FORMAT})
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
-    staging.rename(export_dir)
 
 
 def _batches(tokenizer, collator, config, token_lists: list[list[str]], batch_size: int):
@@ -217,7 +214,7 @@ def fast_predict(run, tokenizer, collator, config, texts: list[str], label: str,
             for text, tokens, found in zip(texts, offsets, entities)]
 
 
-def load_exported(export_dir: Path, settings: dict):
+def load_exported(export_dir: Path, label: str) -> Predictor:
     from span_marker.data_collator import SpanMarkerDataCollator
     from span_marker.tokenizer import SpanMarkerTokenizer
 
@@ -227,26 +224,25 @@ def load_exported(export_dir: Path, settings: dict):
     session = onnx_session(export_dir / EXPORT_FILE)
     feeds = lambda batch: {k: batch[k].numpy() for k in INPUTS}
     run = lambda batch: session.run(["logits"], feeds(batch))[0]
-    return session, lambda texts, batch_size=32: fast_predict(run, tokenizer, collator, config, texts,
-                                                               settings["entity_label"], batch_size)
+    return lambda texts, batch_size=32: fast_predict(run, tokenizer, collator, config, texts, label, batch_size)
 
 
-def zero_shot(params: dict):
+def zero_shot(training: SpanMarkerTraining) -> Predictor:
     """predict(texts, batch_size) of the recipe's base checkpoint as it is (e.g. ORG for our company)."""
-    model = build_model(params)
+    model = build_model(training)
     model.eval()
-    return lambda texts, batch_size=32: predict(model, texts, params["entity_label"], batch_size)
+    return lambda texts, batch_size=32: predict(model, texts, training.entity_label, batch_size)
 
 
-def train(params: dict, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:
+def train(training: SpanMarkerTraining, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:
     import torch
     from datasets import Dataset
     from span_marker import Trainer
     from transformers import TrainingArguments
 
-    torch.manual_seed(params["seed"])
-    label = params["entity_label"]
-    model = build_model(params)
+    torch.manual_seed(training.seed)
+    label = training.entity_label
+    model = build_model(training)
     label2id = model.config.label2id
     tokens, tags = zip(*(tag_ids(r, label2id, label) for r in train_records))
 
@@ -254,6 +250,5 @@ def train(params: dict, train_records: list[dict], valid_records: list[dict], ou
         dataset = Dataset.from_dict({"tokens": list(tokens), "ner_tags": list(tags)})
         return Trainer(model=model, args=TrainingArguments(**args), train_dataset=dataset, callbacks=callbacks)
 
-    return fit(lambda directory: save(model, directory), make_trainer, lambda texts: predict(model, texts, label), {"entity_label": label},
-               valid_records, out_dir, params)
-
+    return fit(lambda directory: save(model, directory), make_trainer, lambda texts: predict(model, texts, label),
+               {"entity_label": label}, valid_records, out_dir, training)

@@ -7,18 +7,32 @@ offsets in the headline. Matching is exact first, then case-insensitive, always 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 WORD_TOKEN = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the word splitter GLiNER uses, kept for both students
-_WRAPPERS = "()[]{}\"'“”‘’ \t"
-_POSSESSIVES = ("'s", "’s", "'S", "’S")
+# What is never part of a company mention at its edges. One definition for the candidates offered to the
+# teacher (stages.common.candidates) and for aligning its answers, so the two cannot drift.
+OPENERS = "([{\"'“‘ \t"
+CLOSERS = ")]}\"'”’,;:?!. \t"
+POSSESSIVES = ("'s", "’s", "'S", "’S")
+
+
+def trim(text: str, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """The bounds of text[start:end] without leading openers, trailing closers and a possessive."""
+    end = len(text) if end is None else end
+    while start < end and text[start] in OPENERS:
+        start += 1
+    while end > start and text[end - 1] in CLOSERS:
+        end -= 1
+    if text[start:end].endswith(POSSESSIVES):
+        end -= 2
+    return start, end
 
 
 def clean_mention(mention: str) -> str:
     """'(AAPL)' -> 'AAPL', "Apple's" -> 'Apple': the span we train on excludes wrappers and possessives."""
-    mention = mention.strip(_WRAPPERS)
-    if mention.endswith(_POSSESSIVES):
-        mention = mention[:-2].strip(_WRAPPERS)
-    return mention
+    start, end = trim(mention)
+    return mention[start:end]
 
 
 def _is_word(char: str) -> bool:
@@ -46,28 +60,33 @@ def _find_ignoring_case(text: str, needle: str) -> list[tuple[int, int]]:
     return _find(lowered, needle.lower())
 
 
-def align(text: str, mentions: list[str], occurrences: str = "all") -> tuple[list[dict], list[str]]:
-    """Character spans for the mentions found in text, and the mentions not found (hallucinations).
+def locate(text: str, mentions: list[str], occurrences: str = "all") -> dict[str, list[tuple[int, int]]]:
+    """Where each mention occurs in text, as (start, end) offsets; no offsets: a hallucination.
 
-    occurrences: "all" labels every place a mention occurs, "first" only its first occurrence.
-    Overlapping spans keep the longest (e.g. "Bank of America" over "America").
+    occurrences: "all" keeps every place a mention occurs, "first" only its first occurrence.
     """
     if occurrences not in ("all", "first"):
         raise ValueError(f"occurrences must be 'all' or 'first', got {occurrences!r}")
-    found: set[tuple[int, int]] = set()
-    missing: list[str] = []
+    found = {}
     for mention in mentions:
         needle = clean_mention(mention)
         hits = (_find(text, needle) or _find_ignoring_case(text, needle)) if needle else []
-        if not hits:
-            missing.append(mention)
-            continue
-        found.update(hits if occurrences == "all" else hits[:1])
+        found[mention] = hits if occurrences == "all" else hits[:1]
+    return found
+
+
+def longest_first(offsets: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The offsets without overlaps, in text order: an overlap keeps the longest ("Bank of America" over
+    "America")."""
     kept: list[tuple[int, int]] = []
-    for start, end in sorted(found, key=lambda s: (-(s[1] - s[0]), s[0])):
+    for start, end in sorted(set(offsets), key=lambda s: (-(s[1] - s[0]), s[0])):
         if all(end <= s or start >= e for s, e in kept):
             kept.append((start, end))
-    return [{"start": s, "end": e, "text": text[s:e]} for s, e in sorted(kept)], missing
+    return sorted(kept)
+
+
+def as_spans(text: str, offsets: Iterable[tuple[int, int]]) -> list[dict]:
+    return [{"start": s, "end": e, "text": text[s:e]} for s, e in offsets]
 
 
 def word_tokens(text: str) -> list[tuple[int, int]]:

@@ -1,11 +1,8 @@
-import datetime as dt
-
 import numpy as np
 import polars as pl
-import pytest
 
-from stages.cluster_sample import cluster_names, cluster_table, normalise_name, sample, sample_ids
-from stages.split import split_by_date
+from stages.cluster_sample import cluster_names, cluster_table, headline_names, normalise_name, sample, sample_ids
+from stages.common.stage_params import ClusterSampleParams
 
 SUFFIXES = frozenset({"inc", "corp"})
 
@@ -66,35 +63,23 @@ def test_sampling_takes_at_least_one_per_cluster_and_is_seeded():
     assert picked == sample_ids(groups, 0.25, np.random.default_rng(0))
 
 
+def test_names_are_those_of_the_mentions_llm_label_found_or_the_mention_itself():
+    labels = pl.DataFrame({"id": ["a", "b", "c"], "valid": [True, True, False],
+                           "mentions": [["Apple", "AAPL"], ["MSFT"], ["Tesla"]],
+                           "names": [["Apple Inc.", ""], [""], ["Tesla"]]})
+    assert headline_names(labels, SUFFIXES) == {"a": ["aapl", "apple"], "b": ["msft"]}
+
+
 def test_sample_includes_no_company_and_records_reasons():
     labels = pl.DataFrame({
         "id": ["a", "b", "c", "d"], "valid": [True, True, True, False],
-        "result": [["Apple"], ["apple"], [], []], "normalized_result": [["Apple"], ["Apple"], [], []],
-        "hallucinated": [[], [], [], []], "length_mismatch": [False] * 4})
-    from stages.cluster_sample import headline_names
+        "mentions": [["Apple"], ["apple"], [], []], "names": [["Apple"], ["Apple"], [], []]})
     names = headline_names(labels, SUFFIXES)
     clusters = cluster_table(names, "ratio", 85)
-    params = {"seed": 0, "cluster_fraction": 0.5, "no_company_fraction": 1.0, "invalid_fraction": 1.0}
+    params = ClusterSampleParams(scorer="ratio", threshold=85, strip_suffixes=sorted(SUFFIXES), cluster_fraction=0.5,
+                                 no_company_fraction=1.0, invalid_fraction=1.0, seed=0)
     sampled = sample(labels, clusters, names, params)
     reasons = dict(zip(sampled["id"], sampled["sample_reason"]))
     assert reasons["c"] == "no_company" and reasons["d"] == "invalid"
     assert sum(r == "cluster" for r in reasons.values()) == 1
 
-
-RANGES = {"train": {"start": "2010-01-01", "end": "2016-12-31"},
-          "valid": {"start": "2017-01-01", "end": "2018-12-31"},
-          "test": {"start": "2019-01-01", "end": "2020-12-31"}}
-
-
-def test_split_by_date_counts_rows_outside_every_range():
-    frame = pl.DataFrame({"id": list("abcd"), "date": [dt.date(2012, 5, 1), dt.date(2018, 12, 31),
-                                                          dt.date(2019, 1, 1), dt.date(2021, 6, 1)]})
-    parts, outside = split_by_date(frame, RANGES)
-    assert {k: v["id"].to_list() for k, v in parts.items()} == {"train": ["a"], "valid": ["b"], "test": ["c"]}
-    assert outside == 1
-
-
-def test_empty_split_is_a_clear_error():
-    frame = pl.DataFrame({"id": ["a"], "date": [dt.date(2012, 5, 1)]})
-    with pytest.raises(SystemExit, match=r"split 'valid' \(2017-01-01..2018-12-31\) is empty"):
-        split_by_date(frame, RANGES)
