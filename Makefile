@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 ARGILLA_VENV := .venv-argilla
 
-.PHONY: install demo test clean plan results argilla-up argilla-down browser learning-curve review-priority
+.PHONY: install demo test clean plan case-study results argilla-up argilla-down browser learning-curve review-priority
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,11 @@ argilla-down:
 
 clean:
 	rm -rf $(VENV) $(ARGILLA_VENV)
+
+# The case study's run instead of the demo: writes profiles/case_study.yaml into params.yaml (git diff shows it).
+case-study: install
+	@test -n "$(ENDPOINT)" || (echo "make case-study ENDPOINT=https://<your endpoint>"; exit 2)
+	python scripts/apply_profile.py case_study --set llm_label.endpoint.base_url=$(ENDPOINT)
 
 plan: install
 	dvc repro fetch

@@ -21,8 +21,10 @@ import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from stages.cluster_sample import cluster_names, cluster_table, headline_names, sample  # noqa: E402
+from stages.common.params import load_params  # noqa: E402
 from stages.common.stage_params import ClusterSampleParams  # noqa: E402
 
 SYLLABLES = ["ap", "ple", "tes", "la", "mi", "cro", "soft", "gen", "er", "al", "mo", "tors", "bank", "cor", "tech",
@@ -31,9 +33,8 @@ WORDS = ["Global", "Capital", "Energy", "Systems", "Pharma", "Foods", "Bank", "A
          "Health", "Holdings", "Group", "Partners", "Resources", "Digital", "Semiconductor", "Media"]
 SUFFIXES = ["", "", "", " Inc", " Inc.", " Corp", " Corporation", " Ltd", " plc", " Co", " Group", " Holdings"]
 # the case study's sample: 5% of each cluster
-PARAMS = ClusterSampleParams(scorer="ratio", threshold=85, cluster_fraction=0.05, no_company_fraction=0.05,
-                             invalid_fraction=0.05, seed=0,
-                             strip_suffixes=["inc", "corp", "corporation", "ltd", "plc", "co"])
+PARAMS = load_params(ClusterSampleParams, ROOT / "params.yaml").model_copy(  # the shipped section: new keys come along
+    update={"cluster_fraction": 0.05, "no_company_fraction": 0.05, "invalid_fraction": 0.05, "sample_size": None})
 
 
 def company_names(n: int, seed: int = 0) -> list[str]:

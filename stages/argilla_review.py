@@ -4,6 +4,8 @@ Inputs: the split tables (teacher's spans), the reviewers' submissions that `arg
 Argilla, and human labels from files named in `argilla_review.label_files` (JSONL, an exported dataset
 directory, or CoNLL/IOB2). Precedence, per headline: a submission in Argilla (the newest human decision;
 Discard removes the record from training and evaluation) > a label from a file > the teacher's spans.
+Submissions belong to the headline id, whichever split's dataset they were made in, so a headline that
+moves split keeps its review. Several reviewers of one headline are resolved by `resolve_responses`.
 The split tables go on unchanged (the teacher's `teacher_spans` included) with the label columns added:
 `label_spans`, `label_source`, `reviewed`, `discarded`, `human_origin` (stages/common/records.py).
 
@@ -18,26 +20,39 @@ from pathlib import Path
 import polars as pl
 
 from stages.common.io import log, read_jsonl, read_table, setup_logging, write_json, write_table
-from stages.common.label_files import read_label_file, require_inside, resolve
+from stages.common.label_files import accepted, read_label_file, require_inside
+from stages.common.label_resolve import resolve
 from stages.common.metrics import entity_scores
 from stages.common.params import load_params
-from stages.common.stage_params import ReviewParams
 from stages.common.records import HUMAN, HUMAN_LABELLED, LLM, NONE
 from stages.common.schema import SPLITS, seeded_rank
+from stages.common.stage_params import ReviewParams
 
 
-def chosen_response(responses: list[dict]) -> tuple[dict | None, bool]:
-    """The response that counts for a record, and whether submitted reviewers disagree.
+def resolve_responses(responses: list[dict]) -> tuple[tuple[str, list[tuple[int, int]]] | None, dict | None]:
+    """The decision that counts for a record, (status, spans), and the conflict when reviewers disagree.
 
-    Submitted beats discarded beats nothing (drafts do not count). Several submissions: the first by
-    user id, so the choice does not depend on the order the server lists them.
+    Each reviewer's submitted or discarded response is one vote (drafts do not count): discard, or one set of
+    spans. The decision with the most votes wins. A tie goes to a submission over a discard (a label says more),
+    then to the span set chosen by the lowest user id, so the choice never depends on the order the server lists
+    responses in. The conflict lists every decision with its reviewers, the chosen one first, and says whether
+    a majority or the tie-break chose it.
     """
-    submitted = sorted((r for r in responses if r["status"] == "submitted"), key=lambda r: r["user_id"])
-    if submitted:
-        spans = {tuple(sorted((s["start"], s["end"]) for s in r["value"] or [])) for r in submitted}
-        return submitted[0], len(spans) > 1
-    discarded = [r for r in responses if r["status"] == "discarded"]
-    return (discarded[0] if discarded else None), False
+    votes: dict[tuple[str, tuple], list[str]] = {}
+    for r in responses:
+        if r["status"] in ("submitted", "discarded"):
+            spans = tuple(sorted({(s["start"], s["end"]) for s in r["value"] or []})) if r["status"] == "submitted" else ()
+            votes.setdefault((r["status"], spans), []).append(r["user_id"])
+    if not votes:
+        return None, None
+    ranked = sorted(votes.items(), key=lambda vote: (-len(vote[1]), vote[0][0] != "submitted", min(vote[1])))
+    (status, spans), _ = ranked[0]
+    if len(ranked) == 1:
+        return (status, list(spans)), None
+    conflict = {"resolved_by": "tie-break" if len(ranked[1][1]) == len(ranked[0][1]) else "majority",
+                "votes": [{"status": s, "spans": [list(span) for span in sp], "users": sorted(users)}
+                          for (s, sp), users in ranked]}
+    return (status, list(spans)), conflict
 
 
 def reviewed_share(ids: list[str], fraction: float, seed: int) -> set[str]:
@@ -46,17 +61,20 @@ def reviewed_share(ids: list[str], fraction: float, seed: int) -> set[str]:
     return set(ranked[:round(fraction * len(ranked))])
 
 
-def merge(frame: pl.DataFrame, responses: dict[str, list[dict]], file_labels: dict[str, dict]) -> pl.DataFrame:
-    """Argilla submissions win, then file labels, then the teacher; discarded records lose their label."""
-    spans, reviewed, discarded, sources, origins = [], [], [], [], []
+def merge(frame: pl.DataFrame, responses: dict[str, list[dict]],
+          file_labels: dict[str, dict]) -> tuple[pl.DataFrame, list[dict]]:
+    """Argilla submissions win, then file labels, then the teacher; discarded records lose their label. Also the
+    reviewer conflicts of this frame's records ({id, text, resolved_by, votes}, by id)."""
+    spans, reviewed, discarded, sources, origins, conflicts = [], [], [], [], [], []
     for row in frame.iter_rows(named=True):
-        response, _ = chosen_response(responses.get(row["id"], []))
+        decision, conflict = resolve_responses(responses.get(row["id"], []))
         origin = None
-        if response is not None and response["status"] == "discarded":
+        if conflict:
+            conflicts.append({"id": row["id"], "text": row["text"]} | conflict)
+        if decision is not None and decision[0] == "discarded":
             label, source, origin = [], NONE, "argilla"
-        elif response is not None:
-            marked = sorted({(s["start"], s["end"]) for s in response["value"] or []})
-            label, source, origin = [{"start": a, "end": b, "text": row["text"][a:b]} for a, b in marked], HUMAN, "argilla"
+        elif decision is not None:
+            label, source, origin = [{"start": a, "end": b, "text": row["text"][a:b]} for a, b in decision[1]], HUMAN, "argilla"
         elif row["id"] in file_labels:
             label, source, origin = file_labels[row["id"]]["spans"], HUMAN, "file"
         else:
@@ -65,21 +83,22 @@ def merge(frame: pl.DataFrame, responses: dict[str, list[dict]], file_labels: di
         sources.append(source)
         origins.append(origin)
         reviewed.append(origin is not None)
-        discarded.append(response is not None and response["status"] == "discarded")
+        discarded.append(decision is not None and decision[0] == "discarded")
     return frame.with_columns(
         pl.Series("label_spans", spans, dtype=frame.schema["teacher_spans"]),
         pl.Series("reviewed", reviewed, dtype=pl.Boolean), pl.Series("discarded", discarded, dtype=pl.Boolean),
-        pl.Series("label_source", sources, dtype=pl.String), pl.Series("human_origin", origins, dtype=pl.String))
+        pl.Series("label_source", sources, dtype=pl.String), pl.Series("human_origin", origins, dtype=pl.String)
+    ), sorted(conflicts, key=lambda c: c["id"])
 
 
-def review_metrics(merged: pl.DataFrame, conflicts: int) -> dict:
+def review_metrics(merged: pl.DataFrame, conflicts: list[dict]) -> dict:
     human = merged.filter(HUMAN_LABELLED)
     teacher = entity_scores(human["label_spans"].to_list(), human["teacher_spans"].to_list())
     return {"records": merged.height, "reviewed": int(merged["reviewed"].sum()), "human": human.height,
             "human_from_argilla": int((human["human_origin"] == "argilla").sum()),
             "human_from_files": int((human["human_origin"] == "file").sum()),
             "discarded": int(merged["discarded"].sum()), "unlabelled": int((merged["label_source"] == NONE).sum()),
-            "reviewer_conflicts": conflicts,
+            "reviewer_conflicts": len(conflicts), "reviewer_conflict_records": conflicts,
             "teacher_vs_human": {k: teacher[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}}
 
 
@@ -90,18 +109,20 @@ def missing_reviews(merged: dict[str, pl.DataFrame], required: list[str]) -> lis
 
 def file_labels_by_split(params: ReviewParams, label_dir: Path, headlines: pl.DataFrame,
                          splits: dict[str, pl.DataFrame]) -> tuple[dict, dict]:
-    """File labels per split ({id: {spans, where}}), with train cut to the reviewed fraction; and counts."""
-    labels, counts = [], {}
+    """File labels per split ({id: {spans, where}}), with train cut to the reviewed fraction; and counts (lines
+    that Prodigy's `answer` rejects or ignores are no label: counted apart)."""
+    labels, counts, rejected = [], {}, {}
     for path in params.label_files:
         require_inside(path, label_dir, "argilla_review.label_files")
-        from_file = read_label_file(path, params.entity_labels)
+        from_file = read_label_file(path, params)
         labels += from_file
-        counts[str(path)] = len(from_file)
+        counts[str(path)] = len(accepted(from_file))
+        rejected[str(path)] = len(from_file) - counts[str(path)]
     resolved = resolve(labels, headlines.select("id", "text", "date").to_dicts())
     per_split = {name: {i: resolved[i] for i in frame["id"].to_list() if i in resolved} for name, frame in splits.items()}
     keep = reviewed_share(sorted(per_split["train"]), params.train_reviewed_fraction, params.seed)
     per_split["train"] = {i: label for i, label in per_split["train"].items() if i in keep}
-    return per_split, {"labels_per_file": counts,
+    return per_split, {"labels_per_file": counts, "rejected_per_file": rejected,
                        "in_sample": {name: len(labels) for name, labels in per_split.items()}}
 
 
@@ -138,22 +159,26 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(ReviewParams)
     splits = {name: read_table(args.split_dir / f"{name}.parquet", ["id", "text", "date", "valid", "teacher_spans"])
               for name in SPLITS}
-    submissions = {name: {} for name in SPLITS}
-    for row in read_jsonl(args.submissions):
-        submissions[row["split"]][row["id"]] = row["responses"]
+    submissions = {row["id"]: row["responses"] for row in read_jsonl(args.submissions)}  # by headline, not split
     headlines = read_table(args.headlines, ["id", "text", "date"])
     file_labels, file_counts = file_labels_by_split(params, args.label_dir, headlines, splits)
-    merged = {name: merge(frame, submissions[name], file_labels[name]) for name, frame in splits.items()}
+    merged, conflicts = {}, {}
+    for name, frame in splits.items():
+        merged[name], conflicts[name] = merge(frame, submissions, file_labels[name])
     missing = missing_reviews(merged, params.require_full_review)
     if missing:
         raise SystemExit("argilla_review: training waits for review (argilla_review.require_full_review): "
                          + "; ".join(missing) + ". Nothing was written.")
     metrics = {"server": params.server, "label_files": file_counts}
     for name, frame in merged.items():
-        conflicts = sum(chosen_response(r)[1] for r in submissions[name].values())
-        metrics[name] = review_metrics(frame, conflicts)
+        metrics[name] = review_metrics(frame, conflicts[name])
         write_table(frame, args.out_dir / f"{name}.parquet")
     write_json(args.metrics, metrics)
+    for name in SPLITS:
+        for c in conflicts[name]:
+            log.warning("argilla_review: %s: reviewers disagree on %s %r, resolved by %s: %s", name, c["id"], c["text"],
+                        c["resolved_by"], "; ".join(f"{v['status']} {v['spans']} by {', '.join(v['users'])}"
+                                                    for v in c["votes"]))
     counts = {n: f"{metrics[n]['human']}/{metrics[n]['records']}" for n in SPLITS}
     if not any(metrics[n]["human"] for n in SPLITS):
         log.warning("argilla_review: no human label at all: every record keeps the teacher's spans %s", counts)

@@ -3,9 +3,13 @@
 With `argilla_review.server: argilla` it pushes the split records to a real Argilla server (one dataset
 per split, records keyed by headline id, the teacher's spans as suggestions; only new or changed
 records are sent, and responses are never touched), then pulls every submitted or discarded response
-into data/review/argilla_submissions.jsonl, sorted, without timestamps. With `server: none` the file is
-empty. Either way the file's hash changes only when reviewers' submissions change, so a `dvc repro`
-with nothing new reruns nothing after this cheap check.
+into data/review/argilla_submissions.jsonl, sorted, without timestamps: one row per headline id, whichever
+split's dataset the review was made in (a review belongs to the headline; each response keeps its
+`split` as information). The file is the stage's previous snapshot too (a persistent DVC output): a
+submission it holds that the server no longer does (a fresh server, another prefix or workspace, or
+`server: none`) is kept and logged, unless `argilla_review.keep_missing_submissions` is false.
+The file's hash changes only when reviewers' submissions change, so a `dvc repro` with nothing new reruns
+nothing after this cheap check.
 """
 from __future__ import annotations
 
@@ -15,10 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from stages.common.io import log, read_table, setup_logging, write_jsonl
+from stages.common.io import log, read_jsonl, read_table, setup_logging, write_jsonl
 from stages.common.params import load_params
-from stages.common.stage_params import LlmLabelParams, ReviewParams
 from stages.common.schema import COMPANY, SPLITS
+from stages.common.stage_params import LlmLabelParams, ReviewParams
 
 QUESTION = "companies"
 METADATA = ("split", "year", "llm_valid", "cluster", "sampled_as", "priority")
@@ -43,17 +47,49 @@ def records_to_push(wanted: list[dict], existing: dict[str, dict]) -> list[dict]
     return [r for r in wanted if r["id"] not in existing or signature(existing[r["id"]]) != signature(r)]
 
 
-def snapshot_rows(split: str, responses: dict[str, list[dict]]) -> list[dict]:
-    """One row per record someone submitted or discarded (drafts are work in progress and do not count)."""
-    rows = []
-    for record_id, found in sorted(responses.items()):
-        final = sorted(({"user_id": r["user_id"], "status": r["status"],
-                         "value": sorted(({"start": s["start"], "end": s["end"]} for s in r["value"] or []),
-                                         key=lambda s: (s["start"], s["end"]))}
-                        for r in found if r["status"] in ("submitted", "discarded")), key=lambda r: r["user_id"])
-        if final:
-            rows.append({"split": split, "id": record_id, "responses": final})
-    return rows
+def snapshot_rows(responses: dict[str, dict[str, list[dict]]], split_of: dict[str, str]) -> list[dict]:
+    """One row per headline id someone submitted or discarded in any split's dataset ({split: {id: responses}});
+    drafts are work in progress and do not count. A reviewer who answered a headline in two datasets (it
+    moved split) counts once: the answer in the dataset of its current split (`split_of`), else in the
+    first split's."""
+    order = {name: number for number, name in enumerate(SPLITS)}
+    chosen: dict[str, dict[str, dict]] = {}  # id -> user -> response
+    for split, by_id in sorted(responses.items(), key=lambda item: order[item[0]]):
+        for record_id, found in by_id.items():
+            for r in found:
+                if r["status"] not in ("submitted", "discarded"):
+                    continue
+                earlier = chosen.setdefault(record_id, {}).get(r["user_id"])
+                if earlier is None or (split == split_of.get(record_id) != earlier["split"]):
+                    chosen[record_id][r["user_id"]] = {
+                        "user_id": r["user_id"], "status": r["status"], "split": split,
+                        "value": sorted(({"start": s["start"], "end": s["end"]} for s in r["value"] or []),
+                                        key=lambda s: (s["start"], s["end"]))}
+    return [{"id": record_id, "responses": [by_user[u] for u in sorted(by_user)]}
+            for record_id, by_user in sorted(chosen.items())]
+
+
+def missing_from(rows: list[dict], previous: list[dict]) -> dict[str, list[dict]]:
+    """{id: responses} of the previous snapshot whose reviewer has no final response to that headline now."""
+    seen = {row["id"]: {r["user_id"] for r in row["responses"]} for row in rows}
+    missing: dict[str, list[dict]] = {}
+    for row in previous:
+        # snapshots written before reviews were keyed by headline id carry the split on the row (and may list an
+        # id once per split: a reviewer still counts once)
+        for response in row["responses"]:
+            if response["user_id"] not in seen.setdefault(row["id"], set()):
+                seen[row["id"]].add(response["user_id"])
+                missing.setdefault(row["id"], []).append({"split": row.get("split")} | response)
+    return missing
+
+
+def with_missing(rows: list[dict], missing: dict[str, list[dict]]) -> list[dict]:
+    """The snapshot with the previous snapshot's missing responses put back (rows and responses sorted)."""
+    merged = {row["id"]: list(row["responses"]) for row in rows}
+    for record_id, responses in missing.items():
+        merged.setdefault(record_id, []).extend(responses)
+    return [{"id": record_id, "responses": sorted(found, key=lambda r: r["user_id"])}
+            for record_id, found in sorted(merged.items())]
 
 
 class ArgillaServer:
@@ -112,29 +148,29 @@ class ArgillaServer:
         return existing, responses
 
     def push(self, dataset, records: list[dict]) -> None:
+        # An empty teacher answer goes out as an empty suggestion: argilla-server only upserts the suggestions
+        # it is sent, so leaving it out would keep a stale one pre-filled for reviewers.
         rg = self.rg
         dataset.records.log([
             rg.Record(id=r["id"], fields=r["fields"], metadata=r["metadata"],
-                      suggestions=[rg.Suggestion(question_name=QUESTION, value=r["suggestion"], agent=r["agent"])]
-                      if r["suggestion"] else [])
+                      suggestions=[rg.Suggestion(question_name=QUESTION, value=r["suggestion"], agent=r["agent"])])
             for r in records], batch_size=256)
 
 
-def sync(server: ArgillaServer, splits: dict[str, pl.DataFrame], agent: str, guidelines: str) -> list[dict]:
-    """Pull, then push what the server lacks; returns the snapshot rows of every split. One pull is enough:
+def sync(server: ArgillaServer, splits: dict[str, pl.DataFrame], agent: str,
+         guidelines: str) -> dict[str, dict[str, list[dict]]]:
+    """Pull, then push what the server lacks; returns every response per split's dataset. One pull is enough:
     a push adds records without responses and never touches the responses of records already there."""
-    rows = []
+    responses = {}
     for name, frame in splits.items():
         dataset = server.dataset(name, guidelines)
-        existing, responses = server.pull(dataset)
+        existing, responses[name] = server.pull(dataset)
         wanted = [argilla_record(row | {"split": name}, agent) for row in frame.iter_rows(named=True)]
         changed = records_to_push(wanted, existing)
         if changed:
             server.push(dataset, changed)
-        rows += snapshot_rows(name, responses)
-        log.info("argilla_sync: %s: pushed %d new or changed of %d records; %d with a final response", name,
-                 len(changed), len(wanted), sum(r["split"] == name for r in rows))
-    return rows
+        log.info("argilla_sync: %s: pushed %d new or changed of %d records", name, len(changed), len(wanted))
+    return responses
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = load_params(ReviewParams)
     server_kind = params.server
-    rows: list[dict] = []
+    previous = read_jsonl(args.out) if args.out.exists() else []
+    responses, split_of = {}, {}
     if server_kind == "argilla":
         server = ArgillaServer(params)
         agent = load_params(LlmLabelParams).endpoint.model  # the teacher, as the UI shows it
@@ -155,7 +192,19 @@ def main(argv: list[str] | None = None) -> None:
         splits = {name: read_table(args.split_dir / f"{name}.parquet",
                                    ["id", "text", "date", "valid", "teacher_spans", "clusters", "sample_reason"])
                   .join(priority, on="id", how="left") for name in SPLITS}
-        rows = sync(server, splits, agent, args.guidelines.read_text(encoding="utf-8"))
+        responses = sync(server, splits, agent, args.guidelines.read_text(encoding="utf-8"))
+        split_of = {i: name for name, frame in splits.items() for i in frame["id"].to_list()}
+    rows = snapshot_rows(responses, split_of)
+    missing = missing_from(rows, previous)
+    if missing:
+        what = (f"{sum(len(found) for found in missing.values())} responses to {len(missing)} records that server "
+                f"{server_kind} no longer holds ({', '.join(sorted(missing)[:10])}{' ...' if len(missing) > 10 else ''})")
+        if params.keep_missing_submissions:
+            rows = with_missing(rows, missing)
+            log.warning("argilla_sync: kept from the previous snapshot: %s; argilla_review.keep_missing_submissions: "
+                        "false would drop them", what)
+        else:
+            log.warning("argilla_sync: dropped %s, as argilla_review.keep_missing_submissions: false says", what)
     write_jsonl(args.out, rows)
     log.info("argilla_sync: server %s: %d records with a submitted or discarded response -> %s", server_kind,
              len(rows), args.out)

@@ -17,6 +17,7 @@ from rapidfuzz import fuzz, process
 
 from stages.common.io import log, read_table, stage_args, write_csv, write_json, write_table
 from stages.common.params import load_params
+from stages.common.schema import seeded_rank
 from stages.common.stage_params import ClusterSampleParams
 
 SCORERS = {"ratio": fuzz.ratio, "token_sort_ratio": fuzz.token_sort_ratio, "WRatio": fuzz.WRatio}
@@ -109,8 +110,34 @@ def sample_ids(groups: dict[str, list[str]], fraction: float, rng: np.random.Gen
     return chosen
 
 
+def quotas(sizes: dict[str, int], total: int, seed: int) -> dict[str, int]:
+    """`total` split over the groups in proportion to their sizes, by largest remainder (ties in a seeded order,
+    so among many clusters of one, which get a headline is a seeded draw)."""
+    available = sum(sizes.values())
+    if total >= available:
+        return dict(sizes)
+    exact = {group: total * size / available for group, size in sizes.items()}
+    quota = {group: int(share) for group, share in exact.items()}
+    by_remainder = sorted(sizes, key=lambda group: (quota[group] - exact[group], seeded_rank(seed, group)))
+    for group in by_remainder[:total - sum(quota.values())]:
+        quota[group] += 1
+    return quota
+
+
+def sample_sized(strata: dict[str, list[str]], size: int, rng: np.random.Generator, seed: int) -> set[str]:
+    """`size` ids (or all there are), each stratum contributing in proportion to its size."""
+    chosen = set()
+    for key, k in sorted(quotas({key: len(ids) for key, ids in strata.items()}, size, seed).items()):
+        ids = sorted(strata[key])
+        chosen.update(ids[i] for i in rng.choice(len(ids), size=k, replace=False))
+    return chosen
+
+
 def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict[str, list[str]],
            params: ClusterSampleParams) -> pl.DataFrame:
+    """Fractions of each cluster (at least one headline each), of the headlines without a company and of the
+    invalid answers; or, with `sample_size`, that many headlines in all, each cluster (a headline counts in its
+    largest one), the no-company and the invalid headlines contributing in proportion to their size."""
     rng = np.random.default_rng(params.seed)
     to_cluster = dict(zip(clusters["name"], clusters["representative"]))
     by_cluster: dict[str, list[str]] = {}
@@ -120,11 +147,21 @@ def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict
     valid = labels.filter(pl.col("valid"))
     no_company = [i for i in valid["id"] if i not in names_by_headline]
     invalid = labels.filter(~pl.col("valid"))["id"].to_list()
-    picked = {
-        "cluster": sample_ids(by_cluster, params.cluster_fraction, rng),
-        "no_company": sample_ids({"": no_company} if no_company else {}, params.no_company_fraction, rng),
-        "invalid": sample_ids({"": invalid} if invalid else {}, params.invalid_fraction, rng),
-    }
+    if params.sample_size is None:
+        picked = {
+            "cluster": sample_ids(by_cluster, params.cluster_fraction, rng),
+            "no_company": sample_ids({"": no_company} if no_company else {}, params.no_company_fraction, rng),
+            "invalid": sample_ids({"": invalid} if invalid else {}, params.invalid_fraction, rng),
+        }
+    else:
+        largest = {h: min({to_cluster[f] for f in forms}, key=lambda rep: (-len(by_cluster[rep]), rep))
+                   for h, forms in names_by_headline.items()}
+        strata: dict[str, list[str]] = {"no_company": no_company, "invalid": invalid}
+        for headline, rep in largest.items():
+            strata.setdefault(f"cluster:{rep}", []).append(headline)
+        chosen = sample_sized({k: v for k, v in strata.items() if v}, params.sample_size, rng, params.seed)
+        picked = {"cluster": chosen & set(largest), "no_company": chosen & set(no_company),
+                  "invalid": chosen & set(invalid)}
     reason = {i: why for why, ids in picked.items() for i in ids}
     clusters_of = {h: sorted({to_cluster[f] for f in forms}) for h, forms in names_by_headline.items()}
     chosen = labels.filter(pl.col("id").is_in(list(reason)))

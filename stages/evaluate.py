@@ -5,7 +5,8 @@ without one are left out, and their count is in the metrics. For each fine-tuned
 base that is a real NER checkpoint (a bare encoder is skipped, with a note) and the teacher: entity-level
 exact-span P/R/F1 with a seeded bootstrap 95% CI, partial-overlap F1 and F1 per year. With no human label
 at all the reference falls back to the teacher's labels (`reference: teacher`) and the teacher is not
-scored against itself. `evaluate.extra_test_sets` (labelled files inside `evaluate.test_set_dir`) are
+scored against itself; with no usable test headline at all (every one discarded or without a label) nothing
+is scored on the test split (`reference: none`, said in the metrics and the log). `evaluate.extra_test_sets` (labelled files inside `evaluate.test_set_dir`) are
 scored for every student with the same bootstrap CI.
 Each student is scored twice: as saved (fp32, torch) and in its exported CPU-serving form (`<name>_export`: int8
 ONNX Runtime, written by its finetune stage), so metrics and speed show what serving the export costs in F1.
@@ -21,12 +22,13 @@ from pathlib import Path
 
 from stages.common.encoder import local_encoder_dir
 from stages.common.io import log, read_table, stage_args, write_csv, write_json
-from stages.common.label_files import read_label_file, require_inside, standalone
+from stages.common.label_files import accepted, read_label_file, require_inside
+from stages.common.label_resolve import standalone
 from stages.common.metrics import score
 from stages.common.params import load_params
-from stages.common.stage_params import Bootstrap, EvaluateParams
 from stages.common.records import LABEL_COLUMNS, human_records, labelled_records
 from stages.common.schema import span_tuples
+from stages.common.stage_params import EvaluateParams
 from stages.common.students import STUDENTS, training_params
 
 
@@ -63,10 +65,10 @@ def zero_shot_predictors() -> tuple[dict, dict]:
 
 def reference_records(test) -> tuple[list[dict], str]:
     """The test records to score on and what their reference is: human labels, or (with none at all) the
-    teacher's labels, said as such."""
+    teacher's labels, said as such; "none" when no test headline has a usable label."""
     records = labelled_records(test)
     human = human_records(records)
-    return (human, "human") if human else (records, "teacher")
+    return (human, "human") if human else (records, "teacher" if records else "none")
 
 
 def teacher_speed(teacher: dict) -> dict:
@@ -79,17 +81,17 @@ def teacher_speed(teacher: dict) -> dict:
     return {}
 
 
-def extra_test_set_scores(paths: list[str], test_set_dir: Path, entity_labels: list[str], predictors: dict,
-                          bootstrap: Bootstrap, batch_size: int) -> dict:
+def extra_test_set_scores(params: EvaluateParams, test_set_dir: Path, predictors: dict) -> dict:
     """Every student on each extra labelled test set (files inside the directory DVC tracks)."""
     results = {}
-    for path in paths:
+    for path in params.extra_test_sets:
         require_inside(path, test_set_dir, "evaluate.extra_test_sets")
-        records = standalone(read_label_file(path, entity_labels))
+        labels = read_label_file(path, params)
+        records = standalone(labels)
         texts = [r["text"] for r in records]
-        results[Path(path).name] = {"records": len(records),
+        results[Path(path).name] = {"records": len(records), "rejected": len(labels) - len(accepted(labels)),
                                     "teacher": "not scored: the teacher was not asked about this set",
-                                    **{name: score(records, predict(texts, batch_size), bootstrap)
+                                    **{name: score(records, predict(texts, params.batch_size), params.bootstrap)
                                        for name, predict in predictors.items()}}
     return results
 
@@ -118,31 +120,35 @@ def main(argv: list[str] | None = None) -> None:
     teacher_spans = dict(zip(test["id"].to_list(), test["teacher_spans"].to_list()))
     records = [r | {"date": dates[r["id"]]} for r in records]
     texts = [r["text"] for r in records]
+    sources = dict(sorted(Counter(test["label_source"].to_list()).items()))
 
     predictions, speed, notes = {}, {}, {}
     if reference == "human":
         predictions["teacher"] = [teacher_spans[r["id"]] or [] for r in records]
-    else:
+    elif reference == "teacher":
         notes["teacher"] = "not scored: no human-labelled test headline, so the reference is the teacher's own labels"
         log.warning("evaluate: no human-labelled test headline: the reference is the teacher's labels, so this "
                     "measures how well the students imitate the teacher, not how good any model is")
+    else:
+        notes["note"] = ("nothing scored on the test split: no test headline has a usable label (each is discarded "
+                         "in review, or has no human label and no valid teacher answer)")
+        log.warning("evaluate: %s; label sources in the split: %s", notes["note"], sources)
     zero_shot, skipped = zero_shot_predictors()
     notes |= skipped
     students = {name: student.load(getattr(args, name)) for name, student in STUDENTS.items()}
     students |= {f"{name}_export": student.load(getattr(args, f"{name}_export")) for name, student in STUDENTS.items()}
-    for name, predict in {**students, **zero_shot}.items():
+    scored = {**students, **zero_shot} if records else {}  # nothing to time or score on no headline
+    for name, predict in scored.items():
         predictions[name], headlines_per_s = timed_predictions(predict, texts, batch_size)
         speed[name] = {"headlines_per_s": round(headlines_per_s, 1),
                        "usd_per_million_headlines_cpu": usd_per_million(headlines_per_s, cpu_usd_per_hour)}
     speed["teacher"] = teacher_speed(json.loads(args.teacher_metrics.read_text()))
 
     metrics = {"reference": reference, "test_records": len(records), "test_headlines_in_split": test.height,
-               "label_sources_in_split": dict(sorted(Counter(test["label_source"].to_list()).items())),
+               "label_sources_in_split": sources,
                **{name: score(records, predicted, bootstrap) for name, predicted in predictions.items()}, **notes}
     if params.extra_test_sets:
-        metrics["extra_test_sets"] = extra_test_set_scores(params.extra_test_sets, args.test_set_dir,
-                                                           params.entity_labels, {**students, **zero_shot},
-                                                           bootstrap, batch_size)
+        metrics["extra_test_sets"] = extra_test_set_scores(params, args.test_set_dir, {**students, **zero_shot})
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)
     write_csv(args.errors, [{"model": name, **row} for name, predicted in predictions.items()

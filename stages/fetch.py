@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -34,12 +35,17 @@ def headline_id(date: str, text: str) -> str:
 
 
 def csv_record_lines(path: Path) -> list[str]:
-    """The line each data record of a CSV file starts on, as an editor numbers them (quoted newlines counted)."""
+    """The line each data record of a CSV file starts on, as an editor numbers them (quoted newlines counted);
+    a record with more fields than the header stops with its line."""
+    csv.field_size_limit(sys.maxsize)  # a source may carry whole articles in a column we never read
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.reader(f)
-        next(reader, None)  # the header
+        header = next(reader, [])
         starts, previous_end = [], reader.line_num
         for record in reader:
+            if len(record) > len(header):
+                raise SystemExit(f"{path}: line {previous_end + 1}: {len(record)} fields, but the header has "
+                                 f"{len(header)} (an unquoted comma in a field?)")
             if record:  # blank lines hold no record (polars skips them too)
                 starts.append(f"line {previous_end + 1}")
             previous_end = reader.line_num
@@ -58,11 +64,20 @@ def jsonl_record_lines(path: Path) -> list[str]:
             if not text.strip():
                 continue
             try:
-                json.loads(text)
+                record = json.loads(text)
             except json.JSONDecodeError as error:
                 raise SystemExit(f"{path}: line {number}: malformed JSON: {error.msg} (column {error.colno})") from error
+            if not isinstance(record, dict):
+                raise SystemExit(f"{path}: line {number}: expected a JSON object ({{\"column\": value, ...}}), "
+                                 f"found {type(record).__name__}")
             lines.append(f"line {number}")
     return lines
+
+
+def as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Scalar columns as text; nested ones (JSON objects, lists) stay as they are, so that normalise can refuse
+    them where a headline or a date is read instead of printing them as '{1}'."""
+    return frame.with_columns(pl.col(name).cast(pl.String) for name, dtype in frame.schema.items() if not dtype.is_nested())
 
 
 def read_file(path: Path) -> pl.DataFrame:
@@ -73,12 +88,13 @@ def read_file(path: Path) -> pl.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":  # lossy decoding turns bad bytes into U+FFFD, which the checks report by line
-            frame, positions = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy"), csv_record_lines(path)
+            positions = csv_record_lines(path)  # first: polars' errors name no line
+            frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
         elif suffix in (".jsonl", ".ndjson"):
             positions = jsonl_record_lines(path)  # checks every line first: polars' errors name no line
-            frame = pl.read_ndjson(path).cast(pl.String)
+            frame = as_text(pl.read_ndjson(path))
         elif suffix == ".parquet":
-            frame = pl.read_parquet(path).cast(pl.String)
+            frame = as_text(pl.read_parquet(path))
             positions = [f"row {i}" for i in range(frame.height)]
         else:
             raise SystemExit(f"{path}: unsupported file type '{suffix}' (csv, jsonl, parquet)")
@@ -89,11 +105,14 @@ def read_file(path: Path) -> pl.DataFrame:
     return frame.with_columns(pl.Series(ROW, positions, dtype=pl.String))
 
 
-def read_hf_dataset(spec: HfDataset, columns: list[str], batch_rows: int = 50_000) -> pl.DataFrame:
-    """Stream a Hugging Face dataset (a hub id at a pinned revision, or a local dataset directory)."""
+def read_hf_dataset(spec: HfDataset, columns: list[str], filters: list[RowFilter] = (),
+                    batch_rows: int = 50_000) -> tuple[pl.DataFrame, int]:
+    """Stream a Hugging Face dataset (a hub id at a pinned revision, or a local dataset directory): the rows that
+    pass the filters (applied batch by batch, so a source of millions of rows never sits in memory) and how many
+    rows were read."""
     from datasets import load_dataset
 
-    options = {"revision": spec.revision, **({"data_files": spec.data_files} if spec.data_files else {})}
+    options = {"revision": spec.revision, "name": spec.name, **({"data_files": spec.data_files} if spec.data_files else {})}
     try:
         stream = load_dataset(spec.path, split=spec.split, streaming=True, **options)
     except Exception as error:  # datasets raises many types for "not reachable / not found"
@@ -103,11 +122,12 @@ def read_hf_dataset(spec: HfDataset, columns: list[str], batch_rows: int = 50_00
         raise SystemExit(f"{spec.path}: missing column(s) {missing}; it has {stream.column_names}")
     frames, seen = [], 0
     for batch in tqdm(stream.select_columns(columns).iter(batch_size=batch_rows), desc="fetch", unit="batch"):
-        frame = pl.DataFrame(batch).cast(pl.String)
-        frames.append(frame.with_columns(pl.Series(ROW, [f"row {i}" for i in range(seen, seen + frame.height)],
-                                                   dtype=pl.String)))
+        frame = as_text(pl.DataFrame(batch))
+        frame = frame.with_columns(pl.Series(ROW, [f"row {i}" for i in range(seen, seen + frame.height)], dtype=pl.String))
+        frames.append(keep_matching(frame, filters))
         seen += frame.height
-    return pl.concat(frames) if frames else pl.DataFrame(schema={**{c: pl.String for c in columns}, ROW: pl.String})
+    empty = pl.DataFrame(schema={**{c: pl.String for c in columns}, ROW: pl.String})
+    return (pl.concat(frames) if frames else empty), seen
 
 
 def filter_expression(rule: RowFilter) -> pl.Expr:
@@ -120,17 +140,30 @@ def filter_expression(rule: RowFilter) -> pl.Expr:
     return column.is_in([str(v) for v in rule.in_])
 
 
-def normalise(raw: pl.DataFrame, params: FetchParams, where: str) -> tuple[pl.DataFrame, dict]:
-    """Filter, map columns, check every row, drop exact duplicates. Returns the table and its counts."""
+def keep_matching(frame: pl.DataFrame, filters: list[RowFilter]) -> pl.DataFrame:
+    """The rows that pass every filter (applying it twice changes nothing)."""
+    return frame.filter(pl.all_horizontal(filter_expression(f) for f in filters)) if filters else frame
+
+
+def normalise(raw: pl.DataFrame, params: FetchParams, where: str, rows_read: int | None = None
+              ) -> tuple[pl.DataFrame, dict]:
+    """Filter, map columns, check every row, drop exact duplicates. Returns the table and its counts.
+    rows_read: how many rows the source had when the reader filtered them already (default: raw's)."""
     columns, keep = params.columns, params.keep_columns
-    missing = [c for c in [*columns.values(), *keep] if c not in raw.columns]
+    used = list(dict.fromkeys([*columns.values(), *keep, *(f.column for f in params.filters)]))
+    missing = [c for c in used if c not in raw.columns]
     if missing:
         raise SystemExit(f"{where}: missing column(s) {missing}; the source has "
-                         f"{[c for c in raw.columns if c != ROW]} (map them with params.yaml fetch.columns)")
+                         f"{[c for c in raw.columns if c != ROW]} (map them with params.yaml fetch.columns, "
+                         f"keep_columns and filters)")
     if ROW not in raw.columns:
         raw = raw.with_columns(pl.format("row {}", pl.int_range(pl.len())).alias(ROW))
-    filters = params.filters
-    kept = raw.filter(pl.all_horizontal(filter_expression(f) for f in filters)) if filters else raw
+    for name in used:
+        if raw.schema[name] != pl.String:
+            first = next(iter(raw.filter(pl.col(name).is_not_null())[ROW]), "every row")
+            raise SystemExit(f"{where}: {first}: column {name!r} holds {raw.schema[name]} values (nested JSON), not text")
+    rows_read = raw.height if rows_read is None else rows_read
+    kept = keep_matching(raw, params.filters)
     frame = kept.select(pl.col(columns["text"]).str.strip_chars().alias("text"),
                         pl.col(columns["date"]).alias("date_raw"), pl.col(ROW).alias("row"), *keep)
     whole = pl.col("date_raw").str.strip_chars().str.contains(DATE_PATTERN)
@@ -153,7 +186,7 @@ def normalise(raw: pl.DataFrame, params: FetchParams, where: str) -> tuple[pl.Da
     ids = pl.struct("date", "text").map_elements(lambda r: headline_id(str(r["date"]), r["text"]),
                                                  return_dtype=pl.String)
     table = deduped.select(ids.alias("id"), "text", "date", pl.lit(params.source).alias("source"), *keep)
-    counts = {"rows_read": raw.height, "filtered_out": raw.height - kept.height,
+    counts = {"rows_read": rows_read, "filtered_out": rows_read - kept.height,
               "bad_rows_dropped": {k: int((bad["problem"] == k).sum()) for k in PROBLEMS},
               "outside_date_range": good.height - in_range.height,
               "duplicates_dropped": in_range.height - deduped.height, "rows_out": table.height}
@@ -162,13 +195,16 @@ def normalise(raw: pl.DataFrame, params: FetchParams, where: str) -> tuple[pl.Da
     return table, counts
 
 
-def read_source(params: FetchParams) -> tuple[pl.DataFrame, str]:
+def read_source(params: FetchParams) -> tuple[pl.DataFrame, int, str]:
+    """The source's rows (a hub dataset's already filtered while streaming), how many were read, and its name."""
     if params.kind == "file":
         path = Path(params.path)
-        return read_file(path), str(path)
+        frame = read_file(path)
+        return frame, frame.height, str(path)
     spec = params.hf_dataset
     needed = sorted({*params.columns.values(), *params.keep_columns, *(f.column for f in params.filters)})
-    return read_hf_dataset(spec, needed), f"{spec.path}@{spec.revision}"
+    frame, rows_read = read_hf_dataset(spec, needed, params.filters)
+    return frame, rows_read, f"{spec.path}@{spec.revision}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,8 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params(FetchParams)
-    raw, where = read_source(params)
-    table, counts = normalise(raw, params, where)
+    raw, rows_read, where = read_source(params)
+    table, counts = normalise(raw, params, where, rows_read)
     if not table.height:
         raise SystemExit(f"{where}: no headlines left after filters and checks: {counts}")
     write_table(table, args.out)

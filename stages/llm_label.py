@@ -24,13 +24,14 @@ import polars as pl
 import pyarrow as pa
 from tqdm import tqdm
 
-from stages.common.answer_cache import AnswerCache
+from stages.common.answer_cache import AnswerCache, CacheWriteError
 from stages.common.io import log, read_table, setup_logging, write_csv, write_json, write_table
 from stages.common.local_teacher import gguf_path, gguf_sha256, local_teacher
 from stages.common.params import load_params
-from stages.common.stage_params import Cost, Endpoint, LlmLabelParams
+from stages.common.paths import dvc_paths
 from stages.common.schema import HEADLINE_COLUMNS, SPANS, seeded_rank
 from stages.common.spans import as_spans, locate, longest_first
+from stages.common.stage_params import Cost, Endpoint, LlmLabelParams
 from stages.common.teacher_client import RETRYABLE_KINDS, ClientSettings, ask_all
 from stages.common.teacher_request import Extractive, Prompt, RequestSpec, parse_answer
 from stages.common.teacher_usage import concurrency_points, estimate_cost, percentile, usage_totals
@@ -73,7 +74,7 @@ class Reading:
 
 
 def read_answer(text: str, answer: dict, occurrences: str) -> Reading:
-    parsed = parse_answer(answer["content"])
+    parsed = parse_answer(answer["content"], answer.get("error"))
     found = locate(text, parsed["mentions"], occurrences)
     return Reading(parsed, found, longest_first(o for hits in found.values() for o in hits))
 
@@ -204,6 +205,25 @@ def describe_failures(failures: dict[str, str], max_attempts: int) -> str:
         for kind, count in sorted(kinds.items()))
 
 
+def missing_answers(specs: list[RequestSpec], texts: list[str],
+                    cache: AnswerCache) -> tuple[list[tuple[RequestSpec, str]], dict[str, str]]:
+    """The (spec, headline) pairs with no cached answer, and {legacy key: key} of the answers found only under
+    the key formula of older runs (to re-file under today's key, so changing a param no request carries
+    never misses them)."""
+    todo, legacy = [], {}
+    for spec in specs:
+        for text in texts:
+            key = spec.cache_key(text)
+            if key in cache:
+                continue
+            old = spec.legacy_cache_key(text)
+            if old in cache:
+                legacy[old] = key
+            else:
+                todo.append((spec, text))
+    return todo, legacy
+
+
 def ask_missing(todo: list[tuple[RequestSpec, str]], cache: AnswerCache, params: LlmLabelParams,
                 token: str | None) -> dict[str, str]:
     """Ask the teacher for every missing answer; returns the error kind of each headline that still failed."""
@@ -223,27 +243,43 @@ def ask_missing(todo: list[tuple[RequestSpec, str]], cache: AnswerCache, params:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("headlines", "cache-dir", "out", "metrics", "concurrency-plot"):
-        parser.add_argument(f"--{name}", type=Path, required=True)
-    parser.add_argument("--plan", action="store_true", help="print what a run would ask and cost; call nothing")
+        parser.add_argument(f"--{name}", type=Path)
+    parser.add_argument("--plan", action="store_true", help="print what a run would ask and cost; call nothing "
+                        "(headlines and cache default to dvc.yaml's paths)")
     args = parser.parse_args(argv)
+    if args.plan and not (args.headlines and args.cache_dir):
+        named = dvc_paths(Path.cwd())
+        args.headlines, args.cache_dir = args.headlines or named["headlines"], args.cache_dir or named["llm_cache"]
+    missing = [f"--{name.replace('_', '-')}" for name, value in vars(args).items() if value is None and not args.plan]
+    if missing:
+        parser.error(f"{', '.join(missing)} required (dvc.yaml's llm_label command gives them all; --plan needs none)")
     setup_logging()
     params: LlmLabelParams = load_params(LlmLabelParams)
     local = params.endpoint.base_url == LOCAL
     specs = request_specs(params, gguf_sha256(gguf_path()) if local else None)
     headlines = select_headlines(read_table(args.headlines, list(HEADLINE_COLUMNS)), params.limit, params.sample_seed)
     texts = sorted(set(headlines["text"]))
-    with AnswerCache(args.cache_dir) as cache:
-        todo = [(spec, text) for spec in specs for text in texts if spec.cache_key(text) not in cache]
-        log.info("llm_label: %d headlines x %d sample(s): %d answers cached, %d to ask %s at %s", headlines.height,
-                 len(specs), cache.hits, cache.misses, specs[0].model, params.endpoint.base_url)
-        if args.plan:
-            print(json.dumps(plan(len(todo), cache.answers(), specs[0], params), indent=2))
-            return
-        failures = ask_missing(todo, cache, params, endpoint_token(params.endpoint, os.environ)) if todo else {}
-        labels = label_table(headlines, specs, cache, failures, params.occurrences)
-        used = {spec.cache_key(t) for spec in specs for t in texts}
-        metrics = label_metrics(labels, cache.answers(used), params.cost)
-        points = concurrency_points(cache.answers(used), metrics["answers"])
+    try:
+        with AnswerCache(args.cache_dir) as cache:
+            if cache.skipped:
+                log.warning("llm_label: skipped %d unreadable line(s) of the answer cache (the first: %s); their "
+                            "answers are asked again", cache.skipped, cache.first_skipped)
+            todo, legacy = missing_answers(specs, texts, cache)
+            log.info("llm_label: %d headlines x %d sample(s): %d answers cached (%d under an older key), %d to ask "
+                     "%s at %s", headlines.height, len(specs), len(specs) * len(texts) - len(todo), len(legacy),
+                     len(todo), specs[0].model, params.endpoint.base_url)
+            if args.plan:
+                print(json.dumps(plan(len(todo), cache.answers(), specs[0], params), indent=2))
+                return
+            cache.refile(legacy)
+            failures = ask_missing(todo, cache, params, endpoint_token(params.endpoint, os.environ)) if todo else {}
+            labels = label_table(headlines, specs, cache, failures, params.occurrences)
+            used = {spec.cache_key(t) for spec in specs for t in texts}
+            metrics = label_metrics(labels, cache.answers(used), params.cost) | {"cache_lines_skipped": cache.skipped}
+            points = concurrency_points(cache.answers(used), metrics["answers"])
+    except CacheWriteError as error:  # a full disk: one line; the answers in flight were cached first
+        sys.exit(f"llm_label: cannot write the answer cache: {error}; every answer received before it is cached, "
+                 f"so once that is fixed `dvc repro` asks only for the rest")
     write_table(labels, args.out)
     write_json(args.metrics, metrics)
     write_csv(args.concurrency_plot, points, ["answer", "concurrency"])

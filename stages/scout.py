@@ -19,9 +19,9 @@ from stages.common import gliner_student
 from stages.common.io import log, read_table, stage_args, write_json, write_table
 from stages.common.metrics import entity_scores
 from stages.common.params import load_params
-from stages.common.student_params import FinetuneGlinerParams
-from stages.common.stage_params import ScoutParams
 from stages.common.schema import SPANS, SPLITS, seeded_rank
+from stages.common.stage_params import ScoutParams
+from stages.common.student_params import FinetuneGlinerParams
 
 SIGNALS = ("disagreement", "invalid", "low_agreement", "dropped_mentions")
 

@@ -8,8 +8,8 @@ import polars as pl
 
 from stages.common.io import log, read_table, setup_logging, write_json, write_table
 from stages.common.params import load_params
-from stages.common.stage_params import RequiredDateRange, SplitParams
 from stages.common.schema import SPLITS
+from stages.common.stage_params import RequiredDateRange, SplitParams
 
 
 def split_by_date(frame: pl.DataFrame, ranges: dict[str, RequiredDateRange]) -> tuple[dict[str, pl.DataFrame], int]:

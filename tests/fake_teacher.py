@@ -3,9 +3,11 @@
 It answers like a decent teacher from its own hand-written list of companies (each mention found in the
 headline, with the company's name), counts requests per headline, and misbehaves on demand:
 `script[headline]` is a list of behaviours consumed one request at a time ("429", "500", "slow", "garbage",
-"truncate", "bad_body": a 200 whose body is not JSON); then it answers normally. `capacity(answered)`, when
-set, is how many requests it serves at once (given how many it has answered so far); beyond that it answers
-429 with Retry-After, like a full endpoint.
+"truncate", "bad_body": a 200 whose body is not JSON, "not_utf8" and "not_utf8_500": bodies that are not
+UTF-8, or one of MALFORMED: a 200 completion broken one way); then it answers normally. `plan(headline)`,
+when set, gives the script of a headline the script does not name, on its first request. `capacity(answered)`,
+when set, is how many requests it serves at once (given how many it has answered so far); beyond that it
+answers 429 with Retry-After, like a full endpoint.
 """
 from __future__ import annotations
 
@@ -32,6 +34,30 @@ COMPANIES = {
 }
 INDICES = ["Dow Jones", "S&P 500", "Nasdaq"]
 INDICES_MARKER = "indices-are-companies"  # a prompt containing this makes the teacher return indices too
+NOT_UTF8 = b'\xff\xfe{"choices": []}'
+LEFT_OUT = object()
+# a 200 chat completion broken one way: (where, what goes there)
+MALFORMED = {
+    "message_null": (("choices", 0, "message"), None),
+    "content_list": (("choices", 0, "message", "content"), [{"type": "text", "text": "Apple"}]),
+    "content_number": (("choices", 0, "message", "content"), 42),
+    "usage_null": (("usage",), {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}),
+    "no_choices": (("choices",), LEFT_OUT),
+    "empty_choices": (("choices",), []),
+    "choices_not_list": (("choices",), {"index": 0}),
+}
+
+
+def malformed(completion: dict, behaviour: str) -> dict:
+    path, value = MALFORMED[behaviour]
+    target = completion
+    for step in path[:-1]:
+        target = target[step]
+    if value is LEFT_OUT:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return completion
 
 
 def teacher_answer(headline: str, system_prompt: str) -> dict:
@@ -52,6 +78,8 @@ class FakeTeacher:
         self.request_times: dict[str, list[float]] = {}
         self.script: dict[str, list[str]] = {}
         self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        self.plan = None
         self.retry_after_s, self.slow_s, self.delay_s = retry_after_s, slow_s, delay_s
         self.capacity = None
         self.in_flight, self.rejected = 0, 0
@@ -63,9 +91,12 @@ class FakeTeacher:
     async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.bodies.append(body)
+        self.headers.append(dict(request.headers))
         headline = body["messages"][-1]["content"]
         self.requests[headline] += 1
         self.request_times.setdefault(headline, []).append(self._loop.time())
+        if self.plan and headline not in self.script:
+            self.script[headline] = self.plan(headline)
         behaviour = self.script.get(headline, []).pop(0) if self.script.get(headline) else "ok"
         if self.capacity and self.in_flight >= self.capacity(sum(self.answered.values())):
             behaviour, self.rejected = "429", self.rejected + 1
@@ -84,6 +115,9 @@ class FakeTeacher:
             return web.Response(status=500, text="boom")
         if behaviour == "bad_body":
             return web.Response(status=200, text="<html>proxy error</html>")
+        if behaviour in ("not_utf8", "not_utf8_500"):
+            return web.Response(status=500 if behaviour.endswith("500") else 200, body=NOT_UTF8,
+                                content_type="application/json")
         if behaviour == "slow":
             await asyncio.sleep(self.slow_s)
         content = json.dumps(teacher_answer(headline, body["messages"][0]["content"]))
@@ -93,10 +127,13 @@ class FakeTeacher:
             content = "Sure! The companies are: " + headline
         elif behaviour == "truncate":
             content, finish = content[: len(content) // 2], "length"
-        return web.json_response({
+        completion = {
             "id": "x", "object": "chat.completion", "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+        if behaviour in MALFORMED:
+            completion = malformed(completion, behaviour)
+        return web.json_response(completion)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)

@@ -1,6 +1,7 @@
 """argilla_sync + argilla_review: the pure merge, and the round trip against a real Argilla server started for the
 tests, both as stage commands and through `dvc repro`."""
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -11,8 +12,8 @@ import polars as pl
 import pytest
 import yaml
 
-from stages.argilla_review import chosen_response, merge, missing_reviews, review_metrics, reviewed_share
-from stages.argilla_sync import argilla_record, records_to_push, snapshot_rows
+from stages.argilla_review import merge, missing_reviews, resolve_responses, review_metrics, reviewed_share
+from stages.argilla_sync import argilla_record, missing_from, records_to_push, snapshot_rows, with_missing
 from stages.common.local_teacher import free_port
 from stages.common.schema import SPANS
 from tests.conftest import ROOT
@@ -44,12 +45,30 @@ def test_record_carries_text_metadata_and_teacher_suggestion():
     assert record["suggestion"] == [{"start": 0, "end": 5, "label": "company"}, {"start": 7, "end": 11, "label": "company"}]
 
 
-def test_submitted_beats_discarded_beats_drafts_and_conflicts_are_seen():
-    assert chosen_response([response("u2", "draft", [(0, 1)])]) == (None, False)
-    assert chosen_response([response("u2", "discarded")])[0]["status"] == "discarded"
-    picked, conflict = chosen_response([response("u2", "submitted", [(0, 3)]), response("u1", "submitted", [(0, 5)]),
-                                        response("u3", "discarded")])
-    assert picked["user_id"] == "u1" and conflict
+def test_drafts_do_not_count_and_one_reviewer_is_no_conflict():
+    assert resolve_responses([response("u2", "draft", [(0, 1)])]) == (None, None)
+    assert resolve_responses([response("u2", "discarded"), response("u1", "draft", [(0, 5)])]) == (("discarded", []), None)
+    assert resolve_responses([response("u2", "submitted", [(6, 8), (0, 5)])]) == (("submitted", [(0, 5), (6, 8)]), None)
+
+
+def test_several_reviewers_the_majority_wins_and_the_conflict_says_who_said_what():
+    decision, conflict = resolve_responses([response("u1", "submitted", [(0, 3)]), response("u3", "submitted", [(0, 5)]),
+                                            response("u2", "submitted", [(0, 5)]), response("u4", "discarded")])
+    assert decision == ("submitted", [(0, 5)])  # u1 has the lowest id but is outvoted
+    assert conflict == {"resolved_by": "majority", "votes": [
+        {"status": "submitted", "spans": [[0, 5]], "users": ["u2", "u3"]},
+        {"status": "submitted", "spans": [[0, 3]], "users": ["u1"]},
+        {"status": "discarded", "spans": [], "users": ["u4"]}]}
+    assert resolve_responses([response("u1", "discarded"), response("u2", "discarded"),
+                              response("u0", "submitted", [(0, 5)])])[0] == ("discarded", [])
+
+
+def test_a_tie_goes_to_a_submission_then_to_the_lowest_user_id_in_any_listing_order():
+    tied = [response("u2", "submitted", [(0, 3)]), response("u1", "discarded"), response("u3", "submitted", [(0, 5)])]
+    for responses in (tied, tied[::-1]):
+        decision, conflict = resolve_responses(responses)
+        assert decision == ("submitted", [(0, 3)]) and conflict["resolved_by"] == "tie-break"
+        assert [v["users"] for v in conflict["votes"]] == [["u2"], ["u3"], ["u1"]]
 
 
 def test_merge_argilla_beats_file_beats_teacher_and_discarded_is_dropped():
@@ -58,7 +77,9 @@ def test_merge_argilla_beats_file_beats_teacher_and_discarded_is_dropped():
     files = {"a": {"spans": [{"start": 10, "end": 13, "text": "Dow"}], "where": "f:1"},
              "b": {"spans": [{"start": 0, "end": 5, "text": "Tesla"}], "where": "f:2"},
              "e": {"spans": [{"start": 0, "end": 4, "text": "Visa"}], "where": "f:3"}}
-    merged = merge(frame, {"a": [response("u1", "submitted", [(0, 5)])], "b": [response("u1", "discarded")]}, files)
+    merged, conflicts = merge(frame, {"a": [response("u1", "submitted", [(0, 5)])], "b": [response("u1", "discarded")]},
+                              files)
+    assert conflicts == []
     rows = {r["id"]: r for r in merged.iter_rows(named=True)}
     assert [s["text"] for s in rows["a"]["label_spans"]] == ["Apple"] and len(rows["a"]["teacher_spans"]) == 2
     assert [s["text"] for s in rows["e"]["label_spans"]] == ["Visa"] and rows["e"]["human_origin"] == "file"
@@ -66,7 +87,7 @@ def test_merge_argilla_beats_file_beats_teacher_and_discarded_is_dropped():
     assert [(rows[i]["label_source"], rows[i]["human_origin"]) for i in "abcde"] == [
         ("human", "argilla"), ("none", "argilla"), ("llm", None), ("none", None), ("human", "file")]
     assert rows["b"]["discarded"] and not rows["c"]["reviewed"] and rows["e"]["reviewed"]
-    metrics = review_metrics(merged, conflicts=0)
+    metrics = review_metrics(merged, conflicts)
     assert metrics["teacher_vs_human"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "tp": 1, "fp": 1, "fn": 1}
     assert (metrics["reviewed"], metrics["human"], metrics["human_from_argilla"], metrics["human_from_files"],
             metrics["discarded"], metrics["unlabelled"]) == (3, 2, 1, 1, 1, 2)
@@ -86,10 +107,39 @@ def test_only_new_or_changed_records_are_pushed_and_drafts_stay_out_of_the_snaps
     assert records_to_push([record], {}) == [record]
     assert records_to_push([record], {"a1": record}) == []
     assert records_to_push([record], {"a1": record | {"suggestion": []}}) == [record]
-    snapshot = snapshot_rows("test", {"a1": [response("u2", "submitted", [(6, 8), (0, 5)]), response("u1", "draft")],
-                                      "a2": [response("u1", "draft", [(0, 1)])]})
-    assert snapshot == [{"split": "test", "id": "a1", "responses": [
-        {"user_id": "u2", "status": "submitted", "value": [{"start": 0, "end": 5}, {"start": 6, "end": 8}]}]}]
+    snapshot = snapshot_rows({"test": {"a1": [response("u2", "submitted", [(6, 8), (0, 5)]), response("u1", "draft")],
+                                       "a2": [response("u1", "draft", [(0, 1)])]}}, {"a1": "test"})
+    assert snapshot == [{"id": "a1", "responses": [{"user_id": "u2", "status": "submitted", "split": "test",
+                                                     "value": [{"start": 0, "end": 5}, {"start": 6, "end": 8}]}]}]
+
+
+def test_a_review_belongs_to_the_headline_not_to_the_split_it_was_made_in():
+    """A headline reviewed in the valid dataset that moved to test (new split.ranges) keeps its review; a
+    reviewer who answered it in both datasets counts once, with the answer in its current split's dataset."""
+    pulled = {"valid": {"h1": [response("u1", "submitted", [(0, 5)]), response("u2", "submitted", [(0, 3)])]},
+              "test": {"h1": [response("u2", "submitted", [(0, 5)])]}}
+    rows = snapshot_rows(pulled, {"h1": "test"})
+    assert [(r["user_id"], r["split"], r["value"]) for r in rows[0]["responses"]] == [
+        ("u1", "valid", [{"start": 0, "end": 5}]), ("u2", "test", [{"start": 0, "end": 5}])]
+    test = split_frame([("h1", "Apple Up", True, [])])
+    merged, conflicts = merge(test, {row["id"]: row["responses"] for row in rows}, {})
+    assert merged["label_source"].to_list() == ["human"] and merged["label_spans"].to_list() == [
+        [{"start": 0, "end": 5, "text": "Apple"}]] and conflicts == []
+
+
+def test_submissions_the_server_no_longer_holds_are_kept_from_the_previous_snapshot():
+    previous = [{"split": "test", "id": "h1", "responses": [{"user_id": "u1", "status": "submitted", "value": []}]},
+                {"id": "h2", "responses": [{"user_id": "u1", "status": "discarded", "split": "valid", "value": []},
+                                           {"user_id": "u2", "status": "submitted", "split": "valid", "value": []}]}]
+    now = snapshot_rows({"valid": {"h2": [response("u2", "submitted", [(0, 4)]), response("u1", "draft", [(0, 4)])]}},
+                        {"h2": "valid"})
+    missing = missing_from(now, previous)  # h1 is gone; u1's discard of h2 is a draft now; u2's answer is there
+    assert missing == {"h1": [{"user_id": "u1", "status": "submitted", "split": "test", "value": []}],
+                       "h2": [{"user_id": "u1", "status": "discarded", "split": "valid", "value": []}]}
+    kept = with_missing(now, missing)
+    assert [(row["id"], [(r["user_id"], r["status"]) for r in row["responses"]]) for row in kept] == [
+        ("h1", [("u1", "submitted")]), ("h2", [("u1", "discarded"), ("u2", "submitted")])]
+    assert missing_from(kept, kept) == {} and with_missing(kept, {}) == kept
 
 
 # ---- against a real server -------------------------------------------------------------------------
@@ -103,9 +153,9 @@ def server(tmp_path_factory):
     argilla_server.down(data_dir)
 
 
-def project(tmp_path: Path, server: dict, **review) -> Path:
+def project(tmp_path: Path, argilla: dict, **review) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["argilla_review"].update({"server": "argilla", "api_url": server["url"], "label_dir": "labels",
+    params["argilla_review"].update({"server": "argilla", "api_url": argilla["url"], "label_dir": "labels",
                                      "label_files": [], "dataset_prefix": tmp_path.name[:30], **review})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "data/prompts").mkdir(parents=True)
@@ -124,18 +174,20 @@ def project(tmp_path: Path, server: dict, **review) -> Path:
     return tmp_path
 
 
-def review_stage(directory: Path, api_key: str | None):
+SUBMISSIONS = "data/review/argilla_submissions.jsonl"
+SYNC = ["stages.argilla_sync", "--split-dir", "data/split", "--priority", "data/priority.parquet",
+        "--guidelines", "data/prompts/review_guidelines.md", "--out", SUBMISSIONS]
+REVIEW = ["stages.argilla_review", "--split-dir", "data/split", "--submissions", SUBMISSIONS, "--headlines",
+          "data/headlines.parquet", "--label-dir", "labels", "--out-dir", "data/reviewed", "--metrics",
+          "metrics/review.json"]
+
+
+def review_stage(directory: Path, api_key: str | None, commands=(SYNC, REVIEW)):
     """argilla_sync then argilla_review, as dvc.yaml runs them; stops at the first failure (stderr of both)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("ARGILLA_API_KEY", None)
     if api_key:
         env["ARGILLA_API_KEY"] = api_key
-    submissions = "data/review/argilla_submissions.jsonl"
-    commands = [["stages.argilla_sync", "--split-dir", "data/split", "--priority", "data/priority.parquet",
-                 "--guidelines", "data/prompts/review_guidelines.md", "--out", submissions],
-                ["stages.argilla_review", "--split-dir", "data/split", "--submissions", submissions, "--headlines",
-                 "data/headlines.parquet", "--label-dir", "labels", "--out-dir", "data/reviewed", "--metrics",
-                 "metrics/review.json"]]
     logs = ""
     for command in commands:
         run = subprocess.run([sys.executable, "-m", *command], cwd=directory, env=env, capture_output=True, text=True,
@@ -145,6 +197,52 @@ def review_stage(directory: Path, api_key: str | None):
             break
     run.stderr = logs
     return run
+
+
+def write_snapshot(directory: Path, rows: list[dict]) -> None:
+    (directory / SUBMISSIONS).parent.mkdir(parents=True, exist_ok=True)
+    (directory / SUBMISSIONS).write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+NO_SERVER = {"url": "http://127.0.0.1:9"}  # argilla_review reads the snapshot only; argilla_sync runs with server none
+
+
+def test_a_headline_that_moved_split_keeps_its_review_and_disagreements_are_listed(tmp_path):
+    directory = project(tmp_path, NO_SERVER, server="none")
+    write_snapshot(directory, [  # te1 was reviewed while it was a valid headline (a snapshot from before ids ruled)
+        {"split": "valid", "id": "te1", "responses": [
+            {"user_id": "u1", "status": "submitted", "value": [{"start": 0, "end": 5}]},
+            {"user_id": "u2", "status": "submitted", "value": [{"start": 0, "end": 5}, {"start": 10, "end": 13}]},
+            {"user_id": "u3", "status": "submitted", "value": [{"start": 0, "end": 5}]}]}])
+    run = review_stage(directory, None, [REVIEW])
+    assert run.returncode == 0, run.stderr[-2000:]
+    te1 = reviewed(directory, "test")["te1"]
+    assert (te1["label_source"], [s["text"] for s in te1["label_spans"]]) == ("human", ["Apple"])
+    metrics = json.loads((directory / "metrics/review.json").read_text())["test"]
+    assert metrics["reviewer_conflicts"] == 1 and metrics["reviewer_conflict_records"] == [
+        {"id": "te1", "text": "Apple And Dow Up", "resolved_by": "majority", "votes": [
+            {"status": "submitted", "spans": [[0, 5]], "users": ["u1", "u3"]},
+            {"status": "submitted", "spans": [[0, 5], [10, 13]], "users": ["u2"]}]}]
+    assert "test: reviewers disagree on te1 'Apple And Dow Up', resolved by majority" in run.stderr
+
+
+def test_the_snapshot_never_shrinks_silently(tmp_path):
+    """The server no longer holds a submission (here: server none; a fresh server or a new prefix alike)."""
+    directory = project(tmp_path, NO_SERVER, server="none")
+    previous = [{"id": "te1", "responses": [{"user_id": "u1", "status": "submitted", "split": "test",
+                                             "value": [{"start": 0, "end": 5}]}]}]
+    write_snapshot(directory, previous)
+    run = review_stage(directory, None, [SYNC])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [json.loads(line) for line in (directory / SUBMISSIONS).read_text().splitlines()] == previous
+    assert "kept from the previous snapshot: 1 responses to 1 records that server none no longer holds (te1)" in run.stderr
+
+    params = yaml.safe_load((directory / "params.yaml").read_text())
+    params["argilla_review"]["keep_missing_submissions"] = False  # the user says so, explicitly
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    run = review_stage(directory, None, [SYNC])
+    assert run.returncode == 0 and (directory / SUBMISSIONS).read_text() == ""
+    assert "dropped 1 responses to 1 records that server none no longer holds (te1)" in run.stderr
 
 
 def reviewed(directory: Path, split: str) -> dict:
@@ -211,6 +309,34 @@ def test_round_trip_human_labels_win_and_are_never_touched_by_a_repush(server, t
     run = review_stage(directory, server["api_key"])
     assert run.returncode != 0 and "valid: 1 of 1 not reviewed; test: 1 of 3 not reviewed" in run.stderr
     assert (directory / "data/reviewed/test.parquet").read_bytes() == written
+
+
+@pytest.mark.slow
+def test_an_emptied_teacher_answer_clears_its_suggestion_and_a_fresh_dataset_loses_no_submission(server, tmp_path):
+    import argilla as rg
+    directory = project(tmp_path, server)
+    assert review_stage(directory, server["api_key"]).returncode == 0
+    test_dataset = f"{tmp_path.name[:30]}-test"
+    annotate(server, test_dataset, {"te1": ("submitted", [(0, 5)])})
+    split = directory / "data/split/test.parquet"
+    frame = pl.read_parquet(split)
+    rows = [r | {"teacher_spans": []} if r["id"] == "te2" else r for r in frame.to_dicts()]  # its answer is empty now
+    pl.DataFrame(rows, schema=frame.schema).write_parquet(split)
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0 and "test: pushed 1 new or changed of 3 records" in run.stderr, run.stderr[-2000:]
+    dataset = rg.Argilla(api_url=server["url"], api_key=server["api_key"]).datasets(test_dataset, workspace="argilla")
+    suggested = {r.id: [s.value for s in r.suggestions] for r in dataset.records(with_suggestions=True)}
+    assert not any(suggested["te2"]) and any(suggested["te1"]), suggested  # nothing stale pre-filled for te2
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0 and "test: pushed 0 new or changed of 3 records" in run.stderr, run.stderr[-2000:]
+
+    params = yaml.safe_load((directory / "params.yaml").read_text())
+    params["argilla_review"]["dataset_prefix"] += "-new"  # fresh datasets: no submission on them
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "kept from the previous snapshot: 1 responses to 1 records" in run.stderr
+    assert reviewed(directory, "test")["te1"]["human_origin"] == "argilla"
 
 
 @pytest.mark.slow

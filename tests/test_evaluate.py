@@ -1,9 +1,17 @@
+import csv
 import datetime as dt
+import json
+import shutil
 import subprocess
 import sys
 
+import polars as pl
+import pytest
 
+from stages import evaluate
+from stages.common.io import write_csv
 from stages.common.metrics import bootstrap_f1_ci, counts_per_headline, partial_f1, score
+from stages.common.schema import SPANS
 from stages.common.stage_params import Bootstrap
 from stages.evaluate import top_errors
 from tests.conftest import ROOT
@@ -74,3 +82,58 @@ def test_experiment_plots_render_offline_to_a_png(tmp_path):
     plot_f1(path, "t", "n", [{"label": "a", "x": [1, 2], "f1": [0.2, 0.4], "low": [0.1, 0.3], "high": [0.3, 0.5],
                               "style": "o-"}], teacher_f1=0.5)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+class FakeStudent:
+    """Predicts `Apple` wherever a headline has it, and loads from any path."""
+    @staticmethod
+    def load(_directory):
+        return lambda texts, batch_size: [[{"start": t.find("Apple"), "end": t.find("Apple") + 5, "text": "Apple"}]
+                                          if "Apple" in t else [] for t in texts]
+
+
+def run_evaluate(tmp_path, monkeypatch, rows: list[dict]) -> dict:
+    """The evaluate stage on a test split of `rows`, with fake students; returns its metrics."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(evaluate, "STUDENTS", {"gliner": FakeStudent, "spanmarker": FakeStudent})
+    pl.DataFrame(rows, schema={"id": pl.String, "text": pl.String, "date": pl.Date, "label_source": pl.String,
+                               "label_spans": SPANS, "teacher_spans": SPANS, "valid": pl.Boolean}).write_parquet("test.parquet")
+    (tmp_path / "teacher.json").write_text("{}")
+    (tmp_path / "test_sets").mkdir()
+    evaluate.main(["--test", "test.parquet", "--teacher-metrics", "teacher.json", "--gliner", "g", "--spanmarker", "s",
+                   "--gliner-export", "ge", "--spanmarker-export", "se", "--test-set-dir", "test_sets",
+                   "--metrics", "metrics.json", "--speed", "speed.json", "--errors", "errors.csv",
+                   "--f1-plot", "f1.csv", "--cost-plot", "cost.csv"])
+    return json.loads((tmp_path / "metrics.json").read_text())
+
+
+def headline(i: int, text: str, source: str, valid: bool = True, spans=()) -> dict:
+    return {"id": f"h{i}", "text": text, "date": dt.date(2019, 1, i + 1), "label_source": source,
+            "label_spans": list(spans), "teacher_spans": [], "valid": valid}
+
+
+@pytest.mark.parametrize("why", ["all discarded", "all without a label"])
+def test_no_usable_test_headline_says_so_instead_of_dividing_by_zero(why, tmp_path, monkeypatch, caplog):
+    valid = why == "all discarded"  # a discarded record has no label; an invalid answer with no review neither
+    metrics = run_evaluate(tmp_path, monkeypatch, [headline(i, "Apple Up", "none", valid) for i in range(3)])
+    assert (metrics["reference"], metrics["test_records"], metrics["test_headlines_in_split"]) == ("none", 0, 3)
+    assert metrics["note"].startswith("nothing scored on the test split: no test headline has a usable label")
+    assert "gliner" not in metrics and "nothing scored on the test split" in caplog.text
+    assert (tmp_path / "errors.csv").read_text() == "model,kind,span,count,example\n"
+
+
+def test_errors_csv_cannot_run_a_headline_as_a_spreadsheet_formula(tmp_path, monkeypatch):
+    text = '=HYPERLINK("http://x.example","Apple")'
+    run_evaluate(tmp_path, monkeypatch, [headline(0, text, "human"), headline(1, "-Tesla Falls", "human",
+                                                                             spans=[{"start": 1, "end": 6, "text": "Tesla"}])])
+    errors = list(csv.DictReader((tmp_path / "errors.csv").open()))
+    assert {(r["kind"], r["span"], r["count"], r["example"]) for r in errors if r["model"] == "gliner"} == {
+        ("false_positive", "Apple", "1", "'" + text), ("false_negative", "Tesla", "1", "'-Tesla Falls")}
+
+
+def test_write_csv_quotes_formula_text_and_leaves_numbers_alone(tmp_path):
+    path = tmp_path / "t.csv"
+    write_csv(path, [{"a": "=1+2", "b": -0.5, "c": "-0.5", "d": "+SUM(A1)", "e": "@cmd", "f": "plain", "g": -3}],
+              list("abcdefg"))
+    assert path.read_text().splitlines()[1] == "'=1+2,-0.5,-0.5,'+SUM(A1),'@cmd,plain,-3"

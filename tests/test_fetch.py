@@ -82,11 +82,15 @@ def test_hf_dataset_path_streams_a_local_dataset_of_fnspid_schema(tmp_path):
     (tmp_path / "news.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     params = fetch_params(source="fnspid", columns={"text": "Article_title", "date": "Date"},
                           keep_columns=["Stock_symbol"], filters=[{"column": "Url", "contains": "benzinga.com"}])
-    local = HfDataset(path=str(tmp_path), revision="no-pin-for-a-local-dir", data_files="news.jsonl", split="train")
-    frame = read_hf_dataset(local, ["Article_title", "Date", "Stock_symbol", "Url"], batch_rows=3)
-    assert frame.height == 10 and frame["__row"].to_list() == [f"row {i}" for i in range(10)]
-    table, counts = normalise(frame, params, "fnspid")
+    local = HfDataset(path=str(tmp_path), name=None, revision="no-pin-for-a-local-dir", data_files="news.jsonl",
+                      split="train")
+    frame, rows_read = read_hf_dataset(local, ["Article_title", "Date", "Stock_symbol", "Url"], params.filters,
+                                       batch_rows=3)
+    # filtered while streaming: only the Benzinga rows are ever held, each with its place in the source
+    assert rows_read == 10 and frame["__row"].to_list() == [f"row {i}" for i in range(1, 10, 2)]
+    table, counts = normalise(frame, params, "fnspid", rows_read)
     assert table.height == 5 and counts["filtered_out"] == 5 and set(table["Stock_symbol"]) == {"AAPL"}
+    assert counts["rows_read"] == 10
     with pytest.raises(SystemExit, match=r"missing column\(s\) \['Title'\]"):
         read_hf_dataset(local, ["Title"])
 
@@ -118,3 +122,41 @@ def test_jsonl_syntax_and_utf8_errors_name_their_line(tmp_path):
     path.write_bytes(b'{"title": "A", "published": "2012-01-01"}\n{"title": "B\xff", "published": "2012-01-01"}\n')
     with pytest.raises(SystemExit, match=r"h.jsonl: line 2: not UTF-8"):
         read_file(path)
+
+
+def test_a_filter_on_a_column_the_source_lacks_names_the_file_and_the_key(tmp_path):
+    params = fetch_params(source="mine", columns={"text": "title", "date": "published"},
+                          filters=[{"column": "Url", "contains": "benzinga.com"}])
+    with pytest.raises(SystemExit, match=r"f.csv: missing column\(s\) \['Url'\].*filters"):
+        normalise(raw([("Apple Up", "2015-03-01")]), params, "f.csv")
+
+
+def test_a_csv_cell_longer_than_the_csv_modules_limit_is_read(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text(f'title,published,body\nApple Up,2015-03-01,"{"x" * 200_000}"\nTesla Down,2015-03-02,short\n')
+    frame, counts = normalise(read_file(path), PARAMS, str(path))
+    assert frame["text"].to_list() == ["Apple Up", "Tesla Down"] and counts["rows_out"] == 2
+
+
+def test_a_csv_row_with_too_many_fields_names_its_line(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("title,published\nApple Up,2015-03-01\nTesla, Inc. Down,2015-03-02\n")
+    with pytest.raises(SystemExit, match=r"h.csv: line 3: 3 fields, but the header has 2"):
+        read_file(path)
+
+
+@pytest.mark.parametrize("line, found", [("[1, 2]", "list"), ('"just text"', "str"), ("42", "int")])
+def test_a_jsonl_line_that_is_not_an_object_names_its_line(tmp_path, line, found):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"title": "A", "published": "2012-01-01"}\n' + line + "\n")
+    with pytest.raises(SystemExit, match=rf"h.jsonl: line 2: expected a JSON object .*found {found}"):
+        read_file(path)
+
+
+def test_a_nested_json_text_field_is_an_error_not_a_headline(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"title": {"en": 1}, "published": "2012-01-01", "meta": [1, 2]}\n')
+    with pytest.raises(SystemExit, match=r"h.jsonl: line 1: column 'title' holds .* \(nested JSON\), not text"):
+        normalise(read_file(path), PARAMS, str(path))
+    path.write_text('{"title": "Apple Up", "published": "2012-01-01", "meta": {"x": 1}}\n')  # unused: fine
+    assert normalise(read_file(path), PARAMS, str(path))[0]["text"].to_list() == ["Apple Up"]

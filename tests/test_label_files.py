@@ -5,7 +5,11 @@ import json
 import polars as pl
 import pytest
 
-from stages.common.label_files import read_label_file, require_inside, resolve, standalone
+from stages.common.label_files import accepted, read_label_file, require_inside
+from stages.common.label_resolve import resolve, standalone
+from stages.common.params import load_params, validate
+from stages.common.stage_params import ReviewParams
+from tests.conftest import ROOT
 
 HEADLINES = [
     {"id": "h1", "text": "Apple (AAPL) Beats, Tesla Slips", "date": dt.date(2012, 3, 1)},
@@ -22,8 +26,14 @@ def write_jsonl(path, rows):
     return path
 
 
-def labels_from(path, headlines=HEADLINES):
-    return resolve(read_label_file(path, ["company"]), headlines)
+def types(entity_labels=("company",), ignored_labels=()) -> ReviewParams:
+    """The shipped argilla_review section with other span types."""
+    return load_params(ReviewParams, ROOT / "params.yaml").model_copy(
+        update={"entity_labels": list(entity_labels), "ignored_labels": list(ignored_labels)})
+
+
+def labels_from(path, headlines=HEADLINES, **span_types):
+    return resolve(read_label_file(path, types(**span_types)), headlines)
 
 
 def test_jsonl_by_id_by_text_and_by_text_and_date(tmp_path):
@@ -32,8 +42,8 @@ def test_jsonl_by_id_by_text_and_by_text_and_date(tmp_path):
                                {"start": 20, "end": 25, "label": "company"}, {"start": 13, "end": 18, "label": "verb"}]},
         {"text": "Gold Rises As Dollar Falls", "spans": []},
         {"text": "Visa Rallies", "date": "2019-05-03", "spans": [{"start": 0, "end": 4}]}])
-    labels = labels_from(path)
-    assert labels["h1"]["spans"] == APPLE_TESLA  # the 'verb' span is another entity type: left out
+    labels = labels_from(path, ignored_labels=["Verb"])
+    assert labels["h1"]["spans"] == APPLE_TESLA  # the 'verb' span is a type the params leave out
     assert labels["h2"]["spans"] == [] and labels["h2"]["where"] == f"{path}:2"
     assert set(labels) == {"h1", "h2", "h4"}  # the date picked one of the two 'Visa Rallies'
 
@@ -47,10 +57,67 @@ def test_conll_iob2_with_and_without_ids(tmp_path):
     path = tmp_path / "l.conll"
     path.write_text("-DOCSTART- O\n\n# id = h1\nApple B-company\n( O\nAAPL B-company\n) O\nBeats O\n, O\n"
                     "Tesla B-COMPANY\nSlips O\n\nVisa B-company\nRallies O\n\nGold O\nRises B-PER\nAs I-PER\nDollar O\nFalls O\n")
-    labels = resolve(read_label_file(path, ["company"]), HEADLINES[:3])
+    labels = labels_from(path, HEADLINES[:3], ignored_labels=["PER"])
     assert labels["h1"]["spans"] == APPLE_TESLA
     assert labels["h3"]["spans"] == [{"start": 0, "end": 4, "text": "Visa"}]
     assert labels["h2"]["spans"] == []  # PER is not a company type
+
+
+UNKNOWN_TYPES = {  # file name, its text, where the error points, the label it names
+    "another type": ("l.jsonl", '{"id": "h2", "spans": []}\n{"id": "h1", "spans": [{"start": 0, "end": 5, "label": "ORG"}]}\n',
+                     "l.jsonl:2", "ORG"),
+    "a typo": ("l.jsonl", '{"id": "h2", "spans": []}\n{"id": "h1", "spans": [{"start": 0, "end": 5, "label": "compnay"}]}\n',
+               "l.jsonl:2", "compnay"),
+    "a CoNLL type": ("l.conll", "# id = h2\nGold O\nRises O\nAs O\nDollar O\nFalls O\n\n# id = h3\nVisa B-ORG\nRallies O\n",
+                     "l.conll:9", "ORG"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNKNOWN_TYPES))
+def test_a_span_of_an_unknown_type_stops_with_file_line_and_label(case, tmp_path):
+    """Left out silently, it would make the headline a human 'no company'."""
+    name, text, where, label = UNKNOWN_TYPES[case]
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=rf"{where}: span label '{label}' is not a known type: add it to "
+                                         rf"argilla_review.entity_labels .* or to argilla_review.ignored_labels"):
+        labels_from(path)
+
+
+def test_params_map_a_type_to_company_or_leave_it_out_but_not_both(tmp_path):
+    path = write_jsonl(tmp_path / "l.jsonl", [{"id": "h1", "spans": [{"start": 0, "end": 5, "label": "ORG"},
+                                                                       {"start": 20, "end": 25, "label": "PER"}]}])
+    assert labels_from(path, entity_labels=["company", "org"], ignored_labels=["per"])["h1"]["spans"] == [
+        {"start": 0, "end": 5, "text": "Apple"}]
+    section = load_params(ReviewParams, ROOT / "params.yaml").model_dump() | {"ignored_labels": ["COMPANY"]}
+    with pytest.raises(SystemExit, match=r"\['company'\] is in both entity_labels and ignored_labels"):
+        validate(ReviewParams, section)
+
+
+def test_conll_found_by_id_must_cover_the_whole_headline(tmp_path):
+    path = tmp_path / "l.conll"
+    path.write_text("# id = h2\nGold B-company\nRises O\n")
+    with pytest.raises(SystemExit, match=r"l.conll:3: the tokens end at character 10 of the headline "
+                                         r"'Gold Rises As Dollar Falls': 'As Dollar Falls' is missing"):
+        labels_from(path)
+
+
+def test_prodigy_rejected_and_ignored_examples_are_no_human_label(tmp_path):
+    from stages.argilla_review import file_labels_by_split
+    path = write_jsonl(tmp_path / "l.jsonl", [
+        {"id": "h1", "spans": [{"start": 0, "end": 5}], "answer": "accept"},
+        {"id": "h2", "spans": [{"start": 0, "end": 4}], "answer": "reject"},
+        {"id": "h3", "spans": [{"start": 0, "end": 4}], "answer": "ignore"},
+        {"text": "Visa Rallies", "date": "2019-05-03", "spans": [{"start": 0, "end": 4}]}])
+    assert set(labels_from(path)) == {"h1", "h4"}
+    assert len(accepted(read_label_file(path, types()))) == 2
+    assert standalone(read_label_file(write_jsonl(tmp_path / "t.jsonl", [
+        {"text": "Visa Rallies", "spans": [], "answer": "reject"}]), types())) == []
+    frame = pl.DataFrame(HEADLINES)
+    params = types().model_copy(update={"label_files": [str(path)], "train_reviewed_fraction": 1.0})
+    per_split, counts = file_labels_by_split(params, tmp_path, frame, {"train": frame, "valid": frame[:0], "test": frame[:0]})
+    assert set(per_split["train"]) == {"h1", "h4"}
+    assert counts["labels_per_file"] == {str(path): 2} and counts["rejected_per_file"] == {str(path): 2}
 
 
 def test_exported_dataset_directory_reads_only_human_labels(tmp_path):
@@ -93,6 +160,8 @@ BAD_JSONL = {
     "malformed span": ({"id": "h3", "spans": [{"start": "0", "end": 4}]}, r"l.jsonl:2: malformed span .* integer 'start' and 'end'"),
     "contradicting label": ({"text": "Gold Rises As Dollar Falls", "spans": [{"start": 0, "end": 4}]},
                             r"l.jsonl:2: contradicts the label of the same headline at .*l.jsonl:1"),
+    "unknown answer": ({"id": "h3", "spans": [], "answer": "accepted"},
+                       r"l.jsonl:2: answer 'accepted' is not one of accept, reject, ignore"),
 }
 
 
@@ -138,8 +207,8 @@ def test_missing_file_and_file_outside_the_tracked_directory(tmp_path):
 
 def test_standalone_test_set_needs_text_and_checks_spans(tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [{"text": "Visa Rallies", "spans": [{"start": 0, "end": 4}]}])
-    assert standalone(read_label_file(path, ["company"])) == [{"text": "Visa Rallies",
+    assert standalone(read_label_file(path, types())) == [{"text": "Visa Rallies",
                                                                "spans": [{"start": 0, "end": 4, "text": "Visa"}]}]
     write_jsonl(path, [{"id": "h3", "spans": []}])
     with pytest.raises(SystemExit, match=r"t.jsonl:1: a test set line needs 'text'"):
-        standalone(read_label_file(path, ["company"]))
+        standalone(read_label_file(path, types()))

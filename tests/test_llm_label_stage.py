@@ -2,6 +2,8 @@
 import datetime as dt
 import json
 import os
+import re
+import resource
 import signal
 import subprocess
 import sys
@@ -12,12 +14,15 @@ import polars as pl
 import pytest
 import yaml
 
-from stages.common.stage_params import Endpoint
+from stages.common.answer_cache import AnswerCache
+from stages.common.params import load_params
+from stages.common.stage_params import Endpoint, LlmLabelParams
 from stages.common.schema import HEADLINE_COLUMNS
 from stages import llm_label
 from stages.common.spans import locate
 from stages.llm_label import consensus_row, endpoint_token
 from tests.conftest import ROOT
+from tests.dvc_repo import LABELLED, repo, sh  # noqa: F401 (repo: fixture)
 
 FIXTURE = [json.loads(line) for line in (ROOT / "tests/data/headlines.jsonl").read_text().splitlines()]
 
@@ -49,14 +54,15 @@ def project(tmp_path: Path, server, **overrides) -> Path:
     return tmp_path
 
 
-def label(directory: Path, *args: str, wait: bool = True):
+def label(directory: Path, *args: str, wait: bool = True, **popen):
     command = [sys.executable, "-m", "stages.llm_label", "--headlines", "data/fetched/headlines.parquet",
                "--cache-dir", "data/llm_cache", "--out", "data/labels/llm_labels.parquet",
                "--metrics", "metrics/llm_label.json", "--concurrency-plot", "metrics/llm_label_concurrency.csv", *args]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if not wait:
-        return subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                **popen)
+    return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=300, **popen)
 
 
 def cached_lines(directory: Path) -> int:
@@ -65,6 +71,12 @@ def cached_lines(directory: Path) -> int:
 
 def labels(directory: Path) -> pl.DataFrame:
     return pl.read_parquet(directory / "data/labels/llm_labels.parquet")
+
+
+def edit(directory: Path, change) -> None:
+    params = yaml.safe_load((directory / "params.yaml").read_text())
+    change(params["llm_label"])
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def test_plan_calls_nothing_and_counts_what_is_missing(tmp_path, fake_teacher):
@@ -81,9 +93,7 @@ def test_added_headlines_ask_only_for_new_ones_and_metrics_account(tmp_path, fak
                                                        "usd_per_million_completion_tokens": 2.0})
     assert label(directory).returncode == 0
     first = labels(directory)
-    params = yaml.safe_load((directory / "params.yaml").read_text())
-    params["llm_label"]["limit"] = 60
-    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    edit(directory, lambda section: section.update(limit=60))
     assert label(directory).returncode == 0
     assert sum(fake_teacher.requests.values()) == 60 and max(fake_teacher.requests.values()) == 1
     assert set(first["id"]) <= set(labels(directory)["id"])
@@ -102,9 +112,7 @@ def test_a_concurrency_change_with_nothing_to_ask_changes_no_metric(tmp_path, fa
     directory = project(tmp_path, fake_teacher, concurrency=fixed(2), cost={"usd_per_hour": 8.0})
     assert label(directory).returncode == 0
     before = (directory / "metrics/llm_label.json").read_text()
-    params = yaml.safe_load((directory / "params.yaml").read_text())
-    params["llm_label"]["concurrency"] = {"min": 1, "start": 16, "max": 64}
-    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    edit(directory, lambda section: section.update(concurrency={"min": 1, "start": 16, "max": 64}))
     assert label(directory).returncode == 0
     assert sum(fake_teacher.requests.values()) == 40
     assert (directory / "metrics/llm_label.json").read_text() == before
@@ -212,3 +220,71 @@ def test_bad_params_stop_the_stage_before_any_request(tmp_path, fake_teacher):
                         "params.yaml: llm_label.concurency: unknown key (a typo? allowed keys are the ones in the "
                         "shipped params.yaml)"], problems
     assert not (directory / "data/labels").exists()
+
+
+def test_a_full_disk_stops_the_stage_with_one_line_and_every_answer_written_is_kept(tmp_path, fake_teacher):
+    directory = project(tmp_path, fake_teacher)
+
+    def small_disk():  # no file may pass 6 kB: the answer shard reaches it after about 15 answers
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+
+    run = label(directory, preexec_fn=small_disk)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert re.fullmatch(r"llm_label: cannot write the answer cache: \[Errno \d+\] File too large: '\S+answers-\S+"
+                        r"\.jsonl'; every answer received before it is cached, so once that is fixed `dvc repro` "
+                        r"asks only for the rest", run.stderr.strip().splitlines()[-1])
+    cached, asked = cached_lines(directory), sum(fake_teacher.requests.values())
+    assert 0 < cached < 40 and asked <= cached + 4  # it stopped asking: only the 4 in flight found no room
+    assert AnswerCache(directory / "data/llm_cache").skipped == 0  # no line was left half written
+    assert label(directory).returncode == 0
+    assert sum(fake_teacher.requests.values()) - asked == 40 - cached
+
+
+def test_an_old_cache_is_reused_and_a_param_no_request_carries_asks_nothing(tmp_path, fake_teacher, monkeypatch):
+    directory = project(tmp_path, fake_teacher)
+    assert label(directory).returncode == 0
+    before, metrics = labels(directory), (directory / "metrics/llm_label.json").read_text()
+    # the same answers as the code before issue 19 filed them: its keys, one numbered shard
+    monkeypatch.chdir(directory)
+    (spec,) = llm_label.request_specs(load_params(LlmLabelParams))
+    legacy = {spec.cache_key(text): spec.legacy_cache_key(text) for text in before["text"]}
+    shards = sorted((directory / "data/llm_cache").glob("answers-*.jsonl"))
+    lines = [json.loads(line) for shard in shards for line in shard.read_text().splitlines()]
+    for shard in shards:
+        shard.unlink()
+    (directory / "data/llm_cache/answers-00000.jsonl").write_text(
+        "".join(json.dumps({**line, "key": legacy[line["key"]]}) + "\n" for line in lines))
+
+    assert label(directory).returncode == 0
+    assert sum(fake_teacher.requests.values()) == 40
+    assert labels(directory).equals(before) and (directory / "metrics/llm_label.json").read_text() == metrics
+    edit(directory, lambda section: section["generation"].update(max_tokens=256))  # extractive: the schema sets it
+    assert label(directory).returncode == 0
+    assert sum(fake_teacher.requests.values()) == 40 and labels(directory).equals(before)
+
+
+def test_unreadable_cache_lines_are_reported_and_asked_again(tmp_path, fake_teacher):
+    directory = project(tmp_path, fake_teacher)
+    assert label(directory).returncode == 0
+    (shard,) = (directory / "data/llm_cache").glob("answers-*.jsonl")
+    lines = shard.read_text().splitlines(keepends=True)
+    shard.write_text("".join([lines[0], lines[1][:30] + "\n", *lines[2:]]))  # a middle line corrupted
+    run = label(directory)
+    assert run.returncode == 0 and sum(fake_teacher.requests.values()) == 41
+    assert f"skipped 1 unreadable line(s) of the answer cache (the first: data/llm_cache/{shard.name}:2)" in run.stderr
+    assert json.loads((directory / "metrics/llm_label.json").read_text())["cache_lines_skipped"] == 1
+
+
+def test_plan_runs_on_a_fresh_clone_the_way_the_readme_runs_it(repo, fake_teacher):
+    """`make plan` is `dvc repro fetch` then `python -m stages.llm_label --plan`: requests, tokens, minutes, USD."""
+    dry = subprocess.run(["make", "-n", "plan"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "dvc repro fetch" in dry and "python -m stages.llm_label --plan" in dry
+    sh(repo, "dvc", "repro", "fetch")
+    output = sh(repo, "python", "-m", "stages.llm_label", "--plan")
+    plan = json.loads(output[output.index("{"):output.rindex("}") + 1])
+    assert plan["requests_to_make"] == LABELLED and plan["estimated_prompt_tokens"] > 0
+    assert plan["estimated_minutes"] > 0 and "estimated_cost_usd" in plan
+    assert sum(fake_teacher.requests.values()) == 0 and not (repo / "data/labels/llm_labels.parquet").exists()
+    run = subprocess.run([sys.executable, "-m", "stages.llm_label"], cwd=repo, capture_output=True, text=True)
+    assert run.returncode == 2 and "--headlines, --cache-dir, --out, --metrics, --concurrency-plot required" in run.stderr

@@ -48,6 +48,13 @@ PROBES = [
     ("finetune_gliner.recipes.offline_minilm.epochs", 0, r"finetune_gliner.recipes.offline_minilm.epochs: 0 is not allowed: Input should be greater than 0"),
     ("finetune_spanmarker.threshold", 0.5, r"finetune_spanmarker.threshold: unknown key"),
     ("evaluate.bootstrap.resamples", -1, r"evaluate.bootstrap.resamples: -1 is not allowed: Input should be greater than 0"),
+    ("llm_label.cost.usd_per_hour", float("inf"), r"llm_label.cost.usd_per_hour: inf is not allowed: Input should be a finite number"),
+    ("llm_label.timeout_s", float("inf"), r"llm_label.timeout_s: inf is not allowed: Input should be a finite number"),
+    ("llm_label.generation.temperature", float("nan"), r"llm_label.generation.temperature: nan is not allowed: Input should be a finite number"),
+    ("evaluate.cpu_usd_per_hour", float("inf"), r"evaluate.cpu_usd_per_hour: inf is not allowed"),
+    ("finetune_gliner.recipes.offline_minilm.learning_rate", float("inf"), r"learning_rate: inf is not allowed: Input should be a finite number"),
+    ("llm_label.endpoint.base_url", "htp:/oops", r"llm_label.endpoint.base_url: 'htp:/oops' is not allowed: expected 'local' or an http\(s\) URL"),
+    ("llm_label.endpoint.base_url", "gpu-box:8000", r"llm_label.endpoint.base_url: 'gpu-box:8000' is not allowed"),
 ]
 TYPOS = [("llm_label", "concurrency", "concurency"), ("fetch", "on_bad_row", "on_bad_rows"), ("cluster_sample", "threshold", "treshold"),
          ("argilla_review", "label_files", "label_file"), ("finetune_spanmarker", "patience", "patiance"),

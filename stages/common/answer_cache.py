@@ -1,7 +1,11 @@
-"""The teacher's answers on disk: append-only JSONL shards in data/llm_cache/, one reader, one writer."""
+"""The teacher's answers on disk: append-only JSONL shards in data/llm_cache/, one reader, one writer, and
+one definition of what a cached answer holds (`answer_record`)."""
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,13 +13,22 @@ from typing import BinaryIO
 
 import orjson
 
+BOM = b"\xef\xbb\xbf"
+
+
+class CacheWriteError(OSError):
+    """An answer could not be written (a full disk): the run stops, every answer written before it is kept."""
+
 
 class AnswerCache:
     """Every paid answer reaches the OS as soon as it arrives, and memory holds only where each one is.
 
-    Each answer is flushed to the kernel at once (so killing the process loses nothing) and fsync'd in
-    groups (at most `fsync_every_s` of answers at risk if the machine itself goes down). A new shard per
-    run means a crash can at worst cut the last line of the newest shard, which the reader skips.
+    Each answer is written to the kernel at once (so killing the process loses nothing) and fsync'd in
+    groups (at most `fsync_every_s` of answers at risk if the machine itself goes down). Each run writes a
+    shard of its own, named by UTC time and a random part: names never collide across runs or machines
+    sharing the cache (so a DVC merge keeps both sides), sorting them keeps arrival order, and no run
+    appends to a shard another left, so a crash can at worst cut the last line of its own shard, which the
+    reader skips quietly. Every other unreadable line is counted (`skipped`, `first_skipped`).
     The index maps key -> (shard, offset); answers are read back from disk when asked for, so a cache of
     millions of answers costs a few hundred bytes each in memory. DVC tracks the directory as a
     persistent output, so `dvc push/pull` shares it.
@@ -24,19 +37,14 @@ class AnswerCache:
     def __init__(self, directory: str | Path, fsync_every_s: float = 1.0):
         self.directory = Path(directory)
         self.fsync_every_s = fsync_every_s
-        self.hits = self.misses = 0  # `key in cache` questions answered yes / no
-        self._shards = sorted(self.directory.glob("answers-*.jsonl"))
-        self._index: dict[str, tuple[int, int]] = {}  # in arrival order: first arrival of each key
+        self.skipped, self.first_skipped = 0, None  # unreadable lines (a torn last line is not one), "file:line"
+        self._shards = sorted(self.directory.glob("answers-*.jsonl"))  # older runs' numbered names sort first
+        self._index: dict[str, tuple[int, int]] = {}  # in arrival order
         for number, shard in enumerate(self._shards):
-            with open(shard, "rb") as f:
-                offset = 0
-                for line in f:
-                    key = _key(line)
-                    if key is not None:
-                        self._index[key] = (number, offset)
-                    offset += len(line)
+            self._scan(number, shard)
         self._readers: dict[int, BinaryIO] = {}
-        self._writer: BinaryIO | None = None
+        self._writer: int | None = None  # a file descriptor: os.write hands each line to the kernel whole
+        self._size = 0
         self._last_fsync = time.monotonic()
 
     def __enter__(self) -> AnswerCache:
@@ -49,9 +57,7 @@ class AnswerCache:
         return len(self._index)
 
     def __contains__(self, key: str) -> bool:
-        found = key in self._index
-        self.hits, self.misses = self.hits + found, self.misses + (not found)
-        return found
+        return key in self._index
 
     def get(self, key: str) -> dict | None:
         location = self._index.get(key)
@@ -63,41 +69,123 @@ class AnswerCache:
             if keys is None or key in keys:
                 yield self._read(*location)
 
+    def refile(self, new_keys: dict[str, str]) -> None:
+        """Store the answers of these old keys under their new keys too, in the order they arrived."""
+        for old in [key for key in self._index if key in new_keys]:
+            self.put({**self.get(old), "key": new_keys[old]})
+
     def put(self, entry: dict) -> None:
-        if self._writer is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            number = len(list(self.directory.glob("answers-*.jsonl")))
-            self._shards.append(self.directory / f"answers-{number:05d}.jsonl")
-            self._writer = open(self._shards[-1], "ab")
-        offset = self._writer.tell()
-        self._writer.write(orjson.dumps(entry, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
-        self._writer.flush()
-        if time.monotonic() - self._last_fsync >= self.fsync_every_s:
-            os.fsync(self._writer.fileno())
-            self._last_fsync = time.monotonic()
+        """Write one answer; a failed write (a full disk) leaves no partial line and raises CacheWriteError."""
+        line = orjson.dumps(answer_record(entry), option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+        try:
+            if self._writer is None:
+                self._open_shard()
+            offset = self._size
+            try:
+                view = memoryview(line)
+                while view:  # a write near a full disk can be short; the rest goes in the next call or fails
+                    view = view[os.write(self._writer, view):]
+            except OSError:
+                self._drop_partial_line(offset)
+                raise
+            self._size += len(line)
+            if time.monotonic() - self._last_fsync >= self.fsync_every_s:
+                os.fsync(self._writer)
+                self._last_fsync = time.monotonic()
+        except OSError as error:
+            raise CacheWriteError(error.errno, error.strerror, str(self._shards[-1])) from error
         self._index[entry["key"]] = (len(self._shards) - 1, offset)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            os.fsync(self._writer.fileno())
-            self._writer.close()
-            self._writer = None
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                os.fsync(writer)
+            except OSError as error:
+                raise CacheWriteError(error.errno, error.strerror, str(self._shards[-1])) from error
+            finally:
+                os.close(writer)
+
+    def _open_shard(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        shard = self.directory / f"answers-{stamp}-{secrets.token_hex(4)}.jsonl"
+        self._shards.append(shard)
+        # O_EXCL: a name that exists (it cannot, short of a broken clock and a 1 in 2^32 draw) is never appended to
+        self._writer = os.open(shard, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._size = 0
+
+    def _drop_partial_line(self, offset: int) -> None:
+        """Cut what a failed write left, so the next answer is not glued to a fragment; if even that fails,
+        the fragment stays this shard's torn last line and the next answer opens a new shard."""
+        try:
+            os.ftruncate(self._writer, offset)
+        except OSError:
+            os.close(self._writer)
+            self._writer = None
+
+    def _scan(self, number: int, shard: Path) -> None:
+        with open(shard, "rb") as f:
+            offset = 0
+            for line_number, line in enumerate(f, 1):
+                start = len(BOM) if line_number == 1 and line.startswith(BOM) else 0  # written by an editor
+                key = _key(line[start:])
+                if key is not None:
+                    self._index[key] = (number, offset + start)
+                elif line.endswith(b"\n") and line.strip():  # not blank, not cut by a crash (no newline)
+                    self.skipped += 1
+                    self.first_skipped = self.first_skipped or f"{shard}:{line_number}"
+                offset += len(line)
 
     def _read(self, shard: int, offset: int) -> dict:
         if shard not in self._readers:
             self._readers[shard] = open(self._shards[shard], "rb")
         reader = self._readers[shard]
         reader.seek(offset)
-        return orjson.loads(reader.readline())
+        return answer_record(orjson.loads(reader.readline()))
 
 
 def _key(line: bytes) -> str | None:
-    """The key of a shard line; None for a line cut by a crash (that call is simply asked again)."""
+    """The key of a shard line; None when it has none."""
     try:
-        return orjson.loads(line)["key"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
         return None
+    key = entry.get("key") if isinstance(entry, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def answer_record(entry: dict) -> dict:
+    """A cached answer as every reader may take it, whatever wrote it (this code, an older one, a hand edit):
+    `content` a string, token counts whole numbers, a latency that is a number or none. An answer with no text
+    (`content` missing, null, a list, a number) keeps what came, as JSON, in `content` and says why in
+    `error`: it is an invalid answer of its headline, flagged, not a crash of every later run."""
+    record = dict(entry)
+    if not (isinstance(record.get("error"), str) and record["error"]):
+        record.pop("error", None)
+    content = record.get("content")
+    if not isinstance(content, str):
+        record["content"] = orjson.dumps(content).decode()
+        record.setdefault("error", f"no_content: content is {record['content'][:40]}, not text")
+    usage = record.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    record["usage"] = {name: int(value) for name, value in usage.items() if _count(value)}
+    if not isinstance(record.get("finish_reason"), str):
+        record["finish_reason"] = None
+    if not _number(record.get("latency_s")):
+        record.pop("latency_s", None)
+    for name in ("attempts", "concurrency"):  # both at least 1: concurrency divides the latency
+        if name in record:
+            record[name] = int(record[name]) if _count(record[name]) and record[name] >= 1 else 1
+    return record
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _count(value) -> bool:
+    return _number(value) and value == int(value)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from stages.common.encoder import LOCAL_MINILM_HUB_ID, hidden_size, local_encoder_dir, rewrite_json, unreachable
 from stages.common.export import EXPORT_FILE, exporting, is_exported, onnx_session, quantize_int8, quantize_onnx
-from stages.common.student_params import GlinerTraining
 from stages.common.predict_settings import read_settings
 from stages.common.spans import char_to_token_spans, word_tokens
+from stages.common.student_params import GlinerTraining
 from stages.common.training import Predictor, fit
 
 

@@ -69,13 +69,29 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet run a cell (OWASP, CSV injection)
+
+
+def _spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula (a headline like `=HYPERLINK(...)`), with a leading ' so it
+    shows as text; numbers, and text that reads as one (-0.5), stay as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str]) -> None:
+    """Every CSV the pipeline writes: pipeline text (headlines, span and cluster names) made spreadsheet-safe."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fieldnames, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: _spreadsheet_safe(value) for key, value in row.items()} for row in rows)
 
 
 def write_json(path: str | Path, payload: Any) -> None:

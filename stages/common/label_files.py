@@ -1,11 +1,16 @@
 """Human labels from files: JSONL with character spans, the Hugging Face dataset directory that
 `argilla_review --export` writes, or CoNLL/IOB2 token files.
 
-Reading is two steps. `read_label_file` parses a file into `FileLabel`s (problems of form: malformed
-lines, tags, keys). `resolve` ties them to known headlines and checks every span against the headline's
-text (offsets, span text, overlaps, unknown id or text, contradicting labels); `standalone` does the same
-for files that carry their own text (extra test sets). Every problem stops the caller with one message
-naming the file, the line (or row) and what is wrong, before anything is written.
+Reading is two steps. `read_label_file` (here) parses a file into `FileLabel`s (problems of form: malformed
+lines, tags, keys, span labels of unknown types); label_resolve.py ties them to headlines and checks every
+span against its text. Every problem stops the caller with one message naming the file, the line (or row)
+and what is wrong, before anything is written.
+
+Span labels (IOB2 types): a span without a label is a company; a label listed in the section's
+`entity_labels` is one too (add `ORG` there when it stands for company), one in `ignored_labels` is left
+out on purpose (PER, LOC); any other label is an error, so a typo like `compnay` can never turn a labelled
+company into a human "no company". A JSONL line with Prodigy's `answer` counts only when it is `accept`:
+`reject` and `ignore` are no human label (FileLabel.accepted is False; callers count them).
 """
 from __future__ import annotations
 
@@ -15,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.common.records import is_human
-
-_WHITESPACE = re.compile(r"\s+")
-
+from stages.common.stage_params import EvaluateParams, ReviewParams
 
 class LabelFileError(SystemExit):
     def __init__(self, where: str, problem: str):
@@ -35,6 +38,23 @@ class FileLabel:
     tokens: list[str] | None = None                               # CoNLL: the words
     token_spans: list[tuple[int, int]] = field(default_factory=list)  # CoNLL: inclusive word ranges
     token_lines: list[int] = field(default_factory=list)
+    accepted: bool = True                                         # False: a rejected / ignored Prodigy example
+
+
+@dataclass(frozen=True)
+class _SpanTypes:
+    """Which labels mean a company and which are left out on purpose (lower-cased), and whose params say so."""
+    company: frozenset[str]
+    ignored: frozenset[str]
+    section: str
+
+    def means_company(self, label: str, where: str) -> bool:
+        if label.lower() in self.company:
+            return True
+        if label.lower() in self.ignored:
+            return False
+        raise LabelFileError(where, f"span label {label!r} is not a known type: add it to {self.section}.entity_labels "
+                                    f"if it means a company, or to {self.section}.ignored_labels to leave such spans out")
 
 
 def require_inside(path: str | Path, directory: Path, key: str) -> None:
@@ -53,43 +73,50 @@ def format_of(path: str | Path) -> str:
     return "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "conll"
 
 
-def read_label_file(path: str | Path, entity_labels: list[str]) -> list[FileLabel]:
+def read_label_file(path: str | Path, params: ReviewParams | EvaluateParams) -> list[FileLabel]:
+    """Every labelled headline of a file; span types as the params section (entity_labels, ignored_labels) says."""
     path = Path(path)
     if not path.exists():
         raise LabelFileError(str(path), "label file not found")
-    wanted = {label.lower() for label in entity_labels}
+    types = _SpanTypes(frozenset(label.lower() for label in params.entity_labels),
+                       frozenset(label.lower() for label in params.ignored_labels), params.SECTION)
     readers = {"jsonl": _read_jsonl, "hf_dataset": _read_hf_dataset, "conll": _read_conll}
-    return readers[format_of(path)](path, wanted)
+    return readers[format_of(path)](path, types)
 
 
-def _check_span(raw, where: str, wanted: set[str]) -> dict | None:
-    """A span dict from a file, or None when its label is another entity type."""
+def _check_span(raw, where: str, types: _SpanTypes) -> dict | None:
+    """A span dict from a file, or None when its label is a type left out on purpose."""
     if not isinstance(raw, dict) or not all(isinstance(raw.get(k), int) and not isinstance(raw.get(k), bool)
                                             for k in ("start", "end")):
         raise LabelFileError(where, f"malformed span {raw!r}: needs integer 'start' and 'end'")
     label = raw.get("label")
-    if label is not None and str(label).lower() not in wanted:
+    if label is not None and not types.means_company(str(label), where):
         return None
     if raw.get("text") is not None and not isinstance(raw["text"], str):
         raise LabelFileError(where, f"malformed span {raw!r}: 'text' must be a string")
     return {"start": raw["start"], "end": raw["end"], "text": raw.get("text")}
 
 
-def _label_from_mapping(row: dict, where: str, wanted: set[str]) -> FileLabel:
+def _label_from_mapping(row: dict, where: str, types: _SpanTypes) -> FileLabel:
     if not isinstance(row, dict):
         raise LabelFileError(where, "malformed line: expected a JSON object")
+    answer = row.get("answer", "accept")  # Prodigy's verdict on the example; other formats have none
+    if answer not in ("accept", "reject", "ignore"):
+        raise LabelFileError(where, f"answer {answer!r} is not one of accept, reject, ignore")
+    if answer != "accept":
+        return FileLabel(where=where, accepted=False)
     if not isinstance(row.get("id"), str) and not isinstance(row.get("text"), str):
         raise LabelFileError(where, "malformed line: needs 'id' or 'text' to say which headline it labels")
     if not isinstance(row.get("spans"), list):
         raise LabelFileError(where, "malformed line: needs 'spans', a list of {start, end[, text]}")
     date = row.get("date")
-    spans = [s for s in (_check_span(raw, where, wanted) for raw in row["spans"]) if s is not None]
+    spans = [s for s in (_check_span(raw, where, types) for raw in row["spans"]) if s is not None]
     return FileLabel(where=where, id=row.get("id") if isinstance(row.get("id"), str) else None,
                      text=row.get("text") if isinstance(row.get("text"), str) else None,
                      date=str(date) if date is not None else None, spans=spans)
 
 
-def _read_jsonl(path: Path, wanted: set[str]) -> list[FileLabel]:
+def _read_jsonl(path: Path, types: _SpanTypes) -> list[FileLabel]:
     labels = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
@@ -104,11 +131,11 @@ def _read_jsonl(path: Path, wanted: set[str]) -> list[FileLabel]:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise LabelFileError(where, f"malformed line: {error.msg} (column {error.colno})") from error
-            labels.append(_label_from_mapping(row, where, wanted))
+            labels.append(_label_from_mapping(row, where, types))
     return labels
 
 
-def _read_hf_dataset(path: Path, wanted: set[str]) -> list[FileLabel]:
+def _read_hf_dataset(path: Path, types: _SpanTypes) -> list[FileLabel]:
     """Rows of every split, spans from `label_spans` (what `argilla_review --export` writes) or `spans`; when the
     dataset says where a label came from, only the human ones."""
     from datasets import DatasetDict, load_from_disk
@@ -125,19 +152,19 @@ def _read_hf_dataset(path: Path, wanted: set[str]) -> list[FileLabel]:
             if "label_source" in row and not is_human(row):
                 continue
             row = {k: (str(v) if k == "date" and v is not None else v) for k, v in row.items()} | {"spans": row.get(column)}
-            labels.append(_label_from_mapping(row, f"{path} [{split or 'data'}] row {number}", wanted))
+            labels.append(_label_from_mapping(row, f"{path} [{split or 'data'}] row {number}", types))
     return labels
 
 
-def _read_conll(path: Path, wanted: set[str]) -> list[FileLabel]:
+def _read_conll(path: Path, types: _SpanTypes) -> list[FileLabel]:
     """Token-per-line files: token first, IOB2 tag last; blank lines end a headline; `# id = X` names it."""
     labels: list[FileLabel] = []
     current: FileLabel | None = None
-    open_entity: tuple[str, int] | None = None  # (type, first token) of the entity being read
+    open_entity: tuple[str, int, bool] | None = None  # (type, first token, is a company) of the entity being read
 
     def close_entity(last: int) -> None:
         nonlocal open_entity
-        if open_entity and open_entity[0] in wanted:
+        if open_entity and open_entity[2]:
             current.token_spans.append((open_entity[1], last))
         open_entity = None
 
@@ -183,101 +210,13 @@ def _read_conll(path: Path, wanted: set[str]) -> list[FileLabel]:
                     raise LabelFileError(where, f"tag {tag} does not continue an entity (IOB2 needs B-{tag[2:]} first)")
                 if tag[0] == "B":
                     close_entity(index - 1)
-                    open_entity = (kind, index)
+                    open_entity = (kind, index, types.means_company(tag[2:], where))
             else:
                 raise LabelFileError(where, f"unknown tag {tag!r}: expected O, B-<type> or I-<type>")
     finish()
     return labels
 
 
-def _char_spans_of_tokens(label: FileLabel, text: str) -> list[dict]:
-    """Place each token in the text in order (whitespace between tokens may differ from the file's)."""
-    offsets, position = [], 0
-    for token, line in zip(label.tokens, label.token_lines):
-        while position < len(text) and text[position].isspace():
-            position += 1
-        if text[position:position + len(token)] != token:
-            raise LabelFileError(f"{label.where.rsplit(':', 1)[0]}:{line}",
-                                 f"token {token!r} does not match the headline {text!r} at character {position}")
-        offsets.append((position, position + len(token)))
-        position += len(token)
-    return [{"start": offsets[a][0], "end": offsets[b][1], "text": text[offsets[a][0]:offsets[b][1]]}
-            for a, b in label.token_spans]
-
-
-def checked_spans(label: FileLabel, text: str) -> list[dict]:
-    """The label's spans as {start, end, text} in the headline, after checking each against the text."""
-    if label.tokens is not None:
-        return _char_spans_of_tokens(label, text)
-    spans = []
-    for span in sorted(label.spans, key=lambda s: (s["start"], s["end"])):
-        start, end = span["start"], span["end"]
-        if not 0 <= start < end <= len(text):
-            raise LabelFileError(label.where, f"span [{start}, {end}) is outside the text ({len(text)} characters)")
-        if span["text"] is not None and span["text"] != text[start:end]:
-            raise LabelFileError(label.where, f"span text {span['text']!r} does not match {text[start:end]!r} "
-                                              f"at [{start}, {end}) of {text!r}")
-        if spans and start < spans[-1]["end"]:
-            raise LabelFileError(label.where, f"spans [{spans[-1]['start']}, {spans[-1]['end']}) and "
-                                              f"[{start}, {end}) overlap")
-        spans.append({"start": start, "end": end, "text": text[start:end]})
-    return spans
-
-
-def _squeezed(text: str) -> str:
-    return _WHITESPACE.sub("", text)
-
-
-def resolve(labels: list[FileLabel], headlines: list[dict]) -> dict[str, dict]:
-    """{headline id: {"spans", "where"}} for file labels, tied to known headlines ({id, text, date}).
-
-    A label names its headline by id, or by exact text (plus date when the same text appears on several
-    dates; without a date it labels every headline with that text). CoNLL labels without an id match the
-    headline whose text has the same characters once whitespace is removed.
-    """
-    by_id = {h["id"]: h for h in headlines}
-    by_text: dict[str, list[dict]] = {}
-    by_squeezed: dict[str, list[dict]] = {}
-    for headline in headlines:
-        by_text.setdefault(headline["text"], []).append(headline)
-        by_squeezed.setdefault(_squeezed(headline["text"]), []).append(headline)
-    resolved: dict[str, dict] = {}
-    for label in labels:
-        if label.id is not None:
-            if label.id not in by_id:
-                raise LabelFileError(label.where, f"unknown headline id {label.id!r}")
-            targets = [by_id[label.id]]
-            if label.text is not None and label.text != targets[0]["text"]:
-                raise LabelFileError(label.where, f"text {label.text!r} is not the text of headline {label.id!r} "
-                                                  f"({targets[0]['text']!r})")
-        elif label.tokens is not None:
-            targets = by_squeezed.get(_squeezed("".join(label.tokens)), [])
-            if not targets:
-                raise LabelFileError(label.where, f"unknown headline: no headline reads {' '.join(label.tokens)!r}")
-        else:
-            targets = [h for h in by_text.get(label.text, []) if label.date is None or str(h["date"]) == label.date]
-            if not targets:
-                raise LabelFileError(label.where, f"unknown headline text {label.text!r}"
-                                                  + (f" on {label.date}" if label.date else ""))
-        for headline in targets:
-            spans = checked_spans(label, headline["text"])
-            earlier = resolved.get(headline["id"])
-            if earlier and earlier["spans"] != spans:
-                raise LabelFileError(label.where, f"contradicts the label of the same headline at {earlier['where']}")
-            resolved.setdefault(headline["id"], {"spans": spans, "where": label.where})
-    return resolved
-
-
-def standalone(labels: list[FileLabel]) -> list[dict]:
-    """Records {text, spans} of a file that carries its own text (an extra test set): JSONL lines need
-    'text'; CoNLL headlines read as their tokens joined by spaces."""
-    records = []
-    for label in labels:
-        if label.tokens is not None:
-            text = " ".join(label.tokens)
-        elif label.text is not None:
-            text = label.text
-        else:
-            raise LabelFileError(label.where, "a test set line needs 'text' (an id alone names no headline here)")
-        records.append({"text": text, "spans": checked_spans(label, text)})
-    return records
+def accepted(labels: list[FileLabel]) -> list[FileLabel]:
+    """The labels that are human labels (not a rejected or ignored Prodigy example)."""
+    return [label for label in labels if label.accepted]

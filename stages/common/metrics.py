@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stages.common.stage_params import Bootstrap
 from stages.common.schema import span_tuples
+from stages.common.stage_params import Bootstrap
 
 
 def entity_scores(gold: Iterable[list[dict] | None], predicted: Iterable[list[dict] | None]) -> dict:

@@ -18,7 +18,8 @@ PARAMS_FILE = Path("params.yaml")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf / nan pass YAML's float syntax (.inf) but make no price, timeout or rate, and are not JSON in metrics
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     SECTION: ClassVar[str]  # the params.yaml section a top-level model validates
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from stages.common.encoder import local_encoder_dir, rewrite_json, unreachable
 from stages.common.export import EXPORT_FILE, exporting, is_exported, onnx_session, quantize_int8, quantize_onnx
-from stages.common.student_params import SpanMarkerTraining
 from stages.common.predict_settings import read_settings
 from stages.common.spans import char_to_token_spans, token_to_char_span, word_tokens
+from stages.common.student_params import SpanMarkerTraining
 from stages.common.training import Predictor, fit
 
 

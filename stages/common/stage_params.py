@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.parse
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -45,6 +46,7 @@ class RequiredDateRange(DateRange):
 
 class HfDataset(Section):
     path: str
+    name: str | None  # the dataset's configuration, for datasets that have several
     revision: str = Field(min_length=7)  # pinned: the same rows on every rerun
     data_files: str | list[str] | None
     split: str
@@ -89,6 +91,15 @@ class Endpoint(Section):
     token_env: str | None
     response_format: Literal["llama_cpp", "tgi", "openai", "none"]
 
+    @field_validator("base_url")
+    @classmethod
+    def local_or_http_url(cls, value: str) -> str:
+        """A typo here would otherwise be retried as a connection failure for every headline."""
+        url = urllib.parse.urlparse(value)
+        if value != "local" and (url.scheme not in ("http", "https") or not url.hostname):
+            raise ValueError("expected 'local' or an http(s) URL with a host, e.g. https://<name>.endpoints.huggingface.cloud")
+        return value
+
 
 class ExtractiveSettings(Section):
     enabled: bool
@@ -99,7 +110,7 @@ class ExtractiveSettings(Section):
 
 
 class Generation(BaseModel):
-    model_config = ConfigDict(extra="allow")  # passed to the endpoint as they are (top_p, stop, ...)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # extras go to the endpoint as they are (top_p, ...)
     temperature: float = Field(ge=0)
     max_tokens: int = Field(gt=0)
     seed: int
@@ -155,6 +166,7 @@ class ClusterSampleParams(Section):
     cluster_fraction: float = Fraction
     no_company_fraction: float = Fraction
     invalid_fraction: float = Fraction
+    sample_size: int | None = Field(gt=0)  # headlines in all, split in proportion (the fractions are then unused)
     seed: int
 
 
@@ -171,6 +183,14 @@ class SplitParams(Section):
         return value
 
 
+def span_types_apart(self):
+    """A span label either means a company or is left out on purpose, never both."""
+    both = sorted({label.lower() for label in self.entity_labels} & {label.lower() for label in self.ignored_labels})
+    if both:
+        raise ValueError(f"{both} is in both entity_labels and ignored_labels")
+    return self
+
+
 class ReviewParams(Section):
     SECTION = "argilla_review"
     server: Literal["none", "argilla"]
@@ -182,9 +202,13 @@ class ReviewParams(Section):
     label_dir: str
     label_files: list[str]
     entity_labels: list[str] = Field(min_length=1)
+    ignored_labels: list[str]
     train_reviewed_fraction: float = Fraction
     seed: int
     require_full_review: list[Literal["train", "valid", "test"]]
+    keep_missing_submissions: bool
+
+    _span_types = model_validator(mode="after")(span_types_apart)
 
 
 class ScoutWeights(Section):
@@ -216,3 +240,6 @@ class EvaluateParams(Section):
     test_set_dir: str
     extra_test_sets: list[str]
     entity_labels: list[str] = Field(min_length=1)
+    ignored_labels: list[str]
+
+    _span_types = model_validator(mode="after")(span_types_apart)

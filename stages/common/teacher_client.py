@@ -3,7 +3,6 @@ retries, backoff and an adaptive number of requests in flight; answers go to the
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -14,7 +13,7 @@ import aiohttp
 from stages.common.answer_cache import AnswerCache
 from stages.common.concurrency import AdaptiveLimit, Gate
 from stages.common.stage_params import ConcurrencyRange
-from stages.common.teacher_request import RequestSpec
+from stages.common.teacher_request import BadReply, RequestSpec, reply_answer
 
 
 class TeacherError(Exception):
@@ -25,7 +24,8 @@ class TeacherError(Exception):
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 OVERLOAD_STATUS = {429, 503}  # the endpoint is full: fewer requests in flight
-RETRYABLE_KINDS = frozenset({"timeout", "connection", *(f"http_{status}" for status in RETRYABLE_STATUS)})
+RETRYABLE_KINDS = frozenset({"timeout", "connection", "bad_response",
+                             *(f"http_{status}" for status in RETRYABLE_STATUS)})
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ClientSettings:
     concurrency: ConcurrencyRange | int
     timeout_s: float
     max_attempts: int
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a secret: it goes in the Authorization header only
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
 
@@ -69,7 +69,9 @@ def retry_delay(attempt: int, settings: ClientSettings, retry_after: str | None)
 async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: ClientSettings,
               stats: RunStats, gate: Gate) -> dict:
     """One chat completion with retries, each attempt holding a permit of the gate (a retry waits without
-    one). Returns content, finish_reason, usage and the limit it ran under; raises TeacherError."""
+    one). Returns content, finish_reason, usage and the limit it ran under (an answer with no text carries
+    `error`: see reply_answer); raises TeacherError. A 200 that is no chat completion (BadReply) is retried
+    like a 500: nothing of it is an answer, and a proxy's error page is usually gone on the next attempt."""
     last = TeacherError("unknown")
     for attempt in range(settings.max_attempts):
         if attempt:
@@ -80,18 +82,16 @@ async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: Cl
                 started = time.perf_counter()
                 stats.calls += 1
                 async with session.post(url, json=body) as response:
+                    raw = await response.read()  # bytes: a body that is not UTF-8 is a bad reply, not a crash
                     if response.status == 200:
-                        payload = await response.json(content_type=None)
-                        choice = payload["choices"][0]
+                        answer = reply_answer(raw)
                         latency = time.perf_counter() - started
                         stats.latencies_s.append(latency)
                         concurrency = int(gate.limit.limit)
                         gate.limit.on_success(latency, gate.in_flight)
-                        return {"content": choice["message"].get("content") or "",
-                                "finish_reason": choice.get("finish_reason"), "usage": payload.get("usage") or {},
-                                "latency_s": round(latency, 3), "attempts": attempt + 1, "concurrency": concurrency}
-                    text = (await response.text())[:200]
-                    last = TeacherError(f"http_{response.status}", text)
+                        return {**answer, "latency_s": round(latency, 3), "attempts": attempt + 1,
+                                "concurrency": concurrency}
+                    last = TeacherError(f"http_{response.status}", raw[:200].decode(errors="replace"))
                     if response.status not in RETRYABLE_STATUS:
                         raise last
                     if response.status in OVERLOAD_STATUS:
@@ -102,11 +102,16 @@ async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: Cl
             last = TeacherError("timeout", f"no answer in {settings.timeout_s}s")
         except aiohttp.ClientError as error:
             last = TeacherError("connection", str(error)[:200])
-        except (KeyError, IndexError, TypeError, json.JSONDecodeError) as error:
-            raise TeacherError("bad_response", repr(error)[:200]) from error
+        except BadReply as error:
+            last = TeacherError("bad_response", str(error)[:200])
         if attempt + 1 < settings.max_attempts:
             await asyncio.sleep(retry_delay(attempt, settings, retry_after))
     raise last
+
+
+def chat_url(base_url: str) -> str:
+    """The chat-completions URL of a base URL written with or without /v1 (vLLM and OpenAI document theirs with)."""
+    return base_url.rstrip("/").removesuffix("/v1") + "/v1/chat/completions"
 
 
 async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, settings: ClientSettings,
@@ -116,13 +121,15 @@ async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, s
 
     Jobs are pulled lazily, so memory does not grow with the input, and a slow answer holds up only its
     own worker. Answers go to the cache as they arrive; returns run stats (with how the limit moved) and
-    the error kind per failed headline.
+    the error kind per failed headline. Anything else (a full disk, a bug) stops the run, but only after
+    the requests in flight are answered and cached: it is raised once every worker has stopped.
     """
     pending = iter(jobs)
     stats, failed = RunStats(), {}
+    fatal: list[Exception] = []
     limit = settings.limit()
     gate = Gate(limit)
-    url = settings.base_url.rstrip("/") + "/v1/chat/completions"
+    url = chat_url(settings.base_url)
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
 
@@ -130,6 +137,8 @@ async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, s
                                      connector=aiohttp.TCPConnector(limit=limit.maximum)) as session:
         async def worker() -> None:
             for spec, headline in pending:  # workers share one iterator: each job goes to exactly one
+                if fatal:
+                    return
                 key = spec.cache_key(headline)
                 try:
                     answer = await ask(session, url, spec.body(headline), settings, stats, gate)
@@ -138,8 +147,13 @@ async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, s
                 except TeacherError as error:
                     failed[headline] = error.kind
                     stats.failures[error.kind] = stats.failures.get(error.kind, 0) + 1
+                except Exception as error:  # raised below, once the other workers have cached what is in flight
+                    fatal.append(error)
+                    return
                 on_done()
 
         await asyncio.gather(*(worker() for _ in range(limit.maximum)))
     stats.limit_summary, stats.limit_history = limit.summary(), limit.history
+    if fatal:
+        raise fatal[0]
     return stats, failed

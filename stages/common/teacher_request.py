@@ -1,5 +1,5 @@
 """What we ask the teacher and how we read its answer: the answer schema, the prompt, the request (whose
-fingerprint keys the answer cache) and parsing.
+body keys the answer cache) and parsing.
 
 Any OpenAI-compatible chat endpoint (HF Inference Endpoints / TGI, vLLM, llama.cpp server) takes the
 request; only the structured-output field differs, and `response_format` picks it.
@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import orjson
@@ -40,6 +40,10 @@ RESPONSE_FORMATS: dict[str, Callable[[dict], dict | None]] = {
 }
 
 
+# A request body's schema and max_tokens read the same candidates: found once (callers never mutate them).
+_candidates = lru_cache(maxsize=2)(candidate_mentions)
+
+
 @dataclass(frozen=True)
 class Extractive:
     """The per-headline answer schema: every mention one of the headline's candidates, at most max_items of
@@ -52,7 +56,7 @@ class Extractive:
     max_name_chars: int
 
     def schema(self, headline: str) -> dict:
-        candidates = candidate_mentions(headline, self.max_words)
+        candidates = _candidates(headline, self.max_words)
         mention = {"enum": candidates} if candidates else {"type": "string", "maxLength": 0}
         # a character class, not maxLength: llama.cpp matches it faster
         name = {"type": "string", "pattern": f"^[^\"\\\\\\x00-\\x1f]{{0,{self.max_name_chars}}}$"} \
@@ -66,7 +70,7 @@ class Extractive:
     def max_tokens(self, headline: str) -> int:
         """Characters of the longest answer the schema allows, with the optional space the grammar permits
         after each JSON token: no token is shorter than a character, so no answer can be cut."""
-        longest = max((len(json.dumps(c)) for c in candidate_mentions(headline, self.max_words)), default=2)
+        longest = max((len(json.dumps(c)) for c in _candidates(headline, self.max_words)), default=2)
         name = self.max_name_chars + 2 if self.free_names else longest
         item = len('{"mention": , "name": }, ') + 4 + longest + name
         return len('{"companies": []} ') + 4 + self.max_items * item
@@ -115,21 +119,30 @@ class RequestSpec:
             return self
         return replace(self, generation={**self.generation, "seed": self.generation["seed"] + index})
 
+    def schema(self, headline: str) -> dict:
+        return self.extractive.schema(headline) if self.extractive else ANSWER_SCHEMA
+
+    def cache_key(self, headline: str) -> str:
+        """What reaches the endpoint and nothing else: the request body (the headline's own schema and
+        max_tokens included, so a change in how candidates are chosen is a miss) and the weights behind
+        `model` when we serve them. A param the body does not carry (max_tokens with extractive answers)
+        changes no key."""
+        blob = orjson.dumps([self.model_file_sha256, self.body(headline)], option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()
+
     @cached_property
-    def fingerprint(self) -> str:
+    def _legacy_fingerprint(self) -> str:
         blob = json.dumps({"model": self.model, "model_file_sha256": self.model_file_sha256,
                            "system": self.prompt.system, "examples": self.prompt.examples, "schema": ANSWER_SCHEMA,
                            "extractive": asdict(self.extractive) if self.extractive else None,
                            "response_format": self.response_format, "generation": self.generation}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def schema(self, headline: str) -> dict:
-        return self.extractive.schema(headline) if self.extractive else ANSWER_SCHEMA
-
-    def cache_key(self, headline: str) -> str:
-        # The headline's own schema, not just the settings: a change in how candidates are chosen is a miss.
+    def legacy_cache_key(self, headline: str) -> str:
+        """The key answers were cached under before cache_key covered only the request body: those answers
+        are paid for, so a run finds them by it and re-files them under cache_key."""
         schema = json.dumps(self.extractive.schema(headline)) if self.extractive else ""
-        return hashlib.sha256(f"{self.fingerprint}\n{headline}\n{schema}".encode()).hexdigest()
+        return hashlib.sha256(f"{self._legacy_fingerprint}\n{headline}\n{schema}".encode()).hexdigest()
 
     def body(self, headline: str) -> dict:
         body = {"model": self.model, "messages": self.prompt.messages(headline), **self.generation}
@@ -141,9 +154,35 @@ class RequestSpec:
         return body
 
 
-def parse_answer(content: str) -> dict:
+class BadReply(ValueError):
+    """A 200 whose body is no chat completion (not UTF-8 JSON, no choices[0] object): a proxy's error page or
+    a cut transfer says nothing about the headline, so the client retries it like a 500."""
+
+
+def reply_answer(body: bytes) -> dict:
+    """The answer in a chat-completion body: content, finish_reason, usage (the cache normalises them).
+    A completion whose message is not an object is the endpoint's answer to this headline all the same
+    (it ran, and is paid): it is kept as an invalid answer with `error`, not asked again."""
+    try:
+        payload = orjson.loads(body)  # orjson rejects a body that is not UTF-8 too
+    except orjson.JSONDecodeError as error:
+        raise BadReply(f"body is not JSON: {error}") from error
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)):
+        raise BadReply(f"no choices[0] object in {body[:100]!r}")
+    message = choices[0].get("message")
+    answer = {"content": message.get("content") if isinstance(message, dict) else None,
+              "finish_reason": choices[0].get("finish_reason"), "usage": payload.get("usage")}
+    if not isinstance(message, dict):
+        answer["error"] = f"no_content: message is {orjson.dumps(message).decode()[:40]}, not an object"
+    return answer
+
+
+def parse_answer(content: str, reply_error: str | None = None) -> dict:
     """The teacher's answer as {valid, error, mentions, names}: two parallel lists, repeats dropped. An invalid
-    answer is kept with the reason, never dropped."""
+    answer (`reply_error`: the reply had no text) is kept with the reason, never dropped."""
+    if reply_error:
+        return {"valid": False, "error": reply_error, "mentions": [], "names": []}
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as error:

@@ -10,8 +10,8 @@ from transformers import TrainerCallback
 
 from stages.common.io import log, replacing_dir
 from stages.common.metrics import entity_scores
-from stages.common.student_params import GlinerTraining, SpanMarkerTraining
 from stages.common.predict_settings import write_settings
+from stages.common.student_params import GlinerTraining, SpanMarkerTraining
 
 Predictor = Callable[..., list[list[dict]]]  # predict(texts, batch_size=32) -> spans per text
 HISTORY_FIELDS = ["epoch", "train_loss", "valid_precision", "valid_recall", "valid_f1"]  # one row per epoch
