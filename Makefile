@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 ARGILLA_VENV := .venv-argilla
 
-.PHONY: install demo test clean plan case-study results argilla-up argilla-down browser learning-curve review-priority
+.PHONY: install demo test clean plan case-study results argilla-up argilla-down browser learning-curve review-priority serve real-headlines
 
 install: $(VENV)/.installed
 
@@ -67,3 +67,15 @@ learning-curve: install
 # metrics/review_priority.{json,csv,png}
 review-priority: install
 	python scripts/review_priority.py
+
+# A student behind a local HTTP server speaking Inference Endpoints' contract (POST / {"inputs": ...}, GET /health):
+# make serve [MODEL=models/spanmarker_export] [PORT=8081]
+MODEL ?= models/gliner_export
+PORT ?= 8080
+serve: install
+	python scripts/serve.py $(MODEL) --host 127.0.0.1 --port $(PORT)
+
+# The whole pipeline on 500 real headlines (SEntFiN, data/real_headlines/) in a scratch copy, their human
+# annotations as reviewers' labels (~20 min): metrics/real_headlines.json
+real-headlines: install
+	python scripts/real_headlines.py

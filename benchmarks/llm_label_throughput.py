@@ -2,8 +2,8 @@
 
 In one run: (a) our client (stages.common.teacher_client.ask_all, cache writes included) and (b) a minimal raw
 aiohttp loop sending the same --requests requests; then a child process streams --stream headlines
-through the whole llm_label core (ask, cache, label table, Parquet), reports (c) a rerun with every
-answer cached (cache load + parse + span alignment + table: the labelling path of a cached `dvc repro`),
+through the llm_label stage itself (its main: read, ask, cache, label table in batches, Parquet, metrics),
+reports (c) the same command rerun with every answer cached (the labelling path of a cached `dvc repro`),
 and gives (d) its peak RSS.
 Prints one JSON line. Usage: python benchmarks/llm_label_throughput.py [--requests 20000] [--stream 200000]
 (the test suite runs it with --requests 200 --stream 300)
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
+import os
 import random
 import resource
 import subprocess
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 import polars as pl
+import yaml
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +33,7 @@ from stages.common.answer_cache import AnswerCache  # noqa: E402
 from stages.common.local_teacher import free_port, wait_until_up  # noqa: E402
 from stages.common.teacher_client import ClientSettings, ask_all  # noqa: E402
 from stages.common.teacher_request import Extractive, Prompt, RequestSpec  # noqa: E402
-from stages.llm_label import label_table  # noqa: E402
+from stages import llm_label  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = {"id": "b", "object": "chat.completion", "model": "bench",
@@ -79,19 +82,22 @@ def ours(url: str, spec: RequestSpec, texts: list[str], cache_dir: Path, concurr
         asyncio.run(ask_all(((spec, t) for t in texts), cache, settings))
 
 
-def labelling_path(spec: RequestSpec, texts: list[str], cache_dir: Path) -> pl.DataFrame:
-    frame = pl.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts})
-    with AnswerCache(cache_dir) as cache:
-        return label_table(frame, [spec], cache, {}, "all")
-
-
 def stream(url: str, n: int, concurrency: int) -> None:
-    """Child process: the whole llm_label core over n headlines (for its peak RSS), then the cached rerun."""
-    spec, texts = request_spec(), headlines(n, seed=1)
+    """Child process: the llm_label stage itself (its main, params from a scratch params.yaml) over n headlines,
+    for its peak RSS; then the same command again with every answer cached."""
     with tempfile.TemporaryDirectory() as scratch:
-        ours(url, spec, texts, Path(scratch) / "cache", concurrency)
-        labelling_path(spec, texts, Path(scratch) / "cache").write_parquet(Path(scratch) / "l.parquet")
-        cached_s = timed(labelling_path, spec, texts, Path(scratch) / "cache")
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["llm_label"].update(limit=None, prompt_file=str(ROOT / "data/prompts/company_ner.yaml"),
+                                   concurrency={"min": concurrency, "start": concurrency, "max": concurrency})
+        params["llm_label"]["endpoint"].update(base_url=url, model="bench", token_env=None)
+        (Path(scratch) / "params.yaml").write_text(yaml.safe_dump(params))
+        pl.DataFrame({"id": [f"{i:08d}" for i in range(n)], "text": headlines(n, seed=1),
+                      "date": [dt.date(2015, 1, 1)] * n, "source": ["bench"] * n}).write_parquet(Path(scratch) / "h.parquet")
+        os.chdir(scratch)
+        command = ["--headlines", "h.parquet", "--cache-dir", "cache", "--out", "labels.parquet", "--metrics", "m.json",
+                   "--concurrency-plot", "c.csv"]
+        llm_label.main(command)
+        cached_s = timed(llm_label.main, command)
     print(json.dumps({"cached_headlines_per_s": round(n / cached_s)}))
 
 

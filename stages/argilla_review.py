@@ -20,8 +20,8 @@ from pathlib import Path
 import polars as pl
 
 from stages.common.io import log, read_jsonl, read_table, setup_logging, write_json, write_table
-from stages.common.label_files import accepted, read_label_file, require_inside
-from stages.common.label_resolve import resolve
+from stages.common.label_files import accepted, read_label_files
+from stages.common.label_resolve import candidates, resolve
 from stages.common.metrics import entity_scores
 from stages.common.params import load_params
 from stages.common.records import HUMAN, HUMAN_LABELLED, LLM, NONE
@@ -110,19 +110,25 @@ def missing_reviews(merged: dict[str, pl.DataFrame], required: list[str]) -> lis
 def file_labels_by_split(params: ReviewParams, label_dir: Path, headlines: pl.DataFrame,
                          splits: dict[str, pl.DataFrame]) -> tuple[dict, dict]:
     """File labels per split ({id: {spans, where}}), with train cut to the reviewed fraction; and counts (lines
-    that Prodigy's `answer` rejects or ignores are no label: counted apart)."""
-    labels, counts, rejected = [], {}, {}
-    for path in params.label_files:
-        require_inside(path, label_dir, "argilla_review.label_files")
-        from_file = read_label_file(path, params)
-        labels += from_file
-        counts[str(path)] = len(accepted(from_file))
-        rejected[str(path)] = len(from_file) - counts[str(path)]
-    resolved = resolve(labels, headlines.select("id", "text", "date").to_dicts())
-    per_split = {name: {i: resolved[i] for i in frame["id"].to_list() if i in resolved} for name, frame in splits.items()}
+    that Prodigy's `answer` rejects or ignores are no label: counted apart). Labels of headlines this run did not
+    fetch, and of fetched headlines outside the sample, are counted, not used."""
+    by_file = read_label_files(params, label_dir)
+    labels = [label for from_file in by_file.values() for label in from_file]
+    counts = {path: len(accepted(from_file)) for path, from_file in by_file.items()}
+    rejected = {path: len(from_file) - counts[path] for path, from_file in by_file.items()}
+    resolved = resolve(labels, candidates(labels, headlines))
+    per_split = {name: {i: resolved.labels[i] for i in frame["id"].to_list() if i in resolved.labels}
+                 for name, frame in splits.items()}
     keep = reviewed_share(sorted(per_split["train"]), params.train_reviewed_fraction, params.seed)
     per_split["train"] = {i: label for i, label in per_split["train"].items() if i in keep}
-    return per_split, {"labels_per_file": counts, "rejected_per_file": rejected,
+    sampled = set().union(*(frame["id"].to_list() for frame in splits.values()))
+    summary = resolved.summary() | {"fetched_not_in_sample": len(set(resolved.labels) - sampled)}
+    if summary["labels_not_in_run"] or summary["fetched_not_in_sample"]:
+        log.info("argilla_review: %d file label(s) name no headline of this run (the first: %s), %d label fetched "
+                 "headlines outside the sample (llm_label.limit or split dates); counted in metrics/review.json",
+                 summary["labels_not_in_run"], ", ".join(summary["first_not_in_run"]) or "-",
+                 summary["fetched_not_in_sample"])
+    return per_split, {"labels_per_file": counts, "rejected_per_file": rejected, **summary,
                        "in_sample": {name: len(labels) for name, labels in per_split.items()}}
 
 

@@ -3,33 +3,25 @@
 Names are clustered with rapidfuzz (scorer and threshold in params) row chunk by row chunk, so memory
 stays bounded; clusters are the connected components of "similar enough" pairs. Each cluster is
 represented by its most frequent form. A fraction of each cluster's headlines (at least one) is
-sampled, plus fractions of headlines without a company and of invalid answers.
+sampled, plus fractions of headlines without a company and of invalid answers (or a sample of a given size);
+headlines a team's label files (argilla_review.label_files) already label join the sample.
 """
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 
 import numpy as np
 import polars as pl
-from rapidfuzz import fuzz, process
+from rapidfuzz import process
 
 from stages.common.io import log, read_table, stage_args, write_csv, write_json, write_table
+from stages.common.label_files import FileLabel, read_label_files
+from stages.common.label_resolve import candidates, matching
+from stages.common.names import SCORERS, length_ratio_floor, normalise_name
 from stages.common.params import load_params
 from stages.common.schema import seeded_rank
-from stages.common.stage_params import ClusterSampleParams
-
-SCORERS = {"ratio": fuzz.ratio, "token_sort_ratio": fuzz.token_sort_ratio, "WRatio": fuzz.WRatio}
-_NON_WORD = re.compile(r"[^\w&]+")
-
-
-def normalise_name(name: str, suffixes: frozenset[str]) -> str:
-    words = _NON_WORD.sub(" ", name.casefold()).split()
-    while len(words) > 1 and words[-1] in suffixes:
-        words.pop()
-    return " ".join(words)
-
+from stages.common.stage_params import ClusterSampleParams, ReviewParams
 
 def headline_names(labels: pl.DataFrame, suffixes: frozenset[str]) -> dict[str, list[str]]:
     """Normalised names per headline id, of the mentions llm_label found in the headline (a name left empty:
@@ -40,15 +32,6 @@ def headline_names(labels: pl.DataFrame, suffixes: frozenset[str]) -> dict[str, 
         if forms:
             names[row["id"]] = forms
     return names
-
-
-def length_ratio_floor(scorer: str, threshold: float) -> float | None:
-    """Smallest shorter/longer length ratio that can still reach the threshold, for length-bounded scorers.
-
-    fuzz.ratio is 100 * (1 - indel / (a + b)) and indel >= b - a, so it is at most 200a / (a + b):
-    reaching t needs a / b >= t / (200 - t) (0.739 at 85). token_sort_ratio only reorders tokens.
-    """
-    return threshold / (200 - threshold) if scorer in ("ratio", "token_sort_ratio") and threshold > 0 else None
 
 
 def cluster_names(names: list[str], scorer: str, threshold: float, chunk_rows: int = 2048) -> list[int]:
@@ -133,11 +116,17 @@ def sample_sized(strata: dict[str, list[str]], size: int, rng: np.random.Generat
     return chosen
 
 
+def human_labelled(labels: pl.DataFrame, file_labels: list[FileLabel]) -> set[str]:
+    """Ids of the headlines here that a team's label files already label."""
+    return {h["id"] for _, targets in matching(file_labels, candidates(file_labels, labels)) for h in targets}
+
+
 def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict[str, list[str]],
-           params: ClusterSampleParams) -> pl.DataFrame:
+           params: ClusterSampleParams, labelled: set[str] = frozenset()) -> pl.DataFrame:
     """Fractions of each cluster (at least one headline each), of the headlines without a company and of the
     invalid answers; or, with `sample_size`, that many headlines in all, each cluster (a headline counts in its
-    largest one), the no-company and the invalid headlines contributing in proportion to their size."""
+    largest one), the no-company and the invalid headlines contributing in proportion to their size. Headlines
+    with a human label (`labelled`) join on top: they cost no review."""
     rng = np.random.default_rng(params.seed)
     to_cluster = dict(zip(clusters["name"], clusters["representative"]))
     by_cluster: dict[str, list[str]] = {}
@@ -163,6 +152,7 @@ def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict
         picked = {"cluster": chosen & set(largest), "no_company": chosen & set(no_company),
                   "invalid": chosen & set(invalid)}
     reason = {i: why for why, ids in picked.items() for i in ids}
+    reason |= {i: "human_label" for i in sorted(labelled) if i not in reason}
     clusters_of = {h: sorted({to_cluster[f] for f in forms}) for h, forms in names_by_headline.items()}
     chosen = labels.filter(pl.col("id").is_in(list(reason)))
     return chosen.with_columns(
@@ -171,12 +161,15 @@ def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_args(__doc__.splitlines()[0], ("labels", "sample", "clusters", "metrics", "sizes-plot"), argv)
+    args = stage_args(__doc__.splitlines()[0], ("labels", "label-dir", "sample", "clusters", "metrics", "sizes-plot"),
+                      argv)
     params: ClusterSampleParams = load_params(ClusterSampleParams)
-    labels = read_table(args.labels, ["id", "valid", "mentions", "names"])
+    labels = read_table(args.labels, ["id", "text", "date", "valid", "mentions", "names"])
     names_by_headline = headline_names(labels, frozenset(params.strip_suffixes))
     clusters = cluster_table(names_by_headline, params.scorer, params.threshold)
-    sampled = sample(labels, clusters, names_by_headline, params)
+    file_labels = [label for found in read_label_files(load_params(ReviewParams), args.label_dir).values()
+                   for label in found]
+    sampled = sample(labels, clusters, names_by_headline, params, human_labelled(labels, file_labels))
     write_table(clusters, args.clusters, sort_by="name")
     write_table(sampled, args.sample)
     sizes = clusters.group_by("representative").agg(pl.col("count").sum()).sort(["count", "representative"],

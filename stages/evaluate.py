@@ -24,7 +24,7 @@ from stages.common.encoder import local_encoder_dir
 from stages.common.io import log, read_table, stage_args, write_csv, write_json
 from stages.common.label_files import accepted, read_label_file, require_inside
 from stages.common.label_resolve import standalone
-from stages.common.metrics import score
+from stages.common.metrics import score, usd_per_million
 from stages.common.params import load_params
 from stages.common.records import LABEL_COLUMNS, human_records, labelled_records
 from stages.common.schema import span_tuples
@@ -103,10 +103,6 @@ def timed_predictions(predict, texts: list[str], batch_size: int, min_texts: int
     started = time.perf_counter()
     predict(sample, batch_size)
     return predicted, len(sample) / (time.perf_counter() - started)
-
-
-def usd_per_million(headlines_per_s: float, usd_per_hour: float) -> float:
-    return round(1e6 / (headlines_per_s * 3600) * usd_per_hour, 4)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ import yaml
 from tests.conftest import ROOT
 
 ALL_STAGES = {"fetch", "llm_label", "cluster_sample", "split", "scout", "argilla_sync", "argilla_review",
-              "finetune_gliner", "finetune_spanmarker", "evaluate"}
+              "finetune_gliner", "finetune_spanmarker", "evaluate", "tag"}
 ALWAYS = {"argilla_sync"}  # checks the review server on every repro (cheap; its output hash rarely changes)
 LABELLED = 120
 

@@ -73,7 +73,9 @@ def teacher_answer(headline: str, system_prompt: str) -> dict:
 
 
 class FakeTeacher:
-    def __init__(self, retry_after_s: float = 1.0, slow_s: float = 3.0, delay_s: float = 0.0):
+    def __init__(self, retry_after_s: float = 1.0, slow_s: float = 3.0, delay_s: float = 0.0,
+                 served_model: str | None = None):
+        self.served_model = served_model  # the model it says it serves (/v1/models, answers); None: echo the request's
         self.requests: Counter[str] = Counter()
         self.request_times: dict[str, list[float]] = {}
         self.script: dict[str, list[str]] = {}
@@ -128,7 +130,7 @@ class FakeTeacher:
         elif behaviour == "truncate":
             content, finish = content[: len(content) // 2], "length"
         completion = {
-            "id": "x", "object": "chat.completion", "model": body.get("model"),
+            "id": "x", "object": "chat.completion", "model": self.served_model or body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
             "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
         if behaviour in MALFORMED:
@@ -139,7 +141,8 @@ class FakeTeacher:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_get("/v1/models", lambda r: web.json_response({"data": [{"id": "fake"}]}))
+        listed = [{"id": self.served_model}] if self.served_model else []
+        app.router.add_get("/v1/models", lambda r: web.json_response({"object": "list", "data": listed}))
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

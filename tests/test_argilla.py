@@ -361,7 +361,7 @@ def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fa
 
     annotate(server, "dvc-flow-train", {first_labelled("train")["id"]: ("discarded", [])})
     assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | {"argilla_review", "finetune_gliner", "finetune_spanmarker",
-                                                             "evaluate"}
+                                                             "evaluate", "tag"}
     assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS
     review = yaml.safe_load((repo / "metrics/review.json").read_text())
     assert (review["test"]["human_from_argilla"], review["train"]["discarded"]) == (1, 1)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import polars as pl
+import pytest
 
 from stages.common.schema import SPANS
 from tests.conftest import ROOT
@@ -13,9 +14,9 @@ from tests.conftest import ROOT
 FIXTURE = ROOT / "tests/data/headlines.jsonl"
 
 
-def bench(script: str, *args: str) -> dict:
+def bench(script: str, *args: str, timeout: float = 120) -> dict:
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=timeout)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -53,3 +54,12 @@ def test_gold_check(tmp_path):
     spans = sum(len(g["spans"]) for g in gold)
     assert (out["labelled"], out["teacher_precision"], out["length_finish"]) == (30, 1.0, 0)
     assert out["teacher_recall"] == round((spans - 1) / spans, 4) and out["headlines_per_s"] == 1.5
+
+
+@pytest.mark.slow
+def test_case_study_scale():
+    out = bench("case_study_scale.py", "--headlines", "2000", "--sample-size", "80", timeout=600)
+    assert out["headlines"] == 2000 and out["labelled"] > 1900 and out["valid"] == out["labelled"]
+    assert abs(out["sampled"] - 80) <= 0.02 * 80 and set(out["stage_s"]) == {"fetch", "llm_label", "cluster_sample", "split"}
+    assert 0 < out["peak_rss_mb"] < 1536 and 0 <= out["client_share_of_wall"] < 1
+    assert out["plan"]["requests_to_make"] == out["server"]["answered"]  # one request per distinct headline

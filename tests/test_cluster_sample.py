@@ -1,10 +1,13 @@
+import datetime as dt
 import hashlib
 
 import numpy as np
 import polars as pl
 
-from stages.cluster_sample import (cluster_names, cluster_table, headline_names, normalise_name, quotas, sample,
+from stages.cluster_sample import (cluster_names, cluster_table, headline_names, human_labelled, quotas, sample,
                                    sample_ids)
+from stages.common.label_files import FileLabel
+from stages.common.names import normalise_name
 from stages.common.stage_params import ClusterSampleParams
 
 SUFFIXES = frozenset({"inc", "corp"})
@@ -116,3 +119,23 @@ def test_a_sample_sized_in_headlines_has_that_size_with_each_share():
     assert dict(zip(reasons["sample_reason"], reasons["count"])) == {"cluster": 100, "no_company": 45, "invalid": 5}
     assert sampled["id"].is_in(ids[:1000]).sum() == 50  # the one big cluster: its share, 1000/3000 of 150
     assert sampled.equals(sample(labels, clusters, by_headline, params))
+
+
+def test_headlines_a_label_file_already_labels_join_the_sample_on_top():
+    ids = [f"h{i:03d}" for i in range(300)]
+    names = [["apple"] if i < 200 else [] for i in range(300)]
+    labels = pl.DataFrame({"id": ids, "text": [f"Headline {i}" for i in range(300)],
+                           "date": [dt.date(2015, 1, 1)] * 300, "valid": [True] * 300, "mentions": names,
+                           "names": names}, schema_overrides={"mentions": pl.List(pl.String), "names": pl.List(pl.String)})
+    by_headline = headline_names(labels, SUFFIXES)
+    clusters = cluster_table(by_headline, "ratio", 85)
+    params = ClusterSampleParams(scorer="ratio", threshold=85, strip_suffixes=sorted(SUFFIXES), cluster_fraction=1.0,
+                                 no_company_fraction=1.0, invalid_fraction=1.0, sample_size=30, seed=0)
+    file_labels = [FileLabel("l.jsonl:1", id="h007"), FileLabel("l.jsonl:2", text="Headline 250"),
+                   FileLabel("l.jsonl:3", text="Not In This Run")]
+    labelled = human_labelled(labels, file_labels)
+    assert labelled == {"h007", "h250"}
+    plain, joined = sample(labels, clusters, by_headline, params), sample(labels, clusters, by_headline, params, labelled)
+    assert set(joined["id"]) == set(plain["id"]) | labelled  # the sized draw itself is unchanged
+    assert joined.height == 30 + len(labelled - set(plain["id"]))
+    assert set(joined.filter(pl.col("sample_reason") == "human_label")["id"]) == labelled - set(plain["id"])

@@ -5,8 +5,8 @@ import json
 import polars as pl
 import pytest
 
-from stages.common.label_files import accepted, read_label_file, require_inside
-from stages.common.label_resolve import resolve, standalone
+from stages.common.label_files import FileLabel, accepted, read_label_file, require_inside
+from stages.common.label_resolve import candidates, resolve, standalone
 from stages.common.params import load_params, validate
 from stages.common.stage_params import ReviewParams
 from tests.conftest import ROOT
@@ -33,7 +33,7 @@ def types(entity_labels=("company",), ignored_labels=()) -> ReviewParams:
 
 
 def labels_from(path, headlines=HEADLINES, **span_types):
-    return resolve(read_label_file(path, types(**span_types)), headlines)
+    return resolve(read_label_file(path, types(**span_types)), headlines).labels
 
 
 def test_jsonl_by_id_by_text_and_by_text_and_date(tmp_path):
@@ -151,8 +151,6 @@ BAD_JSONL = {
                                       r"l.jsonl:2: span text 'Visa Inc' does not match 'Visa' at \[0, 4\)"),
     "overlapping spans": ({"id": "h1", "spans": [{"start": 0, "end": 5}, {"start": 3, "end": 11}]},
                           r"l.jsonl:2: spans \[0, 5\) and \[3, 11\) overlap"),
-    "unknown id": ({"id": "nope", "spans": []}, r"l.jsonl:2: unknown headline id 'nope'"),
-    "unknown text": ({"text": "Visa Rallies Again", "spans": []}, r"l.jsonl:2: unknown headline text 'Visa Rallies Again'"),
     "id and text disagree": ({"id": "h2", "text": "Visa Rallies", "spans": []}, r"l.jsonl:2: text 'Visa Rallies' is not the text of headline 'h2'"),
     "malformed line": ('{"id": "h3", "spans": [', r"l.jsonl:2: malformed line: Expecting value"),
     "no key": ({"spans": []}, r"l.jsonl:2: malformed line: needs 'id' or 'text'"),
@@ -173,6 +171,26 @@ def test_bad_jsonl_line_stops_with_file_line_and_problem(case, tmp_path):
         labels_from(path)
 
 
+def test_labels_of_headlines_not_here_are_counted_not_errors(tmp_path):
+    """A team's labels of other runs (unknown id, text or CoNLL tokens) are no problem of the file."""
+    path = write_jsonl(tmp_path / "l.jsonl", [{"id": "h2", "spans": []}, {"id": "nope", "spans": []},
+                                              {"text": "Visa Rallies Again", "spans": [{"start": 0, "end": 4}]}])
+    (tmp_path / "l.conll").write_text("Visa B-company\nFalls O\n")
+    labels = read_label_file(path, types()) + read_label_file(tmp_path / "l.conll", types())
+    resolved = resolve(labels, HEADLINES)
+    assert set(resolved.labels) == {"h2"}
+    assert resolved.summary() == {"labels_not_in_run": 3,
+                                  "first_not_in_run": [f"{path}:2", f"{path}:3", f"{tmp_path / 'l.conll'}:1"]}
+
+
+def test_candidates_picks_the_headlines_labels_can_name_out_of_a_frame():
+    frame = pl.DataFrame(HEADLINES)
+    labels = [FileLabel("f:1", id="h1"), FileLabel("f:2", text="Visa Rallies"),
+              FileLabel("f:3", tokens=["Gold", "Rises", "As", "Dollar", "Falls"])]
+    assert sorted(h["id"] for h in candidates(labels, frame)) == ["h1", "h2", "h3", "h4"]
+    assert candidates([FileLabel("f:1", id="other")], frame) == []
+
+
 def test_bad_utf8_names_its_line(tmp_path):
     path = tmp_path / "l.jsonl"
     path.write_bytes(b'{"id": "h2", "spans": []}\n{"id": "h3\xff", "spans": []}\n')
@@ -184,7 +202,6 @@ BAD_CONLL = {
     "I- without B-": ("Visa I-company\nRallies O\n", r"l.conll:1: tag I-company does not continue an entity"),
     "unknown tag": ("Visa COMPANY\nRallies O\n", r"l.conll:1: unknown tag 'COMPANY'"),
     "missing tag": ("Visa B-company\nRallies\n", r"l.conll:2: malformed line 'Rallies'"),
-    "unknown headline": ("Visa B-company\nFalls O\n", r"l.conll:1: unknown headline: no headline reads 'Visa Falls'"),
     "token not in the text": ("# id = h3\nVisas B-company\nRallies O\n", r"l.conll:2: token 'Visas' does not match"),
 }
 

@@ -19,8 +19,10 @@ from stages.common.params import load_params
 from stages.common.stage_params import Endpoint, LlmLabelParams
 from stages.common.schema import HEADLINE_COLUMNS
 from stages import llm_label
+from stages.common import teacher_labels
 from stages.common.spans import locate
-from stages.llm_label import consensus_row, endpoint_token
+from stages.common.teacher_endpoint import endpoint_token
+from stages.common.teacher_labels import consensus_row
 from tests.conftest import ROOT
 from tests.dvc_repo import LABELLED, repo, sh  # noqa: F401 (repo: fixture)
 
@@ -189,7 +191,7 @@ def test_self_consistency_asks_n_samples_and_records_agreement(tmp_path, fake_te
 
 def test_consensus_keeps_spans_a_majority_agrees_on(monkeypatch):
     calls = []
-    monkeypatch.setattr(llm_label, "locate", lambda *args: calls.append(args) or locate(*args))
+    monkeypatch.setattr(teacher_labels, "locate", lambda *args: calls.append(args) or locate(*args))
 
     def answer(names):
         return {"content": json.dumps({"companies": [{"mention": n, "name": n} for n in names]}),
@@ -288,3 +290,26 @@ def test_plan_runs_on_a_fresh_clone_the_way_the_readme_runs_it(repo, fake_teache
     assert sum(fake_teacher.requests.values()) == 0 and not (repo / "data/labels/llm_labels.parquet").exists()
     run = subprocess.run([sys.executable, "-m", "stages.llm_label"], cwd=repo, capture_output=True, text=True)
     assert run.returncode == 2 and "--headlines, --cache-dir, --out, --metrics, --concurrency-plot required" in run.stderr
+
+
+def test_batches_give_the_table_one_batch_gives_and_a_repeated_text_is_asked_once(tmp_path, fake_teacher,
+                                                                                  monkeypatch):
+    """The feed is read, asked and written BATCH_ROWS headlines at a time; a headline text that comes back in a later
+    batch (another date) is asked once, and the plan counts it once."""
+    directory = project(tmp_path, fake_teacher, limit=None)
+    repeated = fetched(30).with_columns(id=pl.format("r{}", pl.col("id")), date=pl.lit(dt.date(2019, 1, 1)))
+    pl.concat([fetched(200), repeated]).sort("id").write_parquet(directory / "data/fetched/headlines.parquet")
+    monkeypatch.chdir(directory)
+    monkeypatch.setattr(llm_label, "BATCH_ROWS", 7)
+    command = ["--headlines", "data/fetched/headlines.parquet", "--cache-dir", "data/llm_cache", "--out", "b.parquet",
+               "--metrics", "b.json", "--concurrency-plot", "b.csv"]
+    params = load_params(LlmLabelParams)
+    total, batches = llm_label.headline_batches(Path("data/fetched/headlines.parquet"), None, 0)
+    with AnswerCache("data/llm_cache") as cache:
+        assert (total, llm_label.count_missing(llm_label.request_specs(params), batches, cache)) == (230, (230, 200))
+    llm_label.main(command)
+    assert sum(fake_teacher.requests.values()) == 200 and max(fake_teacher.requests.values()) == 1
+    monkeypatch.setattr(llm_label, "BATCH_ROWS", 10_000)
+    llm_label.main([*command[:5], "one.parquet", *command[6:]])
+    batched, whole = pl.read_parquet("b.parquet"), pl.read_parquet("one.parquet")
+    assert batched.height == 230 and batched.equals(whole) and batched["id"].is_sorted()

@@ -13,7 +13,7 @@ from stages.common.answer_cache import AnswerCache
 from stages.common.local_teacher import local_teacher
 from stages.common.teacher_client import ClientSettings, ask_all
 from stages.common.teacher_request import Extractive, Prompt, RequestSpec
-from stages.llm_label import label_row
+from stages.common.teacher_labels import label_row
 from tests.conftest import ROOT
 
 # Several companies each, so a model left free would list more than one.

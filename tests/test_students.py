@@ -25,7 +25,7 @@ PROBE = ["Apple Shares Up 5% After Earnings Beat", "Gold Prices Rise As Dollar W
 # larger rates (and shorter spans: the fixture's longest company is 3 words).
 TINY_RECIPES = {"gliner": {"epochs": 6, "batch_size": 4, "learning_rate": 2e-4, "others_learning_rate": 2e-3,
                            "max_width": 4},
-                "spanmarker": {"epochs": 4, "batch_size": 4}}
+                "spanmarker": {"epochs": 6, "batch_size": 4}}
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,16 @@ def test_model_card_renders_every_section_with_numbers_in_place():
     expected = (ROOT / "tests/data/model_card.md").read_text()
     assert re.sub(r"\d+(\.\d+)*", "N", card) == expected
     assert "Best epoch 5 of 6: precision 0.8100, recall" in card and "0.0001" in card
+
+
+def test_spanmarker_trains_a_multi_word_company_as_one_entity():
+    """SpanMarker's config.label2id is the reduced {O, company}; a model built with B-/I- labels reads training
+    tags by its schemed ids, so tagging with the reduced ids would train "Bharat Forge" as two entities."""
+    from span_marker.label_normalizer import AutoLabelNormalizer
+
+    model = spanmarker_student.build_model(training_params("spanmarker", ROOT / "params.yaml"))
+    text = "Bharat Forge looks rich, says Sudip"
+    record = {"text": text, "spans": [{"start": 0, "end": 12, "text": "Bharat Forge"}]}
+    tokens, tags = spanmarker_student.tag_ids(record, spanmarker_student.training_label_ids(model.config), "company")
+    entities = AutoLabelNormalizer.from_config(model.config)([tokens], [tags])["ner_tags"][0]
+    assert [(start, end) for _, start, end in entities] == [(0, 2)]

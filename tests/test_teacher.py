@@ -5,13 +5,14 @@ import json
 
 import pytest
 
+from stages.common import answer_cache
 from stages.common.answer_cache import AnswerCache
 from stages.common.candidates import candidate_mentions
 from stages.common.stage_params import ConcurrencyRange
 from stages.common.spans import clean_mention, locate
 from stages.common.teacher_client import ClientSettings, ask_all
 from stages.common.teacher_request import RESPONSE_FORMATS, Extractive, Prompt, RequestSpec, parse_answer
-from stages.llm_label import label_row
+from stages.common.teacher_labels import label_row
 from tests.conftest import ROOT
 
 PROMPT = Prompt.load(ROOT / "data/prompts/company_ner.yaml")
@@ -59,7 +60,8 @@ def test_request_carries_prompt_the_headlines_own_schema_and_a_bounded_length(fa
     assert body["response_format"]["type"] == "json_object"
     companies = body["response_format"]["schema"]["properties"]["companies"]
     assert companies["maxItems"] == 4
-    assert companies["items"]["properties"]["mention"] == {"enum": ["Bank", "Bank of America", "America", "BAC"]}
+    # a lone "Bank" names no company (candidates.DESIGNATORS): offered only inside "Bank of America"
+    assert companies["items"]["properties"]["mention"] == {"enum": ["Bank of America", "America", "BAC"]}
     assert companies["items"]["properties"]["name"] == companies["items"]["properties"]["mention"]
     assert (body["temperature"], body["model"]) == (0.1, "fake")
     longest = '{"companies": [' + ", ".join(['{"mention": "Bank of America", "name": "Bank of America"}'] * 4) + "]}"
@@ -88,7 +90,7 @@ def test_free_names_are_bounded_text():
 
 def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_function_word():
     assert candidate_mentions("Earnings Preview: What To Expect From Bank of America (BAC)", 4) == \
-        ["Bank", "Bank of America", "America", "BAC"]
+        ["Bank of America", "America", "BAC"]
     assert candidate_mentions("Apple's CEO Sells Shares; AAPL, TSLA And MSFT Slip 5%", 4) == \
         ["Apple", "Sells", "AAPL", "TSLA", "MSFT", "MSFT Slip", "Slip"]
     assert candidate_mentions("Johnson & Johnson Beats", 4) == ["Johnson", "Johnson & Johnson"]
@@ -96,8 +98,23 @@ def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_functio
     assert candidate_mentions("Up 5% In 2019", 4) == []
     assert candidate_mentions("Advanced Micro Devices Corp Rallies", 2) == ["Advanced", "Advanced Micro", "Micro",
                                                                           "Micro Devices", "Devices",
-                                                                          "Devices Corp", "Corp", "Corp Rallies",
-                                                                          "Rallies"]
+                                                                          "Devices Corp", "Corp Rallies", "Rallies"]
+
+
+def test_candidates_of_real_headlines_leave_out_lone_designators_quoted_people_and_lowercase_words():
+    # a designator names no company alone, but ends one; before one a generic word is part of the name
+    assert candidate_mentions("Kotak Mahindra Bank Shares Up", 4) == ["Kotak", "Kotak Mahindra", "Kotak Mahindra Bank",
+                                                                        "Mahindra", "Mahindra Bank"]
+    assert candidate_mentions("News Corp Falls", 4) == ["News Corp"]  # "falls" is a generic word
+    # sentence case: a word without a capital is no name, a person quoted at the end is no company ...
+    assert candidate_mentions("4200 is key level for Titan: Ashwani Gujral", 4) == ["Titan"]
+    assert candidate_mentions("Promoter group sells stake in Infosys", 4) == ["Infosys"]
+    assert candidate_mentions("Maharashtra set to get new plant", 4) == ["Maharashtra"]
+    # ... but a brokerage quoted there is one
+    assert candidate_mentions("Pharma will continue to perform: IIFL Wealth", 4) == ["IIFL", "IIFL Wealth", "Wealth"]
+    # Title Case and all-lowercase headlines say nothing by case
+    assert candidate_mentions("Mid-Day Movers: Adobe Leads Gains", 4) == ["Adobe"]
+    assert candidate_mentions("nokia falls after weak outlook", 4) == ["nokia", "weak", "weak outlook", "outlook"]
 
 
 def test_every_candidate_aligns_to_exactly_itself():
@@ -218,3 +235,19 @@ def test_a_base_url_with_or_without_v1_reaches_the_chat_endpoint(fake_teacher, t
     options = ClientSettings(base_url=fake_teacher.url + suffix, concurrency=1, timeout_s=10.0, max_attempts=1)
     stats, failed = asyncio.run(ask_all([(spec(), "Apple Beats Estimates")], AnswerCache(tmp_path), options))
     assert failed == {} and fake_teacher.requests["Apple Beats Estimates"] == 1
+
+
+def test_the_key_index_keeps_the_latest_line_across_merges_and_checks_colliding_keys(tmp_path, monkeypatch):
+    monkeypatch.setattr(answer_cache.KeyIndex, "MERGE_EVERY", 4)  # merge every few puts
+    with AnswerCache(tmp_path) as cache:
+        for i in range(10):
+            cache.put({"key": f"k{i}", "content": f"answer {i}"})
+        cache.put({"key": "k2", "content": "asked again"})  # k2 sits in the merged arrays by now
+        assert len(cache) == 10 and cache.get("k2")["content"] == "asked again"
+        assert [a["key"] for a in cache.answers()] == [f"k{i}" for i in (0, 1, 3, 4, 5, 6, 7, 8, 9, 2)]
+    reloaded = AnswerCache(tmp_path)
+    assert len(reloaded) == 10 and reloaded.get("k2")["content"] == "asked again" and "k10" not in reloaded
+    monkeypatch.setattr(answer_cache, "key_hash", lambda key: 7)  # every key collides: the line read is checked
+    colliding = AnswerCache(tmp_path / "other")
+    colliding.put({"key": "a", "content": "answer a"})
+    assert colliding.get("a")["content"] == "answer a" and colliding.get("b") is None

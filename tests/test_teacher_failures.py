@@ -18,7 +18,9 @@ from stages.common.answer_cache import AnswerCache, CacheWriteError
 from stages.common.teacher_client import ClientSettings, ask_all
 from stages.common.teacher_request import Extractive, Prompt, RequestSpec
 from stages.common.teacher_usage import usage_totals
-from stages.llm_label import describe_failures, label_row, label_table, missing_answers
+from stages.common.teacher_endpoint import describe_failures
+from stages.common.teacher_labels import label_row, label_table
+from stages.llm_label import missing_answers
 from tests.dvc_repo import edit_params, repo, sh, stages_run  # noqa: F401 (repo: fixture)
 from tests.test_teacher import run, spec
 
@@ -94,11 +96,11 @@ def test_a_cache_written_before_the_key_change_is_found_and_refiled(tmp_path):
         with AnswerCache(directory) as cache:
             cache.put({"key": old_key, "content": "{}", "latency_s": 0.5})
         with AnswerCache(directory) as cache:
-            todo, legacy = missing_answers([request], [headline], cache)
+            _, todo, legacy = missing_answers([request], [headline], cache)
             assert (todo, legacy) == ([], {old_key: request.cache_key(headline)})
             cache.refile(legacy)
         with AnswerCache(directory) as cache:
-            assert missing_answers([request], [headline], cache) == ([], {})
+            assert missing_answers([request], [headline], cache)[1:] == ([], {})
             assert cache.get(request.cache_key(headline))["latency_s"] == 0.5
 
 

@@ -3,14 +3,16 @@ one definition of what a cached answer holds (`answer_record`)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import orjson
 
 BOM = b"\xef\xbb\xbf"
@@ -29,8 +31,8 @@ class AnswerCache:
     sharing the cache (so a DVC merge keeps both sides), sorting them keeps arrival order, and no run
     appends to a shard another left, so a crash can at worst cut the last line of its own shard, which the
     reader skips quietly. Every other unreadable line is counted (`skipped`, `first_skipped`).
-    The index maps key -> (shard, offset); answers are read back from disk when asked for, so a cache of
-    millions of answers costs a few hundred bytes each in memory. DVC tracks the directory as a
+    The index maps key -> where its line is (KeyIndex: about 20 bytes an answer); answers are read back from
+    disk when asked for, so memory stays flat as the cache grows to millions. DVC tracks the directory as a
     persistent output, so `dvc push/pull` shares it.
     """
 
@@ -39,7 +41,7 @@ class AnswerCache:
         self.fsync_every_s = fsync_every_s
         self.skipped, self.first_skipped = 0, None  # unreadable lines (a torn last line is not one), "file:line"
         self._shards = sorted(self.directory.glob("answers-*.jsonl"))  # older runs' numbered names sort first
-        self._index: dict[str, tuple[int, int]] = {}  # in arrival order
+        self._index = KeyIndex()
         for number, shard in enumerate(self._shards):
             self._scan(number, shard)
         self._readers: dict[int, BinaryIO] = {}
@@ -57,21 +59,36 @@ class AnswerCache:
         return len(self._index)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._index
+        return self._index.get(key) is not None
 
     def get(self, key: str) -> dict | None:
         location = self._index.get(key)
-        return None if location is None else self._read(*location)
+        if location is None:
+            return None
+        answer = self._read(location)
+        return answer if answer["key"] == key else None  # two keys sharing a 64-bit hash: ~1e-8 at 1M answers
 
-    def answers(self, keys: set[str] | None = None) -> Iterator[dict]:
+    def location(self, key: str) -> int | None:
+        """Where the key's answer is; sorting locations sorts answers by arrival."""
+        return self._index.get(key)
+
+    def answers(self, keys: Iterable[str] | None = None) -> Iterator[dict]:
         """The answers (of these keys, else all) in the order they arrived."""
-        for key, location in self._index.items():
-            if keys is None or key in keys:
-                yield self._read(*location)
+        if keys is None:
+            yield from self.answers_at(self._index.locations())
+            return
+        keys = set(keys)
+        locations = np.unique(np.fromiter((loc for loc in map(self._index.get, keys) if loc is not None), np.uint64))
+        yield from (answer for answer in self.answers_at(locations) if answer["key"] in keys)
+
+    def answers_at(self, locations: np.ndarray) -> Iterator[dict]:
+        """The answers at these locations (from `location`), in the order given."""
+        for where in locations:
+            yield self._read(int(where))
 
     def refile(self, new_keys: dict[str, str]) -> None:
         """Store the answers of these old keys under their new keys too, in the order they arrived."""
-        for old in [key for key in self._index if key in new_keys]:
+        for old in sorted(new_keys, key=self._index.get):
             self.put({**self.get(old), "key": new_keys[old]})
 
     def put(self, entry: dict) -> None:
@@ -94,7 +111,7 @@ class AnswerCache:
                 self._last_fsync = time.monotonic()
         except OSError as error:
             raise CacheWriteError(error.errno, error.strerror, str(self._shards[-1])) from error
-        self._index[entry["key"]] = (len(self._shards) - 1, offset)
+        self._index.put(entry["key"], location(len(self._shards) - 1, offset))
 
     def close(self) -> None:
         for reader in self._readers.values():
@@ -134,18 +151,80 @@ class AnswerCache:
                 start = len(BOM) if line_number == 1 and line.startswith(BOM) else 0  # written by an editor
                 key = _key(line[start:])
                 if key is not None:
-                    self._index[key] = (number, offset + start)
+                    self._index.put(key, location(number, offset + start))
                 elif line.endswith(b"\n") and line.strip():  # not blank, not cut by a crash (no newline)
                     self.skipped += 1
                     self.first_skipped = self.first_skipped or f"{shard}:{line_number}"
                 offset += len(line)
 
-    def _read(self, shard: int, offset: int) -> dict:
+    def _read(self, packed: int) -> dict:
+        shard, offset = packed >> OFFSET_BITS, packed & OFFSET_MASK
         if shard not in self._readers:
             self._readers[shard] = open(self._shards[shard], "rb")
         reader = self._readers[shard]
         reader.seek(offset)
         return answer_record(orjson.loads(reader.readline()))
+
+
+OFFSET_BITS = 40  # a location is shard << 40 | byte offset: shards up to 1 TB
+OFFSET_MASK = (1 << OFFSET_BITS) - 1
+
+
+def location(shard: int, offset: int) -> int:
+    return shard << OFFSET_BITS | offset
+
+
+def key_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+class KeyIndex:
+    """key -> location in about 20 bytes an entry (a dict of 64-char keys takes ~250): 64-bit hashes of the keys
+    in sorted numpy arrays, plus a small dict of the latest puts merged into them every MERGE_EVERY entries.
+    Two keys can share a hash (p ~ 1e-8 at a million answers): the cache checks the key it reads back."""
+
+    MERGE_EVERY = 65536
+
+    def __init__(self):
+        self._hashes = np.empty(0, np.uint64)     # sorted
+        self._locations = np.empty(0, np.uint64)  # beside their hashes
+        self._recent: dict[int, int] = {}         # hashes not in the arrays
+
+    def __len__(self) -> int:
+        return len(self._hashes) + len(self._recent)
+
+    def _position(self, hashed: int) -> int | None:
+        position = int(np.searchsorted(self._hashes, np.uint64(hashed)))
+        return position if position < len(self._hashes) and int(self._hashes[position]) == hashed else None
+
+    def get(self, key: str) -> int | None:
+        hashed = key_hash(key)
+        if hashed in self._recent:
+            return self._recent[hashed]
+        position = self._position(hashed)
+        return None if position is None else int(self._locations[position])
+
+    def put(self, key: str, where: int) -> None:
+        """The latest line of a key wins (a re-asked or re-filed answer)."""
+        hashed = key_hash(key)
+        position = None if hashed in self._recent else self._position(hashed)
+        if position is not None:
+            self._locations[position] = where
+            return
+        self._recent[hashed] = where
+        if len(self._recent) >= self.MERGE_EVERY:
+            self._merge()
+
+    def _merge(self) -> None:
+        hashes = np.concatenate([self._hashes, np.fromiter(self._recent, np.uint64, len(self._recent))])
+        locations = np.concatenate([self._locations, np.fromiter(self._recent.values(), np.uint64, len(self._recent))])
+        order = np.argsort(hashes, kind="stable")
+        self._hashes, self._locations, self._recent = hashes[order], locations[order], {}
+
+    def locations(self) -> np.ndarray:
+        """Every location, sorted: the order the answers arrived in."""
+        return np.sort(np.concatenate([self._locations, np.fromiter(self._recent.values(), np.uint64,
+                                                                    len(self._recent))]))
 
 
 def _key(line: bytes) -> str | None:
@@ -173,6 +252,8 @@ def answer_record(entry: dict) -> dict:
     usage = record.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     record["usage"] = {name: int(value) for name, value in usage.items() if _count(value)}
+    if not isinstance(record.get("served_model"), str):
+        record.pop("served_model", None)
     if not isinstance(record.get("finish_reason"), str):
         record["finish_reason"] = None
     if not _number(record.get("latency_s")):

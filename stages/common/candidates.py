@@ -19,12 +19,22 @@ GENERIC_WORDS = frozenset("""acquires after-hours analyst analysts announces bea
     ceo cfo claims climbs cuts deal deals declares dividend downgrades drags drops earnings eps estimates expect
     falls futures gains guidance healthcare higher hits housing interest ipo jobless jumps launches leads lower
     market markets mid-day misses mixed movers moving news option options partnership plunges points pre-market
-    premarket preview price prices profit quarter quarterly raises rally report reports revenue rises sales
-    scheduled sees sell session share shares short sinks slides slips soars starts stock stocks strong sues
+    premarket preview price prices profit promoter promoters quarter quarterly raises rally report reports revenue rises sales
+    scheduled sees sell session set share shares short sinks slides slips soars starts stock stocks strong sues
     supply surges targets today top traders trading tweet upgrades update week year
     dow nasdaq ftse dax nikkei cac s&p russell
     monday tuesday wednesday thursday friday saturday sunday january february march april june july august
     september october november december q1 q2 q3 q4""".split())
+# Words that make a company name but name none alone ("Bank" of "Kotak Mahindra Bank"): offered only inside a
+# longer mention, never as one.
+DESIGNATORS = frozenset("""bank banks capital co company corp corporation finance financial fund group holdings inc
+    industries insurance limited ltd motors pharma plc power securities services steel systems technologies tech
+    ventures""".split())
+# A sentence-case headline ending in ": Firstname Lastname" quotes a person (a brokerage there has a designator or an
+# acronym: "Angel Broking", "CLSA", "JP Morgan"), so no mention is offered from such a tail.
+_QUOTED_PERSON = re.compile(r":\s+((?:[A-Z][a-z]+\.?\s+){1,2}[A-Z][a-z]+)\s*$")
+ORGANISATION_WORDS = DESIGNATORS | frozenset("""advisors advisory asset associates bnp broking brokers capital
+    consultants equities investment investments management markets research securities stock suisse wealth""".split())
 
 
 def _words(text: str) -> list[tuple[int, int, bool]]:
@@ -39,30 +49,68 @@ def _words(text: str) -> list[tuple[int, int, bool]]:
         if words:
             words[-1] = (*words[-1][:2], True)
 
-    for match in re.finditer(r"\S+", text):
-        start, end = trim(text, *match.span())
+    matches = [(m, trim(text, *m.span())) for m in re.finditer(r"\S+", text)]
+    for i, (match, (start, end)) in enumerate(matches):
         if start > match.start():
             end_phrase()
         word = text[start:end].lower()
-        if word not in JOINERS and (word in FUNCTION_WORDS or word in GENERIC_WORDS or word.startswith("$")
-                                    or word.endswith("%") or not any(c.isalpha() for c in word)):
+        before_designator = word in GENERIC_WORDS and end == match.end() and i + 1 < len(matches) and \
+            text[slice(*matches[i + 1][1])].lower() in DESIGNATORS  # "News Corp": a generic word in a name
+        if word not in JOINERS and not before_designator and (
+                word in FUNCTION_WORDS or word in GENERIC_WORDS or word.startswith("$") or word.endswith("%")
+                or not any(c.isalpha() for c in word)):
             end_phrase()
             continue
         words.append((start, end, end < match.end()))
     return words
 
 
+def _without_lowercase(text: str, words: list[tuple[int, int, bool]]) -> list[tuple[int, int, bool]]:
+    kept: list[tuple[int, int, bool]] = []
+    for start, end, ends in words:
+        if _cased(text[start:end]) or text[start:end].lower() in JOINERS:
+            kept.append((start, end, ends))
+        elif kept:
+            kept[-1] = (*kept[-1][:2], True)
+    return kept
+
+
+def _quoted_person_start(text: str) -> int:
+    """Where a trailing quoted person's name starts (len(text) when the headline has none)."""
+    match = _QUOTED_PERSON.search(text)
+    if match and not any(w.lower().rstrip(".") in ORGANISATION_WORDS for w in match.group(1).split()):
+        return match.start(1)
+    return len(text)
+
+
+def _cased(word: str) -> bool:
+    return any(c.isupper() or c.isdigit() for c in word)
+
+
+def _sentence_case(text: str, words: list[tuple[int, int, bool]]) -> bool:
+    """A headline written in sentence case ("Titan hits record high on strong demand"): some of its words
+    (other than function and generic words) have a capital and two or more have none, so a word without one is
+    no name there. All-lowercase and Title Case headlines say nothing by case."""
+    lowercase = [not _cased(text[s:e]) for s, e, _ in words if text[s:e].lower() not in JOINERS]
+    return sum(lowercase) >= 2 and not all(lowercase)
+
+
 def candidate_mentions(text: str, max_words: int) -> list[str]:
     """What the teacher may name in this headline: its word n-grams up to max_words, cleaned of wrappers
     ('(AAPL)' -> 'AAPL') and possessives, not crossing punctuation, function or generic words, not starting or
-    ending with a joiner. Each is a slice of the headline, so it always aligns to a span."""
+    ending with a joiner, not a lone designator ('Bank'), not in a quoted person's name at the end. Each is a
+    slice of the headline, so it always aligns to a span."""
     words = _words(text)
+    if _sentence_case(text, words):  # case says something: a lowercase word ends a phrase, a name ending the
+        person = _quoted_person_start(text)  # headline after a colon is a person quoted
+        words = _without_lowercase(text, [w for w in words if w[0] < person])
     skip = [text[s:e].lower() in JOINERS for s, e, _ in words]
     found: dict[str, None] = {}
     for i, (start, _, _) in enumerate(words):
         for j in range(i, min(i + max_words, len(words))):
-            if not skip[i] and not skip[j]:
-                found[text[start:words[j][1]]] = None
+            mention = text[start:words[j][1]]
+            if not skip[i] and not skip[j] and not (i == j and mention.lower() in DESIGNATORS | GENERIC_WORDS):
+                found[mention] = None
             if words[j][2]:
                 break
     return list(found)

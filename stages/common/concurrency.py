@@ -125,4 +125,6 @@ class Gate:
     async def __aexit__(self, *exc) -> None:
         async with self._changed:
             self.in_flight -= 1
-            self._changed.notify_all()
+            # wake as many waiters as there are free permits, not all of them: each wakes, re-checks and mostly
+            # sleeps again, which at hundreds of waiters cost more than the requests themselves
+            self._changed.notify(max(1, int(self.limit.limit) - self.in_flight))

@@ -1,5 +1,6 @@
 """The one main() of both finetune stages: reviewed splits in; the best-epoch model with its model card, metrics,
-per-epoch history and int8 ONNX export out. Only these stages import the card, so editing it reruns only them."""
+per-epoch history and int8 ONNX export (with its own card: the folder to upload) out. Only these stages import the
+card, so editing it reruns only them."""
 from __future__ import annotations
 
 import time
@@ -7,9 +8,11 @@ from types import ModuleType
 
 from stages.common.export import EXPORT_FORMAT
 from stages.common.io import log, read_table, stage_args, write_csv, write_json
+from stages.common.metrics import entity_scores
 from stages.common.model_card import CardData, label_examples, render
 from stages.common.params import load_params
 from stages.common.records import LABEL_COLUMNS, human_or_all, human_records, labelled_records, unreviewed_rule
+from stages.common.stage_params import FetchParams
 from stages.common.student_params import ChoosesRecipe
 from stages.common.training import HISTORY_FIELDS
 
@@ -27,6 +30,8 @@ def finetune_main(params_model: type[ChoosesRecipe], title: str, student: Module
     args = stage_args(f"{section_name}: fine-tune on the reviewed train split",
                       ("train", "valid", "out", "export", "metrics", "history"), argv)
     section = load_params(params_model)
+    fetch = load_params(FetchParams)  # dvc.yaml declares the keys read: fetch.kind, fetch.hf_dataset.path
+    datasets = [fetch.hf_dataset.path] if fetch.kind == "hf_dataset" else []
     training = section.training()
     records = {"train": unreviewed_rule(labelled_records(read_table(args.train, LABEL_COLUMNS)), training.unreviewed),
                "valid": human_or_all(labelled_records(read_table(args.valid, LABEL_COLUMNS)))}
@@ -42,7 +47,7 @@ def finetune_main(params_model: type[ChoosesRecipe], title: str, student: Module
     card = CardData(title=title, module=student.__name__.rsplit(".", 1)[-1], directory=str(args.out),
                     base_model=training.base_model, revision=training.revision, entity_label=training.entity_label,
                     epochs=training.epochs, sizes=sizes, best=best_row, params=card_params(section),
-                    examples=label_examples(records["train"]))
+                    examples=label_examples(records["train"]), datasets=datasets)
     (args.out / "README.md").write_text(render(card))
     write_csv(args.history, result["history"], HISTORY_FIELDS)
     write_json(args.metrics, {"train_records": sizes["train"], "valid_records": sizes["valid"],
@@ -54,3 +59,8 @@ def finetune_main(params_model: type[ChoosesRecipe], title: str, student: Module
     student.export(args.out, args.export)
     log.info("%s: exported %s -> %s (%s) in %.1f s", section_name, args.out, args.export, EXPORT_FORMAT,
              time.perf_counter() - started)
+    exported = student.load(args.export)([r["text"] for r in records["valid"]])
+    card.export_scores = entity_scores([r["spans"] for r in records["valid"]], exported)
+    (args.export / "README.md").write_text(render(card, exported=True))
+    log.info("%s: export valid F1 %.4f (saved model %.4f); cards in %s and %s", section_name,
+             card.export_scores["f1"], result["best_valid_f1"], args.out, args.export)

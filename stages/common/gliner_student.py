@@ -55,7 +55,8 @@ def predict(model, texts: list[str], label: str, threshold: float, batch_size: i
     if not texts:
         return []
     batches = model.inference(texts, [label], threshold=threshold, batch_size=batch_size)
-    return [[{"start": e["start"], "end": e["end"], "text": e["text"]} for e in entities] for entities in batches]
+    return [[{"start": e["start"], "end": e["end"], "text": e["text"], "score": float(e["score"])} for e in entities]
+            for entities in batches]
 
 
 def load(model_dir: Path, int8: bool = False) -> Predictor:
@@ -83,7 +84,7 @@ def export(model_dir: Path, export_dir: Path) -> None:
 
     model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
     model.eval()
-    with exporting(model_dir, export_dir) as staging, tempfile.TemporaryDirectory() as scratch:
+    with exporting(model_dir, export_dir, __name__) as staging, tempfile.TemporaryDirectory() as scratch:
         graph = Path(model.export_to_onnx(scratch, quantize=False)["onnx_path"])
         shutil.copytree(scratch, staging, ignore=shutil.ignore_patterns("*.onnx"))
         quantize_onnx(graph, staging / EXPORT_FILE)

@@ -65,6 +65,15 @@ def require_inside(path: str | Path, directory: Path, key: str) -> None:
                          f"a dependency; move it there (or point the directory param at where it is)")
 
 
+def read_label_files(params: ReviewParams, label_dir: Path) -> dict[str, list[FileLabel]]:
+    """The labels of every file argilla_review.label_files names (each must sit inside label_dir), by path."""
+    found = {}
+    for path in params.label_files:
+        require_inside(path, label_dir, "argilla_review.label_files")
+        found[str(path)] = read_label_file(path, params)
+    return found
+
+
 def format_of(path: str | Path) -> str:
     """The format a path is read as: a directory is an exported dataset, .jsonl is JSONL, anything else CoNLL."""
     path = Path(path)

@@ -1,9 +1,13 @@
 """File labels (label_files.py) tied to headlines: every span checked against the headline's text (offsets,
-span text, overlaps, unknown id or text, CoNLL tokens that do not cover the whole headline, contradicting
-labels), each problem one message naming the file and line."""
+span text, overlaps, CoNLL tokens that do not cover the whole headline, contradicting labels), each problem
+one message naming the file and line. A label of a headline that is not here is no problem: it is counted."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import polars as pl
 
 from stages.common.label_files import FileLabel, LabelFileError, accepted
 
@@ -52,12 +56,25 @@ def _squeezed(text: str) -> str:
     return _WHITESPACE.sub("", text)
 
 
-def resolve(labels: list[FileLabel], headlines: list[dict]) -> dict[str, dict]:
-    """{headline id: {"spans", "where"}} for file labels, tied to known headlines ({id, text, date}).
+@dataclass
+class Resolved:
+    """File labels tied to headlines: {headline id: {"spans", "where"}}, and the labels that name no headline
+    here (a team's labels of other runs: counted and reported, never an error)."""
+    labels: dict[str, dict]
+    elsewhere: list[FileLabel]
+
+    def summary(self, examples: int = 3) -> dict:
+        return {"labels_not_in_run": len(self.elsewhere),
+                "first_not_in_run": [label.where for label in self.elsewhere[:examples]]}
+
+
+def matching(labels: list[FileLabel], headlines: list[dict]) -> Iterator[tuple[FileLabel, list[dict]]]:
+    """Each accepted label with the headlines ({id, text, date}) it names; none: it names no headline here.
 
     A label names its headline by id, or by exact text (plus date when the same text appears on several
     dates; without a date it labels every headline with that text). CoNLL labels without an id match the
-    headline whose text has the same characters once whitespace is removed.
+    headline whose text has the same characters once whitespace is removed. An id whose text differs from the
+    label's is an error: the file contradicts itself.
     """
     by_id = {h["id"]: h for h in headlines}
     by_text: dict[str, list[dict]] = {}
@@ -65,31 +82,44 @@ def resolve(labels: list[FileLabel], headlines: list[dict]) -> dict[str, dict]:
     for headline in headlines:
         by_text.setdefault(headline["text"], []).append(headline)
         by_squeezed.setdefault(_squeezed(headline["text"]), []).append(headline)
-    resolved: dict[str, dict] = {}
     for label in accepted(labels):
         if label.id is not None:
-            if label.id not in by_id:
-                raise LabelFileError(label.where, f"unknown headline id {label.id!r}")
-            targets = [by_id[label.id]]
-            if label.text is not None and label.text != targets[0]["text"]:
+            targets = [by_id[label.id]] if label.id in by_id else []
+            if targets and label.text is not None and label.text != targets[0]["text"]:
                 raise LabelFileError(label.where, f"text {label.text!r} is not the text of headline {label.id!r} "
                                                   f"({targets[0]['text']!r})")
         elif label.tokens is not None:
             targets = by_squeezed.get(_squeezed("".join(label.tokens)), [])
-            if not targets:
-                raise LabelFileError(label.where, f"unknown headline: no headline reads {' '.join(label.tokens)!r}")
         else:
             targets = [h for h in by_text.get(label.text, []) if label.date is None or str(h["date"]) == label.date]
-            if not targets:
-                raise LabelFileError(label.where, f"unknown headline text {label.text!r}"
-                                                  + (f" on {label.date}" if label.date else ""))
+        yield label, targets
+
+
+def candidates(labels: list[FileLabel], headlines: pl.DataFrame) -> list[dict]:
+    """The headlines ({id, text, date}) any of these labels could name, picked out by polars: the rest of a feed
+    of a million headlines never becomes Python objects."""
+    ids = [label.id for label in labels if label.id is not None]
+    texts = [label.text for label in labels if label.text is not None]
+    squeezed = [_squeezed("".join(label.tokens)) for label in labels if label.tokens is not None]
+    keep = pl.col("id").is_in(ids) | pl.col("text").is_in(texts)
+    if squeezed:
+        keep = keep | pl.col("text").str.replace_all(r"\s+", "").is_in(squeezed)
+    return headlines.filter(keep).select("id", "text", "date").to_dicts()
+
+
+def resolve(labels: list[FileLabel], headlines: list[dict]) -> Resolved:
+    """File labels tied to these headlines, each span checked against its headline's text."""
+    resolved, elsewhere = {}, []
+    for label, targets in matching(labels, headlines):
+        if not targets:
+            elsewhere.append(label)
         for headline in targets:
             spans = checked_spans(label, headline["text"])
             earlier = resolved.get(headline["id"])
             if earlier and earlier["spans"] != spans:
                 raise LabelFileError(label.where, f"contradicts the label of the same headline at {earlier['where']}")
             resolved.setdefault(headline["id"], {"spans": spans, "where": label.where})
-    return resolved
+    return Resolved(resolved, elsewhere)
 
 
 def standalone(labels: list[FileLabel]) -> list[dict]:

@@ -1,5 +1,6 @@
 """Entity-level scores on exact character spans: the one definition used by training, evaluation and the
-experiment scripts (with a bootstrap CI, partial-overlap F1 and F1 per year for reported scores)."""
+experiment scripts (with a bootstrap CI, partial-overlap F1 and F1 per year for reported scores); and what a
+measured speed costs per million headlines."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -76,3 +77,8 @@ def score(records: list[dict], predicted: list[list[dict]], bootstrap: Bootstrap
                                                       [p for r, p in zip(records, predicted) if r["date"].year == y])["f1"]
                                 for y in years}
     return result
+
+
+def usd_per_million(headlines_per_s: float, usd_per_hour: float) -> float:
+    """USD per million headlines of a machine (or endpoint) priced per hour that labels headlines_per_s."""
+    return round(1e6 / (headlines_per_s * 3600) * usd_per_hour, 4)

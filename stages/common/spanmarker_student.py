@@ -34,6 +34,15 @@ def tag_ids(record: dict, label2id: dict[str, int], label: str) -> tuple[list[st
     return [text[s:e] for s, e in tokens], tags
 
 
+def training_label_ids(config) -> dict[str, int]:
+    """The tag ids training data must use: SpanMarker's config.label2id is the reduced one ({O, company}), but a
+    model built with B-/I- labels reads training tags by the schemed ids of config.encoder["id2label"]: tagging
+    with the reduced ids would make every word a B- tag, so "Bharat Forge" would train as two entities."""
+    if config.are_labels_schemed():
+        return {label: int(label_id) for label_id, label in config.encoder["id2label"].items()}
+    return dict(config.label2id)
+
+
 def build_model(training: SpanMarkerTraining):
     from span_marker import SpanMarkerModel
 
@@ -77,9 +86,14 @@ def predict(model, texts: list[str], label: str, batch_size: int = 32) -> list[l
     offsets = [word_tokens(t) for t in texts]
     dataset = Dataset.from_dict({"tokens": [[t[s:e] for s, e in o] for t, o in zip(texts, offsets)]})
     batches = model.predict(dataset, batch_size=batch_size, show_progress_bar=False)
-    return [sorted((token_to_char_span(text, tokens, e["word_start_index"], e["word_end_index"] - 1)
-                    for e in entities if e["label"] == label), key=lambda s: s["start"])
+    return [sorted((_scored_span(text, tokens, e) for e in entities if e["label"] == label), key=lambda s: s["start"])
             for text, tokens, entities in zip(texts, offsets, batches)]
+
+
+def _scored_span(text: str, tokens: list[tuple[int, int]], entity: dict) -> dict:
+    """A SpanMarker entity (word indices, end exclusive) as a character span with its probability."""
+    span = token_to_char_span(text, tokens, entity["word_start_index"], entity["word_end_index"] - 1)
+    return span | {"score": float(entity["score"])}
 
 
 def load(model_dir: Path, int8: bool = False) -> Predictor:
@@ -140,7 +154,7 @@ def export(model_dir: Path, export_dir: Path) -> None:
     model = SpanMarkerModel.from_pretrained(str(model_dir), config=_config(model_dir))
     model.eval()
     batch = _batches(model.tokenizer, model.data_collator, model.config, [["Apple", "Buys", "Beats"]] * 2, 2)[0][0][0]
-    with exporting(model_dir, export_dir) as staging, tempfile.TemporaryDirectory() as scratch, torch.no_grad():
+    with exporting(model_dir, export_dir, __name__) as staging, tempfile.TemporaryDirectory() as scratch, torch.no_grad():
         shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "README.md"))
         graph = Path(scratch) / "fp32.onnx"
         torch.onnx.export(_span_logits_module(model), tuple(batch[k] for k in INPUTS), str(graph), input_names=list(INPUTS),
@@ -183,10 +197,11 @@ def _decode(tokenizer, config, token_lists, num_words, scores, labels, label: st
     for tokens, words, score, label_ids in zip(token_lists, num_words, scores, labels):
         spans = list(tokenizer.get_all_valid_spans(words, config.entity_max_length))
         taken, entities = [False] * words, []
-        for (start, end), _, label_id in sorted(zip(spans, score, label_ids), key=lambda t: t[1], reverse=True):
+        for (start, end), probability, label_id in sorted(zip(spans, score, label_ids), key=lambda t: t[1], reverse=True):
             if label_id != config.outside_id and not any(taken[start:end]):
                 taken[start:end] = [True] * (end - start)
-                entities.append({"label": config.id2label[label_id], "word_start_index": start, "word_end_index": end})
+                entities.append({"label": config.id2label[label_id], "word_start_index": start, "word_end_index": end,
+                                 "score": probability})
         results.append(sorted(entities, key=lambda e: e["word_start_index"]))
     return results
 
@@ -209,8 +224,7 @@ def fast_predict(run, tokenizer, collator, config, texts: list[str], label: str,
             scores[headline].extend(probs[row, :pairs].max(-1).tolist())
             labels[headline].extend(probs[row, :pairs].argmax(-1).tolist())
     entities = _decode(tokenizer, config, token_lists, num_words, scores, labels, label)
-    return [sorted((token_to_char_span(text, tokens, e["word_start_index"], e["word_end_index"] - 1)
-                    for e in found if e["label"] == label), key=lambda s: s["start"])
+    return [sorted((_scored_span(text, tokens, e) for e in found if e["label"] == label), key=lambda s: s["start"])
             for text, tokens, found in zip(texts, offsets, entities)]
 
 
@@ -243,7 +257,7 @@ def train(training: SpanMarkerTraining, train_records: list[dict], valid_records
     torch.manual_seed(training.seed)
     label = training.entity_label
     model = build_model(training)
-    label2id = model.config.label2id
+    label2id = training_label_ids(model.config)
     tokens, tags = zip(*(tag_ids(r, label2id, label) for r in train_records))
 
     def make_trainer(args: dict, callbacks: list) -> Trainer:

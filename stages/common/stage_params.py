@@ -243,3 +243,23 @@ class EvaluateParams(Section):
     ignored_labels: list[str]
 
     _span_types = model_validator(mode="after")(span_types_apart)
+
+
+class TagParams(Section):
+    SECTION = "tag"
+    student: Literal["gliner", "spanmarker"]
+    form: Literal["export", "fp32"]   # export: the int8 ONNX form (models/<student>_export); fp32: as trained
+    batch_size: int = Field(gt=0)
+    url: str | None                   # None: the student runs in-process; else a served student's URL
+    token_env: str | None
+    concurrency: ConcurrencyRange
+    timeout_s: float = Field(gt=0)
+    max_attempts: int = Field(ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def http_url(cls, value: str | None) -> str | None:
+        url = urllib.parse.urlparse(value) if value is not None else None
+        if url is not None and (url.scheme not in ("http", "https") or not url.hostname):
+            raise ValueError("expected null (in-process) or an http(s) URL with a host, e.g. http://127.0.0.1:8080")
+        return value

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import aiohttp
+import orjson
 
 from stages.common.answer_cache import AnswerCache
 from stages.common.concurrency import AdaptiveLimit, Gate
 from stages.common.stage_params import ConcurrencyRange
 from stages.common.teacher_request import BadReply, RequestSpec, reply_answer
+
+
+class ModelMismatch(Exception):
+    """The server says another model answered than the one the cache key names: its answer is kept under that
+    model's key, and the run stops before more are filed under the wrong one."""
 
 
 class TeacherError(Exception):
@@ -36,6 +44,7 @@ class ClientSettings:
     timeout_s: float
     max_attempts: int
     token: str | None = field(default=None, repr=False)  # a secret: it goes in the Authorization header only
+    check_served_model: bool = True  # off for the bundled teacher, whose key names its weights instead
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
 
@@ -67,11 +76,12 @@ def retry_delay(attempt: int, settings: ClientSettings, retry_after: str | None)
 
 
 async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: ClientSettings,
-              stats: RunStats, gate: Gate) -> dict:
-    """One chat completion with retries, each attempt holding a permit of the gate (a retry waits without
-    one). Returns content, finish_reason, usage and the limit it ran under (an answer with no text carries
-    `error`: see reply_answer); raises TeacherError. A 200 that is no chat completion (BadReply) is retried
-    like a 500: nothing of it is an answer, and a proxy's error page is usually gone on the next attempt."""
+              stats: RunStats, gate: Gate, read_reply: Callable[[bytes], dict] = reply_answer) -> dict:
+    """One chat completion (or, with another read_reply, any JSON POST) with retries, each attempt holding a
+    permit of the gate (a retry waits without one). Returns content, finish_reason, usage (what read_reply reads
+    of the reply) and the limit it ran under (an answer with no text carries `error`: see reply_answer); raises
+    TeacherError. A 200 that is no chat completion (BadReply) is retried like a 500: nothing of it is an answer,
+    and a proxy's error page is usually gone on the next attempt."""
     last = TeacherError("unknown")
     for attempt in range(settings.max_attempts):
         if attempt:
@@ -84,7 +94,7 @@ async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: Cl
                 async with session.post(url, json=body) as response:
                     raw = await response.read()  # bytes: a body that is not UTF-8 is a bad reply, not a crash
                     if response.status == 200:
-                        answer = reply_answer(raw)
+                        answer = read_reply(raw)
                         latency = time.perf_counter() - started
                         stats.latencies_s.append(latency)
                         concurrency = int(gate.limit.limit)
@@ -109,43 +119,93 @@ async def ask(session: aiohttp.ClientSession, url: str, body: dict, settings: Cl
     raise last
 
 
-def chat_url(base_url: str) -> str:
-    """The chat-completions URL of a base URL written with or without /v1 (vLLM and OpenAI document theirs with)."""
-    return base_url.rstrip("/").removesuffix("/v1") + "/v1/chat/completions"
+def api_url(base_url: str, route: str) -> str:
+    """The URL of an OpenAI route ("chat/completions", "models") under a base URL written with or without /v1
+    (vLLM and OpenAI document theirs with)."""
+    return f"{base_url.rstrip('/').removesuffix('/v1')}/v1/{route}"
 
 
-async def ask_all(jobs: Iterable[tuple[RequestSpec, str]], cache: AnswerCache, settings: ClientSettings,
-                  on_done: Callable[[], None] = lambda: None) -> tuple[RunStats, dict[str, str]]:
-    """Ask every (spec, headline) job with at most the adaptive limit of requests in flight; callers pass cache
-    misses.
+def served_models(base_url: str, token: str | None, timeout_s: float = 10) -> list[str] | None:
+    """The model ids the endpoint lists at /v1/models (TGI, vLLM, llama.cpp and OpenAI all serve it), or None
+    when it lists none or cannot be asked: the answers' own `model` field is checked all the same."""
+    request = urllib.request.Request(api_url(base_url, "models"),
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            listed = orjson.loads(response.read()).get("data")
+        ids = [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return ids or None
+
+
+def filed_under(spec: RequestSpec, body: dict, answer: dict, settings: ClientSettings) -> tuple[str, str]:
+    """(cache key, model) an answer is filed under: the spec's, or the served model's when the server says another
+    one answered (then the run stops: ModelMismatch)."""
+    served = answer.get("served_model")
+    if not settings.check_served_model or served in (None, spec.model):
+        return spec.body_key(body), spec.model
+    return replace(spec, model=served).body_key({**body, "model": served}), served
+
+
+async def ask_all(jobs: Iterable[tuple[RequestSpec, str] | tuple[RequestSpec, str, dict]], cache: AnswerCache,
+                  settings: ClientSettings,
+                  on_done: Callable[[], None] = lambda: None,
+                  limit: AdaptiveLimit | None = None) -> tuple[RunStats, dict[str, str]]:
+    """Ask every (spec, headline) job (callers pass cache misses, with the request body as a third item where they
+    built it already: building one takes a while); answers go to the cache as they arrive. Returns run stats and
+    the error kind per failed headline (see ask_each). A caller asking in batches passes one `limit` to all of
+    them, so what it learnt of the endpoint carries over."""
+    url = api_url(settings.base_url, "chat/completions")
+
+    async def answer(session: aiohttp.ClientSession, gate: Gate, stats: RunStats, job: tuple) -> None:
+        spec, headline, *built = job
+        body = built[0] if built else spec.body(headline)
+        reply = await ask(session, url, body, settings, stats, gate)
+        key, model = filed_under(spec, body, reply, settings)
+        # concurrency (recorded in the answer): its share of the endpoint's time is latency / concurrency
+        cache.put({"key": key, "model": model, "headline": headline, **reply})
+        if model != spec.model:
+            raise ModelMismatch(f"the endpoint answered as model '{model}', but "
+                                f"llm_label.endpoint.model is '{spec.model}'")
+
+    return await ask_each(jobs, settings, answer, lambda job: job[1], on_done, limit)
+
+
+Job = TypeVar("Job")
+
+
+async def ask_each(jobs: Iterable[Job], settings: ClientSettings,
+                   answer: Callable[[aiohttp.ClientSession, Gate, RunStats, Job], Awaitable[None]],
+                   name: Callable[[Job], str], on_done: Callable[[], None] = lambda: None,
+                   limit: AdaptiveLimit | None = None) -> tuple[RunStats, dict[str, str]]:
+    """answer(session, gate, stats, job) for every job, with at most the adaptive limit of requests in flight:
+    the worker pool of ask_all, for any endpoint (`tag` POSTs batches to a served student through it, each
+    answer calling `ask`).
 
     Jobs are pulled lazily, so memory does not grow with the input, and a slow answer holds up only its
-    own worker. Answers go to the cache as they arrive; returns run stats (with how the limit moved) and
-    the error kind per failed headline. Anything else (a full disk, a bug) stops the run, but only after
-    the requests in flight are answered and cached: it is raised once every worker has stopped.
+    own worker. A TeacherError fails its job: returns run stats (with how the limit moved) and the error kind
+    per name(job). Anything else (a full disk, a bug) stops the run, but only after the requests in flight are
+    answered and cached: it is raised once every worker has stopped.
     """
     pending = iter(jobs)
     stats, failed = RunStats(), {}
     fatal: list[Exception] = []
-    limit = settings.limit()
+    limit = limit or settings.limit()
     gate = Gate(limit)
-    url = chat_url(settings.base_url)
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
 
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout,
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout, json_serialize=lambda o: orjson.dumps(o).decode(),
                                      connector=aiohttp.TCPConnector(limit=limit.maximum)) as session:
         async def worker() -> None:
-            for spec, headline in pending:  # workers share one iterator: each job goes to exactly one
+            for job in pending:  # workers share one iterator: each job goes to exactly one
                 if fatal:
                     return
-                key = spec.cache_key(headline)
                 try:
-                    answer = await ask(session, url, spec.body(headline), settings, stats, gate)
-                    # concurrency (recorded in the answer): its share of the endpoint's time is latency / concurrency
-                    cache.put({"key": key, "model": spec.model, "headline": headline, **answer})
+                    await answer(session, gate, stats, job)
                 except TeacherError as error:
-                    failed[headline] = error.kind
+                    failed[name(job)] = error.kind
                     stats.failures[error.kind] = stats.failures.get(error.kind, 0) + 1
                 except Exception as error:  # raised below, once the other workers have cached what is in flight
                     fatal.append(error)

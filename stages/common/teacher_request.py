@@ -127,7 +127,11 @@ class RequestSpec:
         max_tokens included, so a change in how candidates are chosen is a miss) and the weights behind
         `model` when we serve them. A param the body does not carry (max_tokens with extractive answers)
         changes no key."""
-        blob = orjson.dumps([self.model_file_sha256, self.body(headline)], option=orjson.OPT_SORT_KEYS)
+        return self.body_key(self.body(headline))
+
+    def body_key(self, body: dict) -> str:
+        """cache_key from a body already built (building one takes most of the time)."""
+        blob = orjson.dumps([self.model_file_sha256, body], option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(blob).hexdigest()
 
     @cached_property
@@ -173,6 +177,8 @@ def reply_answer(body: bytes) -> dict:
     message = choices[0].get("message")
     answer = {"content": message.get("content") if isinstance(message, dict) else None,
               "finish_reason": choices[0].get("finish_reason"), "usage": payload.get("usage")}
+    if isinstance(payload.get("model"), str) and payload["model"]:
+        answer["served_model"] = payload["model"]  # the model the server says answered (TGI: its model id)
     if not isinstance(message, dict):
         answer["error"] = f"no_content: message is {orjson.dumps(message).decode()[:40]}, not an object"
     return answer

@@ -6,47 +6,64 @@ metrics depend on the cache, never on today's params or on how a particular run 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from stages.common.stage_params import Cost
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not len(values):
         return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 3)
+    ordered = np.sort(np.asarray(values, dtype=float))  # an array('d') of a million latencies: no float objects
+    return round(float(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]), 3)
+
+
+class UsageTotals:
+    """Tokens, retries, latencies and endpoint seconds of answers added one at a time (they stream from disk):
+    a few bytes an answer. An answer held 1/concurrency of the endpoint for its latency."""
+
+    def __init__(self):
+        self.count = self.prompt_tokens = self.completion_tokens = self.retries = 0
+        self.endpoint_s = 0.0
+        self.latencies, self.limits = array("d"), array("l")  # of the answers that record a latency
+        self.every_limit = array("l")                         # of every answer, in the order added
+
+    def add(self, answer: dict) -> None:
+        usage = answer.get("usage") or {}
+        self.count += 1
+        self.prompt_tokens += usage.get("prompt_tokens", 0)
+        self.completion_tokens += usage.get("completion_tokens", 0)
+        self.retries += answer.get("attempts", 1) - 1
+        self.every_limit.append(answer.get("concurrency", 1))
+        if answer.get("latency_s") is not None:
+            self.latencies.append(answer["latency_s"])
+            self.limits.append(answer.get("concurrency", 1))
+            self.endpoint_s += answer["latency_s"] / self.limits[-1]
+
+    def totals(self) -> dict:
+        limits = self.limits
+        concurrency = {"min": min(limits), "max": max(limits), "mean": round(sum(limits) / len(limits), 2)} \
+            if limits else {}
+        return {"answers": self.count, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "retries": self.retries,
+                "latency_s": {"p50": percentile(self.latencies, 0.5), "p95": percentile(self.latencies, 0.95),
+                              "p99": percentile(self.latencies, 0.99), "total": round(sum(self.latencies), 3)},
+                "endpoint_s": self.endpoint_s, "concurrency": concurrency}
+
+    def concurrency_points(self, max_points: int = 1000) -> list[dict]:
+        """Plot data: the limit each answer ran under, in the order added (at most max_points)."""
+        step = max(1, -(-len(self.every_limit) // max_points))
+        return [{"answer": i, "concurrency": self.every_limit[i]} for i in range(0, len(self.every_limit), step)]
 
 
 def usage_totals(answers: Iterable[dict]) -> dict:
-    """Tokens, retries, latencies and endpoint seconds of these answers, in one pass (they may stream from
-    disk). An answer held 1/concurrency of the endpoint for its latency."""
-    count = prompt_tokens = completion_tokens = retries = endpoint_s = 0
-    latencies, limits = [], []
+    usage = UsageTotals()
     for answer in answers:
-        usage = answer.get("usage") or {}
-        count += 1
-        prompt_tokens += usage.get("prompt_tokens", 0)
-        completion_tokens += usage.get("completion_tokens", 0)
-        retries += answer.get("attempts", 1) - 1
-        if answer.get("latency_s") is not None:
-            latencies.append(answer["latency_s"])
-            limits.append(answer.get("concurrency", 1))
-            endpoint_s += answer["latency_s"] / limits[-1]
-    concurrency = {"min": min(limits), "max": max(limits), "mean": round(sum(limits) / len(limits), 2)} \
-        if limits else {}
-    return {"answers": count, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "retries": retries,
-            "latency_s": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
-                          "p99": percentile(latencies, 0.99), "total": round(sum(latencies), 3)},
-            "endpoint_s": endpoint_s, "concurrency": concurrency}
-
-
-def concurrency_points(answers: Iterable[dict], count: int, max_points: int = 1000) -> list[dict]:
-    """Plot data: the limit each of the `count` answers ran under, in the order they arrived (at most
-    max_points)."""
-    step = max(1, -(-count // max_points))
-    return [{"answer": i, "concurrency": a.get("concurrency", 1)} for i, a in enumerate(answers) if i % step == 0]
+        usage.add(answer)
+    return usage.totals()
 
 
 def estimate_cost(prompt_tokens: float, completion_tokens: float, endpoint_s: float, cost: Cost) -> dict:

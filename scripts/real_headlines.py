@@ -1,0 +1,218 @@
+"""Real headlines: the whole pipeline on real financial news that no one here wrote, scored against its humans.
+
+Takes a slice of SEntFiN (data/real_headlines/: real Indian and international headlines with human entity
+annotations, MIT, see its README) and runs `dvc repro` in a scratch copy of this working tree as a user would
+on their own data: the slice's headlines as `fetch.path`, its annotations as an existing human-label file
+(`argilla_review.label_files`), the rest of the shipped file as an `evaluate.extra_test_sets` file, every
+other param as params.yaml has it (but `llm_label.limit: null`, so the teacher labels the whole slice).
+
+SEntFiN has no dates, and the pipeline splits by date: each headline gets a synthetic date, deterministically.
+Headlines are ordered by a hash of their id; the first `--headlines` form the slice, the next `--extra` the
+extra test set. Within the slice the first 60% get train dates, the next 20% valid and the last 20% test: the
+i-th headline of a split is dated i days after its `split.ranges` start (wrapping inside the range).
+
+SEntFiN's guidelines count sectors, indices, commodities and regulators too ("IT stocks", "Nifty", "gold"),
+which a company extractor is not asked for, so every model is scored twice: on all spans (exact, as evaluate
+does) and on capitalised spans only (gold and predicted spans whose first character is not a lowercase
+letter: drops "gold", "rupee", "realty stocks"; keeps "3M", "Nifty", "Sebi").
+Writes metrics/real_headlines.json. About 15-25 minutes on 2 cores (the local teacher labels ~1 headline/s).
+
+  python scripts/real_headlines.py [--headlines 500] [--extra 1000] [--workdir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from stages.common.metrics import score  # noqa: E402
+from stages.common.params import load_params  # noqa: E402
+from stages.common.stage_params import Bootstrap, EvaluateParams, SplitParams  # noqa: E402
+
+SOURCE = ROOT / "data/real_headlines/sentfin_dev.jsonl"
+OUT = ROOT / "metrics/real_headlines.json"
+SHARES = (("train", 0.6), ("valid", 0.2), ("test", 0.2))
+SPLITS = [name for name, _ in SHARES]
+HEADLINES_FILE = "data/real_headlines/headlines.jsonl"      # inside the scratch copy: fetch.path
+LABELS_FILE = "data/real_headlines/reviewer_labels.jsonl"   # the slice's annotations as reviewers' labels
+EXTRA_FILE = "data/test_sets/sentfin_rest.jsonl"            # the rest of the slice: an extra test set
+MODELS = ("gliner", "spanmarker", "gliner_export", "spanmarker_export")
+KEYS = ("f1", "f1_ci_low", "f1_ci_high", "precision", "recall")
+
+
+def hash_order(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: hashlib.sha256(r["id"].encode()).hexdigest())
+
+
+def take_slice(rows: list[dict], headlines: int, extra: int) -> tuple[list[dict], list[dict]]:
+    """(the pipeline's headlines, the extra test set): disjoint, in hash-of-id order, deduplicated by text."""
+    ordered, seen = [], set()
+    for row in hash_order(rows):
+        if row["text"] not in seen:
+            seen.add(row["text"])
+            ordered.append(row)
+    if len(ordered) < headlines:
+        raise SystemExit(f"--headlines {headlines}: the source has only {len(ordered)} distinct headlines")
+    return ordered[:headlines], ordered[headlines:headlines + extra]
+
+
+def split_sizes(n: int) -> dict[str, int]:
+    train, valid = round(n * SHARES[0][1]), round(n * SHARES[1][1])
+    return {"train": train, "valid": valid, "test": n - train - valid}
+
+
+def assign_dates(rows: list[dict], ranges: SplitParams) -> list[dict]:
+    """Each row with a synthetic date inside its split's range (see the module doc)."""
+    dated, first = [], 0
+    for split, size in split_sizes(len(rows)).items():
+        window = ranges.ranges[split]
+        days = (window.end - window.start).days + 1
+        for i, row in enumerate(rows[first:first + size]):
+            dated.append(row | {"date": (window.start + dt.timedelta(days=i % days)).isoformat()})
+        first += size
+    return dated
+
+
+def capitalised(spans: list[dict]) -> list[dict]:
+    """The spans whose first character is not a lowercase letter (SEntFiN's sectors and commodities go)."""
+    return [s for s in spans if not s["text"][:1].islower()]
+
+
+def scores(gold: list[dict], predicted: list[list[dict]], bootstrap: Bootstrap) -> dict:
+    """{all spans, capitalised spans} scores of predictions against records {text, spans}."""
+    every = score(gold, predicted, bootstrap)
+    caps = score([r | {"spans": capitalised(r["spans"])} for r in gold], [capitalised(p) for p in predicted],
+                 bootstrap)
+    return {"all": {k: every[k] for k in KEYS}, "capitalised": {k: caps[k] for k in KEYS}}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
+
+
+def scratch_copy(workdir: Path, fresh: bool) -> None:
+    """The working tree (tracked and untracked-but-not-ignored files) copied over workdir, committed in its own
+    git repo: a second run there reruns only the stages whose code, params or data changed (the teacher's
+    answers stay cached). fresh: start from an empty workdir."""
+    if fresh:
+        shutil.rmtree(workdir, ignore_errors=True)
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    for name in files:  # not the demo's dvc.lock and metrics: here they describe this run's outputs
+        if (ROOT / name).is_file() and name != "dvc.lock" and not name.startswith("metrics/"):
+            (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, workdir / name)
+    (workdir / "metrics").mkdir(exist_ok=True)
+    if not (workdir / ".git").is_dir():
+        subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
+
+
+def commit(workdir: Path) -> None:
+    for command in (["git", "add", "-A"], ["git", "-c", "user.name=real-headlines", "-c", "user.email=none@localhost",
+                                          "commit", "-qm", "real-headline run", "--allow-empty"]):
+        subprocess.run(command, cwd=workdir, check=True, capture_output=True)
+
+
+def point_params(workdir: Path, teacher_threads: int | None) -> None:
+    """The user's-own-data params: fetch the slice, take its annotations as reviewers', score the rest too
+    (teacher_threads: the local teacher's threads, for a machine shared with other jobs; None keeps params')."""
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    if teacher_threads:
+        params["llm_label"]["local_threads"] = teacher_threads
+    params["fetch"].update(source="sentfin", kind="file", path=HEADLINES_FILE, columns={"text": "text", "date": "date"})
+    params["llm_label"]["limit"] = None
+    params["argilla_review"].update(label_dir=str(Path(LABELS_FILE).parent), label_files=[LABELS_FILE])
+    params["evaluate"]["extra_test_sets"] = [EXTRA_FILE]
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_pipeline(workdir: Path) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # evaluate and what it depends on: stages after it (tagging the whole feed) add nothing to this run
+    subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "evaluate"], cwd=workdir, env=env, check=True)
+
+
+def model_scores(workdir: Path, records: list[dict], bootstrap: Bootstrap, teacher: list[list[dict]] | None) -> dict:
+    """Every student (and the teacher's labels, where given) on records, both ways."""
+    from stages.common.students import STUDENTS
+
+    texts = [r["text"] for r in records]
+    result = {"teacher": scores(records, teacher, bootstrap)} if teacher is not None else {}
+    for name in MODELS:
+        predict = STUDENTS[name.removesuffix("_export")].load(workdir / "models" / name)
+        result[name] = scores(records, predict(texts, 32), bootstrap)
+    return result
+
+
+def report(workdir: Path, extra: list[dict], seconds: float | None) -> dict:
+    import polars as pl
+
+    from stages.common.records import human_records, labelled_records
+
+    bootstrap = load_params(EvaluateParams, workdir / "params.yaml").bootstrap
+    test = pl.read_parquet(workdir / "data/reviewed/test.parquet")
+    records = human_records(labelled_records(test))
+    teacher_spans = dict(zip(test["id"].to_list(), test["teacher_spans"].to_list()))
+    on_test = model_scores(workdir, records, bootstrap, [teacher_spans[r["id"]] or [] for r in records])
+    on_extra = model_scores(workdir, extra, bootstrap, None)
+    metrics = json.loads((workdir / "metrics/metrics.json").read_text())
+    sizes = {k: v for k, v in json.loads((workdir / "metrics/split.json").read_text()).items() if k in SPLITS}
+    for name in ("teacher", *MODELS):  # the pipeline's own figures must be the ones recomputed here
+        if abs(metrics[name]["f1"] - on_test[name]["all"]["f1"]) > 1e-9:
+            raise SystemExit(f"{name}: evaluate says F1 {metrics[name]['f1']}, recomputed {on_test[name]['all']['f1']}")
+    return {"source": "SEntFiN 1.0 (MIT), data/real_headlines/sentfin_dev.jsonl", "headlines": sum(sizes.values()),
+            **sizes, "test_human_labelled": len(records), "reference": metrics["reference"],
+            **{name: on_test[name]["all"] for name in on_test},
+            "capitalised": {name: on_test[name]["capitalised"] for name in on_test},
+            "extra_test_set": {"headlines": len(extra), **{name: on_extra[name]["all"] for name in on_extra},
+                               "capitalised": {name: on_extra[name]["capitalised"] for name in on_extra}},
+            "pipeline_seconds": None if seconds is None else round(seconds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=SOURCE, help="JSONL of {id, text, spans}")
+    parser.add_argument("--headlines", type=int, default=500, help="headlines the pipeline runs on")
+    parser.add_argument("--extra", type=int, default=1000, help="further headlines scored as an extra test set")
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "headline-ner-real")
+    parser.add_argument("--teacher-threads", type=int, default=None,
+                        help="llm_label.local_threads for this run (1 on a machine shared with other jobs)")
+    parser.add_argument("--fresh", action="store_true", help="start from an empty workdir (default: rerun what changed)")
+    parser.add_argument("--report-only", action="store_true", help="score what the last run in workdir left, run nothing")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    with open(args.source, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    pipeline_rows, extra = take_slice(rows, args.headlines, args.extra)
+    started = time.perf_counter()
+    if not args.report_only:
+        scratch_copy(args.workdir, args.fresh)
+        dated = assign_dates(pipeline_rows, load_params(SplitParams, args.workdir / "params.yaml"))
+        write_jsonl(args.workdir / HEADLINES_FILE, [{"text": r["text"], "date": r["date"]} for r in dated])
+        write_jsonl(args.workdir / LABELS_FILE, [{"text": r["text"], "date": r["date"], "spans": r["spans"]} for r in dated])
+        write_jsonl(args.workdir / EXTRA_FILE, [{"text": r["text"], "spans": r["spans"]} for r in extra])
+        point_params(args.workdir, args.teacher_threads)
+        commit(args.workdir)
+        run_pipeline(args.workdir)
+    result = report(args.workdir, extra, None if args.report_only else time.perf_counter() - started)
+    args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps({k: result[k] for k in ("headlines", "train", "valid", "test")} |
+                     {name: result[name]["f1"] for name in ("teacher", *MODELS)}))
+
+
+if __name__ == "__main__":
+    main()
