@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from scripts.worktree import copy_worktree  # noqa: E402
 from stages.common.local_teacher import free_port, wait_until_up  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"  # what the profile names and the server says it serves
@@ -119,18 +119,6 @@ def server_stats(url: str) -> dict:
         return json.loads(response.read())
 
 
-def scratch_repo(directory: Path) -> Path:
-    """The tracked and untracked (not ignored) files of this working tree, as a fresh git + DVC repo."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    repo = directory / "repo"
-    for name in files:
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    return repo
-
-
 def run(repo: Path, *command: str, env: dict) -> None:
     subprocess.run(command, cwd=repo, env=env, check=True, capture_output=True, text=True)
 
@@ -155,7 +143,7 @@ def main() -> None:
     try:
         wait_until_up(url, server, 30)
         with tempfile.TemporaryDirectory() as scratch:
-            repo = scratch_repo(Path(scratch))
+            repo = copy_worktree(Path(scratch) / "repo")
             headlines_csv(repo / "data/bench/headlines.csv", args.headlines)
             sets = {"fetch.kind": "file", "fetch.source": "bench", "fetch.path": "data/bench/headlines.csv",
                     "fetch.columns": "{text: text, date: date}", "fetch.keep_columns": "[]", "fetch.filters": "[]",

@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="requests in flight to the served student")
     parser.add_argument("--teacher-url", help="an OpenAI-compatible endpoint instead of params' llm_label endpoint")
     parser.add_argument("--tiny", action="store_true", help=f"the smallest run, for tests: {TINY}")
+    parser.add_argument("--out", type=Path, help="also write the JSON here (metrics/teacher_vs_student_cost.json is "
+                                                 "what the README's cost table is generated from)")
     args = parser.parse_args()
     if args.tiny:
         vars(args).update(TINY)
@@ -172,8 +174,11 @@ def main() -> None:
     ratios = {f"{name}_export_served_over_in_process": round(models[f"{name}_export_served"]["headlines_per_s"]
                                                              / models[f"{name}_export"]["headlines_per_s"], 3)
               for name in args.students}
-    print(json.dumps({"headlines": len(texts), "f1_headlines": len(test), "batch_size": args.batch_size,
-                      "clients": args.clients, "cpu_usd_per_hour": usd_per_hour, **ratios, "models": models}))
+    result = {"headlines": len(texts), "f1_headlines": len(test), "batch_size": args.batch_size,
+              "clients": args.clients, "cpu_usd_per_hour": usd_per_hour, **ratios, "models": models}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Write the README's results table from metrics/metrics.json and metrics/speed.json (never typed by hand), and print it.
+"""Write the README's results table from metrics/metrics.json and metrics/speed.json, and its cost table from
+metrics/teacher_vs_student_cost.json (benchmarks/teacher_vs_student_cost.py --out), never typed by hand; print them.
 
 Usage: python scripts/results_table.py [--check]   (--check: exit 1 if README.md is not up to date)
 """
@@ -12,6 +13,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+COST_START, COST_END = "<!-- cost:start -->", "<!-- cost:end -->"
+COST_FILE = ROOT / "metrics/teacher_vs_student_cost.json"
+FORMS = {"": "fp32, in-process", "_served": "fp32, served over HTTP", "_export": "int8 ONNX export, in-process",
+         "_export_served": "int8 ONNX export, served over HTTP"}
 NAMES = {"teacher": "Teacher LLM (labels)", "gliner": "GLiNER fine-tuned", "gliner_export": "GLiNER export (int8 ONNX)",
          "spanmarker": "SpanMarker fine-tuned", "spanmarker_export": "SpanMarker export (int8 ONNX)",
          "gliner_zero_shot": "GLiNER zero-shot base", "spanmarker_zero_shot": "SpanMarker zero-shot base"}
@@ -39,19 +44,44 @@ def table(metrics: dict, speed: dict) -> str:
     return "\n".join(lines)
 
 
+def cost_table(cost: dict) -> str:
+    models = cost["models"]
+    teacher = models["teacher"]
+    lines = [f"The same {cost['headlines']} held-out headlines for every model ({cost['f1_headlines']} of them "
+             f"human-labelled, which the F1 is on); students priced at {cost['cpu_usd_per_hour']} USD/hour for this "
+             f"2-core CPU, served ones by `scripts/serve.py` on the same machine at {cost['batch_size']} headlines "
+             f"a request, {cost['clients']} requests in flight.", "",
+             "| model | how it runs | F1 | headlines/s | USD per 1M headlines | times cheaper than the teacher |",
+             "|---|---|---|---|---|---|",
+             f"| Teacher LLM ({teacher['model']}) | llama.cpp server, one request at a time | {teacher['f1']:.3f} | "
+             f"{teacher['headlines_per_s']} | {teacher['usd_per_million_headlines']:.2f} | 1 |"]
+    for student in ("gliner", "spanmarker"):
+        for form, how in FORMS.items():
+            if (m := models.get(student + form)) is not None:
+                lines.append(f"| {NAMES[student].split()[0]} | {how} | {m['f1']:.3f} | {m['headlines_per_s']} | "
+                             f"{m['usd_per_million_headlines']:.2f} | {m['times_cheaper']:g} |")
+    return "\n".join(lines)
+
+
+def between(text: str, start: str, end: str, body: str) -> str:
+    return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     metrics = json.loads((ROOT / "metrics/metrics.json").read_text())
     speed = json.loads((ROOT / "metrics/speed.json").read_text())
+    tables = [table(metrics, speed)] + ([cost_table(json.loads(COST_FILE.read_text()))] if COST_FILE.exists() else [])
     readme = (ROOT / "README.md").read_text()
-    updated = re.sub(re.escape(START) + ".*?" + re.escape(END), f"{START}\n{table(metrics, speed)}\n{END}", readme,
-                     flags=re.S)
+    updated = between(readme, START, END, tables[0])
+    if len(tables) > 1:
+        updated = between(updated, COST_START, COST_END, tables[1])
     if args.check:
         sys.exit(0 if updated == readme else "README.md results table is stale: run python scripts/results_table.py")
     (ROOT / "README.md").write_text(updated)
-    print(table(metrics, speed))
+    print("\n\n".join(tables))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """A scratch clone of the working tree to run `dvc repro` in, with helpers to read what DVC did."""
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from scripts.worktree import copy_worktree
 
 ALL_STAGES = {"fetch", "llm_label", "cluster_sample", "split", "scout", "argilla_sync", "argilla_review",
               "finetune_gliner", "finetune_spanmarker", "evaluate", "tag"}
@@ -31,13 +30,7 @@ def stages_run(output: str) -> set[str]:
 @pytest.fixture
 def repo(tmp_path, fake_teacher) -> Path:
     """A scratch clone of the working tree whose params point llm_label at the test's teacher server."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    scratch = tmp_path / "repo"
-    for name in files:
-        if (ROOT / name).is_file():
-            (scratch / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, scratch / name)
+    scratch = copy_worktree(tmp_path / "repo")
     params = yaml.safe_load((scratch / "params.yaml").read_text())
     params["llm_label"].update(limit=LABELLED, concurrency={"min": 1, "start": 4, "max": 16})
     params["llm_label"]["endpoint"].update(base_url=fake_teacher.url, response_format="none")

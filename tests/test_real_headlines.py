@@ -1,6 +1,8 @@
-"""The real-headline run's pure parts: which headlines it takes, the dates it gives them, capitalised scoring."""
+"""The real-headline run's pure parts: which headlines it takes, the dates it gives them, capitalised and company-only scoring."""
 import datetime as dt
 import sys
+
+import yaml
 
 from stages.common.stage_params import Bootstrap, SplitParams
 from tests.conftest import ROOT
@@ -53,7 +55,18 @@ def test_capitalised_scoring_drops_lowercase_spans_on_both_sides():
     span = lambda word: {"start": text.index(word), "end": text.index(word) + len(word), "text": word}
     gold = [{"text": text, "spans": [span("gold"), span("Sebi"), span("3M"), span("realty stocks")]}]
     predicted = [[span("gold"), span("Sebi"), span("fines")]]
-    result = real_headlines.scores(gold, predicted, Bootstrap(resamples=10, seed=0))
+    not_companies = {"texts": {"regulators": ["sebi"]}, "last_words": ["stocks"]}
+    result = real_headlines.scores(gold, predicted, Bootstrap(resamples=10, seed=0), not_companies)
     assert result["all"]["precision"] == round(2 / 3, 4) and result["all"]["recall"] == 0.5
     # capitalised: gold {Sebi, 3M}, predicted {Sebi} ("fines" is lowercase too)
     assert result["capitalised"]["precision"] == 1.0 and result["capitalised"]["recall"] == 0.5
+    # company only: gold {3M}, predicted {} (Sebi is a regulator): nothing right, nothing wrong said
+    assert result["company_only"]["recall"] == 0.0 and result["company_only"]["precision"] == 0.0
+
+
+def test_company_only_drops_listed_texts_and_sector_phrases_but_keeps_companies_containing_those_words():
+    text = "Nifty, Oil India, PSU banks, Yes Bank and gold"
+    span = lambda word: {"start": text.index(word), "end": text.index(word) + len(word), "text": word}
+    spans = [span(w) for w in ("Nifty", "Oil India", "PSU banks", "Yes Bank", "gold")]
+    not_companies = yaml.safe_load(real_headlines.NOT_COMPANIES.read_text())
+    assert [s["text"] for s in real_headlines.company_only(spans, not_companies)] == ["Oil India", "Yes Bank"]

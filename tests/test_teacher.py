@@ -61,7 +61,7 @@ def test_request_carries_prompt_the_headlines_own_schema_and_a_bounded_length(fa
     companies = body["response_format"]["schema"]["properties"]["companies"]
     assert companies["maxItems"] == 4
     # a lone "Bank" names no company (candidates.DESIGNATORS): offered only inside "Bank of America"
-    assert companies["items"]["properties"]["mention"] == {"enum": ["Bank of America", "America", "BAC"]}
+    assert companies["items"]["properties"]["mention"] == {"enum": ["Bank of America", "BAC"]}
     assert companies["items"]["properties"]["name"] == companies["items"]["properties"]["mention"]
     assert (body["temperature"], body["model"]) == (0.1, "fake")
     longest = '{"companies": [' + ", ".join(['{"mention": "Bank of America", "name": "Bank of America"}'] * 4) + "]}"
@@ -90,7 +90,7 @@ def test_free_names_are_bounded_text():
 
 def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_function_word():
     assert candidate_mentions("Earnings Preview: What To Expect From Bank of America (BAC)", 4) == \
-        ["Bank of America", "America", "BAC"]
+        ["Bank of America", "BAC"]  # "America" alone is a place
     assert candidate_mentions("Apple's CEO Sells Shares; AAPL, TSLA And MSFT Slip 5%", 4) == \
         ["Apple", "Sells", "AAPL", "TSLA", "MSFT", "MSFT Slip", "Slip"]
     assert candidate_mentions("Johnson & Johnson Beats", 4) == ["Johnson", "Johnson & Johnson"]
@@ -101,7 +101,7 @@ def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_functio
                                                                           "Devices Corp", "Corp Rallies", "Rallies"]
 
 
-def test_candidates_of_real_headlines_leave_out_lone_designators_quoted_people_and_lowercase_words():
+def test_candidates_of_real_headlines_leave_out_lone_designators_quoted_people_places_and_lowercase_words():
     # a designator names no company alone, but ends one; before one a generic word is part of the name
     assert candidate_mentions("Kotak Mahindra Bank Shares Up", 4) == ["Kotak", "Kotak Mahindra", "Kotak Mahindra Bank",
                                                                         "Mahindra", "Mahindra Bank"]
@@ -109,7 +109,12 @@ def test_candidates_of_real_headlines_leave_out_lone_designators_quoted_people_a
     # sentence case: a word without a capital is no name, a person quoted at the end is no company ...
     assert candidate_mentions("4200 is key level for Titan: Ashwani Gujral", 4) == ["Titan"]
     assert candidate_mentions("Promoter group sells stake in Infosys", 4) == ["Infosys"]
-    assert candidate_mentions("Maharashtra set to get new plant", 4) == ["Maharashtra"]
+    assert candidate_mentions("Optimistic on auto, auto ancillaries: Mayuresh Joshi, Angel Broking", 4) == \
+        ["Optimistic", "Angel", "Angel Broking", "Broking"]  # the person before the comma, not the brokerage
+    assert candidate_mentions("Excellent valuations make BEL a buy: P Phani Sekhar", 4) == ["Excellent", "BEL"]
+    # places are no companies, but start some
+    assert candidate_mentions("Maharashtra set to get new plant", 4) == []
+    assert candidate_mentions("Air India sale: Hong Kong shares fall", 4) == ["Air", "Air India"]
     # ... but a brokerage quoted there is one
     assert candidate_mentions("Pharma will continue to perform: IIFL Wealth", 4) == ["IIFL", "IIFL Wealth", "Wealth"]
     # Title Case and all-lowercase headlines say nothing by case

@@ -20,7 +20,7 @@ GENERIC_WORDS = frozenset("""acquires after-hours analyst analysts announces bea
     falls futures gains guidance healthcare higher hits housing interest ipo jobless jumps launches leads lower
     market markets mid-day misses mixed movers moving news option options partnership plunges points pre-market
     premarket preview price prices profit promoter promoters quarter quarterly raises rally report reports revenue rises sales
-    scheduled sees sell session set share shares short sinks slides slips soars starts stock stocks strong sues
+    scheduled sees sell session set share shares short sinks slides slips soars starts stock stocks strategist strong sues
     supply surges targets today top traders trading tweet upgrades update week year
     dow nasdaq ftse dax nikkei cac s&p russell
     monday tuesday wednesday thursday friday saturday sunday january february march april june july august
@@ -30,9 +30,18 @@ GENERIC_WORDS = frozenset("""acquires after-hours analyst analysts announces bea
 DESIGNATORS = frozenset("""bank banks capital co company corp corporation finance financial fund group holdings inc
     industries insurance limited ltd motors pharma plc power securities services steel systems technologies tech
     ventures""".split())
-# A sentence-case headline ending in ": Firstname Lastname" quotes a person (a brokerage there has a designator or an
-# acronym: "Angel Broking", "CLSA", "JP Morgan"), so no mention is offered from such a tail.
-_QUOTED_PERSON = re.compile(r":\s+((?:[A-Z][a-z]+\.?\s+){1,2}[A-Z][a-z]+)\s*$")
+# A sentence-case headline with ": Firstname Lastname" at its end or before a comma (", Angel Broking") quotes a
+# person (a brokerage there has an organisation word or an acronym: "Angel Broking", "CLSA", "JP Morgan"): no
+# mention is offered from the name. Initials count as first names ("P Phani Sekhar").
+_QUOTED_PERSON = re.compile(r":\s+((?:[A-Z][a-z]*\.?\s+){1,2}[A-Z][a-z]+)\s*(?:,|$)")
+# Places are no companies (review guidelines) but start many names ("Air India", "China Mobile", "Hong Kong
+# Exchanges"): a mention made of place words only is not offered; one with another word is.
+PLACES = frozenset("""africa african america american amsterdam andhra asia asian australia australian bangladesh
+    beijing bengal bihar brazil brazilian britain british canada canadian china chinese delhi dubai dutch england
+    europe european france french german germany global greece greek gujarat hong india indian indonesia iran iraq
+    israel italian italy japan japanese karnataka kerala kong korea korean london malaysia maharashtra mexico mumbai
+    nadu odisha pakistan philippines pradesh punjab rajasthan russia russian saudi shanghai singapore spain spanish
+    swiss switzerland taiwan tamil telangana thailand tokyo turkey turkish uk us usa vietnam world""".split())
 ORGANISATION_WORDS = DESIGNATORS | frozenset("""advisors advisory asset associates bnp broking brokers capital
     consultants equities investment investments management markets research securities stock suisse wealth""".split())
 
@@ -75,12 +84,12 @@ def _without_lowercase(text: str, words: list[tuple[int, int, bool]]) -> list[tu
     return kept
 
 
-def _quoted_person_start(text: str) -> int:
-    """Where a trailing quoted person's name starts (len(text) when the headline has none)."""
+def _quoted_person(text: str) -> tuple[int, int]:
+    """(start, end) of the name of a person quoted after a colon ((0, 0) when the headline quotes none)."""
     match = _QUOTED_PERSON.search(text)
     if match and not any(w.lower().rstrip(".") in ORGANISATION_WORDS for w in match.group(1).split()):
-        return match.start(1)
-    return len(text)
+        return match.span(1)
+    return 0, 0
 
 
 def _cased(word: str) -> bool:
@@ -98,18 +107,20 @@ def _sentence_case(text: str, words: list[tuple[int, int, bool]]) -> bool:
 def candidate_mentions(text: str, max_words: int) -> list[str]:
     """What the teacher may name in this headline: its word n-grams up to max_words, cleaned of wrappers
     ('(AAPL)' -> 'AAPL') and possessives, not crossing punctuation, function or generic words, not starting or
-    ending with a joiner, not a lone designator ('Bank'), not in a quoted person's name at the end. Each is a
-    slice of the headline, so it always aligns to a span."""
+    ending with a joiner, not a lone designator ('Bank'), not only places ('Hong Kong'), not in the name of a person
+    quoted after a colon. Each is a slice of the headline, so it always aligns to a span."""
     words = _words(text)
-    if _sentence_case(text, words):  # case says something: a lowercase word ends a phrase, a name ending the
-        person = _quoted_person_start(text)  # headline after a colon is a person quoted
-        words = _without_lowercase(text, [w for w in words if w[0] < person])
+    if _sentence_case(text, words):  # case says something: a lowercase word ends a phrase, a name after a
+        person_start, person_end = _quoted_person(text)  # colon is a person quoted
+        words = _without_lowercase(text, [w for w in words if not person_start <= w[0] < person_end])
     skip = [text[s:e].lower() in JOINERS for s, e, _ in words]
     found: dict[str, None] = {}
     for i, (start, _, _) in enumerate(words):
         for j in range(i, min(i + max_words, len(words))):
             mention = text[start:words[j][1]]
-            if not skip[i] and not skip[j] and not (i == j and mention.lower() in DESIGNATORS | GENERIC_WORDS):
+            places_only = all(text[s:e].lower() in PLACES for s, e, _ in words[i:j + 1])
+            if not skip[i] and not skip[j] and not places_only and \
+                    not (i == j and mention.lower() in DESIGNATORS | GENERIC_WORDS):
                 found[mention] = None
             if words[j][2]:
                 break

