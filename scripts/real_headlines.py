@@ -12,12 +12,14 @@ extra test set. Within the slice the first 60% get train dates, the next 20% val
 i-th headline of a split is dated i days after its `split.ranges` start (wrapping inside the range).
 
 SEntFiN's guidelines count sectors, indices, commodities and regulators too ("IT stocks", "Nifty", "gold"),
-which a company extractor is not asked for, so every model is scored twice: on all spans (exact, as evaluate
+which a company extractor is not asked for, so every model is scored three ways: on all spans (exact, as evaluate
 does) and on capitalised spans only (gold and predicted spans whose first character is not a lowercase
-letter: drops "gold", "rupee", "realty stocks"; keeps "3M", "Nifty", "Sebi"), and a third way, "company_only":
+letter: drops "gold", "rupee", "realty stocks"; keeps "3M", "Nifty", "Sebi"), and "company_only":
 capitalised spans that data/real_headlines/not_companies.yaml does not list as an index, market, sector,
 commodity, currency, regulator or place (what our review guidelines say is no company). The last two views drop
 such spans from gold and predictions alike: a model is neither credited nor charged for them.
+The company-only reference is also scored as if it were a model ("company_only_reference"): its all-spans F1 is
+the most a model that names companies only, and nothing SEntFiN calls a sector or index, can score there.
 Writes metrics/real_headlines.json. About 15-25 minutes on 2 cores (the local teacher labels ~1 headline/s).
 
   python scripts/real_headlines.py [--headlines 500] [--extra 1000] [--workdir DIR]
@@ -33,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -55,6 +58,7 @@ EXTRA_FILE = "data/test_sets/sentfin_rest.jsonl"            # the rest of the sl
 MODELS = ("gliner", "spanmarker", "gliner_export", "spanmarker_export")
 KEYS = ("f1", "f1_ci_low", "f1_ci_high", "precision", "recall")
 VIEWS = ("capitalised", "company_only")  # besides all spans, which the top-level figures are
+CEILING = "company_only_reference"
 
 
 def hash_order(rows: list[dict]) -> list[dict]:
@@ -95,15 +99,26 @@ def capitalised(spans: list[dict]) -> list[dict]:
     return [s for s in spans if not s["text"][:1].islower()]
 
 
-def company_only(spans: list[dict], not_companies: dict) -> list[dict]:
-    """The capitalised spans that not_companies (not_companies.yaml) does not list as no company."""
-    texts = {t for group in not_companies["texts"].values() for t in group}
-    last_words = set(not_companies["last_words"])
-    return [s for s in capitalised(spans)
-            if s["text"].lower() not in texts and s["text"].lower().split()[-1] not in last_words]
+@dataclass(frozen=True)
+class NotCompanies:
+    """not_companies.yaml as sets: span texts (lowercased) and last words that mark a span as no company."""
+    texts: frozenset[str]
+    last_words: frozenset[str]
+
+    @classmethod
+    def from_yaml(cls, document: dict) -> NotCompanies:
+        return cls(frozenset(t for group in document["texts"].values() for t in group),
+                   frozenset(document["last_words"]))
 
 
-def scores(gold: list[dict], predicted: list[list[dict]], bootstrap: Bootstrap, not_companies: dict) -> dict:
+def company_only(spans: list[dict], not_companies: NotCompanies) -> list[dict]:
+    """The capitalised spans that not_companies does not list as no company."""
+    return [s for s in capitalised(spans) if s["text"].lower() not in not_companies.texts
+            and s["text"].lower().split()[-1] not in not_companies.last_words]
+
+
+def scores(gold: list[dict], predicted: list[list[dict]], bootstrap: Bootstrap, not_companies: NotCompanies
+           ) -> dict:
     """{all spans, capitalised spans, company-only spans} scores of predictions against records {text, spans}."""
     views = {"all": lambda spans: spans, "capitalised": capitalised,
              "company_only": lambda spans: company_only(spans, not_companies)}
@@ -160,12 +175,15 @@ def run_pipeline(workdir: Path) -> None:
 
 
 def model_scores(workdir: Path, records: list[dict], bootstrap: Bootstrap, teacher: list[list[dict]] | None) -> dict:
-    """Every student (and the teacher's labels, where given) on records, each view."""
+    """Every student (and the teacher's labels, where given) on records, each view; and CEILING: the company-only
+    reference itself as predictions, which bounds what a model that names companies only scores on all spans."""
     from stages.common.students import STUDENTS
 
-    not_companies = yaml.safe_load(NOT_COMPANIES.read_text())
+    not_companies = NotCompanies.from_yaml(yaml.safe_load(NOT_COMPANIES.read_text()))
     texts = [r["text"] for r in records]
     result = {"teacher": scores(records, teacher, bootstrap, not_companies)} if teacher is not None else {}
+    result[CEILING] = scores(records, [company_only(r["spans"], not_companies) for r in records], bootstrap,
+                             not_companies)
     for name in MODELS:
         predict = STUDENTS[name.removesuffix("_export")].load(workdir / "models" / name)
         result[name] = scores(records, predict(texts, 32), bootstrap, not_companies)

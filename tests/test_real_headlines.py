@@ -55,7 +55,7 @@ def test_capitalised_scoring_drops_lowercase_spans_on_both_sides():
     span = lambda word: {"start": text.index(word), "end": text.index(word) + len(word), "text": word}
     gold = [{"text": text, "spans": [span("gold"), span("Sebi"), span("3M"), span("realty stocks")]}]
     predicted = [[span("gold"), span("Sebi"), span("fines")]]
-    not_companies = {"texts": {"regulators": ["sebi"]}, "last_words": ["stocks"]}
+    not_companies = real_headlines.NotCompanies.from_yaml({"texts": {"regulators": ["sebi"]}, "last_words": ["stocks"]})
     result = real_headlines.scores(gold, predicted, Bootstrap(resamples=10, seed=0), not_companies)
     assert result["all"]["precision"] == round(2 / 3, 4) and result["all"]["recall"] == 0.5
     # capitalised: gold {Sebi, 3M}, predicted {Sebi} ("fines" is lowercase too)
@@ -68,5 +68,5 @@ def test_company_only_drops_listed_texts_and_sector_phrases_but_keeps_companies_
     text = "Nifty, Oil India, PSU banks, Yes Bank and gold"
     span = lambda word: {"start": text.index(word), "end": text.index(word) + len(word), "text": word}
     spans = [span(w) for w in ("Nifty", "Oil India", "PSU banks", "Yes Bank", "gold")]
-    not_companies = yaml.safe_load(real_headlines.NOT_COMPANIES.read_text())
+    not_companies = real_headlines.NotCompanies.from_yaml(yaml.safe_load(real_headlines.NOT_COMPANIES.read_text()))
     assert [s["text"] for s in real_headlines.company_only(spans, not_companies)] == ["Oil India", "Yes Bank"]
