@@ -14,6 +14,7 @@ profile's endpoint price and expected speed (nothing cached yet, so a rough gues
 Prints one JSON line. Usage: python benchmarks/case_study_scale.py [--headlines 900000] [--sample-size 2714]
 (the test suite runs it with --headlines 3000 --sample-size 100).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,24 +36,77 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from scripts.worktree import copy_worktree  # noqa: E402
-from stages.common.local_teacher import free_port, wait_until_up  # noqa: E402
+from stages.teacher.local_server import free_port, wait_until_up  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"  # what the profile names and the server says it serves
 STAGES = ("fetch", "llm_label", "cluster_sample", "split")
-ROOTS = ["Apex", "Borealis", "Cobalt", "Delta", "Evergreen", "Falcon", "Granite", "Harbor", "Ion", "Juniper",
-         "Keystone", "Lumen", "Meridian", "Nimbus", "Orion", "Pinnacle", "Quartz", "Redwood", "Summit", "Titan"]
-TRADES = ["Bank", "Energy", "Pharma", "Motors", "Foods", "Systems", "Mining", "Airlines", "Retail", "Networks",
-          "Capital", "Robotics", "Biotech", "Semiconductor", "Insurance", "Logistics", "Media", "Steel", "Games", "Solar"]
+ROOTS = [
+    "Apex",
+    "Borealis",
+    "Cobalt",
+    "Delta",
+    "Evergreen",
+    "Falcon",
+    "Granite",
+    "Harbor",
+    "Ion",
+    "Juniper",
+    "Keystone",
+    "Lumen",
+    "Meridian",
+    "Nimbus",
+    "Orion",
+    "Pinnacle",
+    "Quartz",
+    "Redwood",
+    "Summit",
+    "Titan",
+]
+TRADES = [
+    "Bank",
+    "Energy",
+    "Pharma",
+    "Motors",
+    "Foods",
+    "Systems",
+    "Mining",
+    "Airlines",
+    "Retail",
+    "Networks",
+    "Capital",
+    "Robotics",
+    "Biotech",
+    "Semiconductor",
+    "Insurance",
+    "Logistics",
+    "Media",
+    "Steel",
+    "Games",
+    "Solar",
+]
 SUFFIXES = ["", " Inc", " Corp", " Holdings", " Group", " Ltd"]
-EVENTS = ["Shares Rise {p}% After Earnings Beat", "Falls {p}% As Guidance Disappoints", "Announces ${m}M Buyback",
-          "Upgraded To Buy At Firm {n}", "To Acquire Rival For ${m}M", "Cuts {n} Jobs In Restructuring",
-          "Q{q} Revenue Up {p}% Year Over Year", "Unusual Options Activity Seen In {n} Contracts"]
-NO_COMPANY = ["Stocks Rally As Treasury Yields Fall {p} Basis Points", "Oil Climbs {p}% On Supply Worries",
-              "Markets Mixed Ahead Of Jobs Report Number {n}", "Gold Slips {p}% As Dollar Firms"]
-WRAPPER = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
-           "rc = subprocess.run(sys.argv[2:]).returncode; "
-           "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 's': time.perf_counter() - t, "
-           "'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
+EVENTS = [
+    "Shares Rise {p}% After Earnings Beat",
+    "Falls {p}% As Guidance Disappoints",
+    "Announces ${m}M Buyback",
+    "Upgraded To Buy At Firm {n}",
+    "To Acquire Rival For ${m}M",
+    "Cuts {n} Jobs In Restructuring",
+    "Q{q} Revenue Up {p}% Year Over Year",
+    "Unusual Options Activity Seen In {n} Contracts",
+]
+NO_COMPANY = [
+    "Stocks Rally As Treasury Yields Fall {p} Basis Points",
+    "Oil Climbs {p}% On Supply Worries",
+    "Markets Mixed Ahead Of Jobs Report Number {n}",
+    "Gold Slips {p}% As Dollar Firms",
+]
+WRAPPER = (
+    "import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+    "rc = subprocess.run(sys.argv[2:]).returncode; "
+    "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 's': time.perf_counter() - t, "
+    "'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))"
+)
 
 
 def headlines_csv(path: Path, n: int, seed: int = 0) -> None:
@@ -103,9 +157,17 @@ def serve(port: int, latency_s: float, capacity: int) -> None:
             state["in_flight"] -= 1
             if state["in_flight"] == 0:
                 state["busy_s"] += time.perf_counter() - state["busy_since"]
-        return web.json_response({"id": "b", "object": "chat.completion", "model": MODEL, "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": 350, "completion_tokens": 20, "total_tokens": 370}})
+        return web.json_response(
+            {
+                "id": "b",
+                "object": "chat.completion",
+                "model": MODEL,
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                ],
+                "usage": {"prompt_tokens": 350, "completion_tokens": 20, "total_tokens": 370},
+            }
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -134,37 +196,81 @@ def main() -> None:
     if args.serve:
         return serve(args.serve, args.latency_ms / 1000, args.capacity)
 
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--latency-ms", str(args.latency_ms),
-                               "--capacity", str(args.capacity)])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            str(port),
+            "--latency-ms",
+            str(args.latency_ms),
+            "--capacity",
+            str(args.capacity),
+        ]
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, server, 30)
         with tempfile.TemporaryDirectory() as scratch:
             repo = copy_worktree(Path(scratch) / "repo")
             headlines_csv(repo / "data/bench/headlines.csv", args.headlines)
-            sets = {"fetch.kind": "file", "fetch.source": "bench", "fetch.path": "data/bench/headlines.csv",
-                    "fetch.columns": "{text: text, date: date}", "fetch.keep_columns": "[]", "fetch.filters": "[]",
-                    "llm_label.endpoint.base_url": url, "llm_label.endpoint.token_env": "null",
-                    "cluster_sample.sample_size": str(args.sample_size)}
-            run(repo, sys.executable, "scripts/apply_profile.py", "case_study",
-                *(f"--set={key}={value}" for key, value in sets.items()), env=env)
-            for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                            ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"]):
+            sets = {
+                "fetch.kind": "file",
+                "fetch.source": "bench",
+                "fetch.path": "data/bench/headlines.csv",
+                "fetch.columns": "{text: text, date: date}",
+                "fetch.keep_columns": "[]",
+                "fetch.filters": "[]",
+                "llm_label.endpoint.base_url": url,
+                "llm_label.endpoint.token_env": "null",
+                "cluster_sample.sample_size": str(args.sample_size),
+            }
+            run(
+                repo,
+                sys.executable,
+                "scripts/apply_profile.py",
+                "case_study",
+                *(f"--set={key}={value}" for key, value in sets.items()),
+                env=env,
+            )
+            for command in (
+                ["git", "init", "-q"],
+                ["git", "add", "-A"],
+                ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"],
+            ):
                 run(repo, *command, env=env)
             stage_s, peak_mb = {}, {}
             started = time.perf_counter()
             for stage in STAGES:
                 if stage == "llm_label":  # what `make plan` says the run costs, before anything is asked
-                    plan = json.loads(subprocess.run([sys.executable, "-m", "stages.llm_label", "--plan"], cwd=repo,
-                                                     env=env, check=True, capture_output=True, text=True).stdout)
+                    plan = json.loads(
+                        subprocess.run(
+                            [sys.executable, "-m", "stages.llm_label", "--plan"],
+                            cwd=repo,
+                            env=env,
+                            check=True,
+                            capture_output=True,
+                            text=True,
+                        ).stdout
+                    )
                 before = server_stats(url)["busy_s"]
                 report = Path(scratch) / f"{stage}.json"
                 with open(Path(scratch) / f"{stage}.log", "w") as log:
-                    subprocess.run([sys.executable, "-c", WRAPPER, str(report), "dvc", "repro", "--single-item",
-                                    stage], cwd=repo, env=env, check=True, stdout=log, stderr=log)
+                    subprocess.run(
+                        [sys.executable, "-c", WRAPPER, str(report), "dvc", "repro", "--single-item", stage],
+                        cwd=repo,
+                        env=env,
+                        check=True,
+                        stdout=log,
+                        stderr=log,
+                    )
                 measured = json.loads(report.read_text())
                 if measured["rc"]:
                     tail = (Path(scratch) / f"{stage}.log").read_text()[-3000:]
@@ -179,16 +285,33 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
-    print(json.dumps({
-        "headlines": args.headlines, "sampled": sampled, "sample_target": args.sample_size,
-        "sampled_off_target": round(abs(sampled - args.sample_size) / args.sample_size, 4),
-        "peak_rss_mb": max(peak_mb.values()), "peak_rss_mb_by_stage": peak_mb, "wall_s": round(wall_s, 1),
-        "stage_s": stage_s, "client_share_of_wall": round(1 - busy_s / stage_s["llm_label"], 3),
-        "llm_label_answers_per_s": round(labels["answers"] / stage_s["llm_label"], 1),
-        "labelled": labels["headlines"], "valid": labels["valid"],
-        "server": {"latency_ms": args.latency_ms, "capacity": args.capacity, "answered": stats["requests"],
-                   "rejected_429": stats["rejected"], "busy_s": round(stats["busy_s"], 1)},
-        "concurrency": labels["concurrency"], "plan": plan}))
+    print(
+        json.dumps(
+            {
+                "headlines": args.headlines,
+                "sampled": sampled,
+                "sample_target": args.sample_size,
+                "sampled_off_target": round(abs(sampled - args.sample_size) / args.sample_size, 4),
+                "peak_rss_mb": max(peak_mb.values()),
+                "peak_rss_mb_by_stage": peak_mb,
+                "wall_s": round(wall_s, 1),
+                "stage_s": stage_s,
+                "client_share_of_wall": round(1 - busy_s / stage_s["llm_label"], 3),
+                "llm_label_answers_per_s": round(labels["answers"] / stage_s["llm_label"], 1),
+                "labelled": labels["headlines"],
+                "valid": labels["valid"],
+                "server": {
+                    "latency_ms": args.latency_ms,
+                    "capacity": args.capacity,
+                    "answered": stats["requests"],
+                    "rejected_429": stats["rejected"],
+                    "busy_s": round(stats["busy_s"], 1),
+                },
+                "concurrency": labels["concurrency"],
+                "plan": plan,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Then runs the whole cluster_sample core on --headlines synthetic teacher labels.
 Prints one JSON line. Usage: python benchmarks/cluster_names.py [--names 100000] [--headlines 900000]
 (the test suite runs it with --names 2000 --headlines 5000 --raw-rows 100)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,17 +25,66 @@ from rapidfuzz import fuzz, process
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stages.cluster_sample import cluster_names, cluster_table, headline_names, sample  # noqa: E402
-from stages.common.params import load_params  # noqa: E402
-from stages.common.stage_params import ClusterSampleParams  # noqa: E402
+from stages.core.params import load_params  # noqa: E402
+from stages.core.stage_params import ClusterSampleParams  # noqa: E402
 
-SYLLABLES = ["ap", "ple", "tes", "la", "mi", "cro", "soft", "gen", "er", "al", "mo", "tors", "bank", "cor", "tech",
-             "no", "vi", "sa", "tar", "get", "or", "acle", "am", "zon", "nex", "tra", "lum", "en", "dyn", "ix"]
-WORDS = ["Global", "Capital", "Energy", "Systems", "Pharma", "Foods", "Bank", "Airlines", "Motors", "Networks",
-         "Health", "Holdings", "Group", "Partners", "Resources", "Digital", "Semiconductor", "Media"]
+SYLLABLES = [
+    "ap",
+    "ple",
+    "tes",
+    "la",
+    "mi",
+    "cro",
+    "soft",
+    "gen",
+    "er",
+    "al",
+    "mo",
+    "tors",
+    "bank",
+    "cor",
+    "tech",
+    "no",
+    "vi",
+    "sa",
+    "tar",
+    "get",
+    "or",
+    "acle",
+    "am",
+    "zon",
+    "nex",
+    "tra",
+    "lum",
+    "en",
+    "dyn",
+    "ix",
+]
+WORDS = [
+    "Global",
+    "Capital",
+    "Energy",
+    "Systems",
+    "Pharma",
+    "Foods",
+    "Bank",
+    "Airlines",
+    "Motors",
+    "Networks",
+    "Health",
+    "Holdings",
+    "Group",
+    "Partners",
+    "Resources",
+    "Digital",
+    "Semiconductor",
+    "Media",
+]
 SUFFIXES = ["", "", "", " Inc", " Inc.", " Corp", " Corporation", " Ltd", " plc", " Co", " Group", " Holdings"]
 # the case study's sample: 5% of each cluster
 PARAMS = load_params(ClusterSampleParams, ROOT / "params.yaml").model_copy(  # the shipped section: new keys come along
-    update={"cluster_fraction": 0.05, "no_company_fraction": 0.05, "invalid_fraction": 0.05, "sample_size": None})
+    update={"cluster_fraction": 0.05, "no_company_fraction": 0.05, "invalid_fraction": 0.05, "sample_size": None}
+)
 
 
 def company_names(n: int, seed: int = 0) -> list[str]:
@@ -50,7 +100,7 @@ def company_names(n: int, seed: int = 0) -> list[str]:
             name = base + rng.choice(SUFFIXES)
             if rng.random() < 0.3:
                 i = rng.randrange(len(name))
-                name = name[:i] + rng.choice("aeiou") + name[i + 1:]
+                name = name[:i] + rng.choice("aeiou") + name[i + 1 :]
             names.add(name.upper() if rng.random() < 0.05 else name)
             folded.add(" ".join(name.casefold().split()))
     return sorted(names)
@@ -62,9 +112,15 @@ def synthetic_labels(names: list[str], headlines: int, seed: int = 0) -> pl.Data
     picks = rng.choice(len(names), size=headlines, p=weights / weights.sum())
     has_company = rng.random(headlines) < 0.75
     mentions = [[names[p]] if c else [] for p, c in zip(picks, has_company)]
-    return pl.DataFrame({"id": [f"{i:08d}" for i in range(headlines)], "valid": [True] * headlines,
-                         "mentions": mentions, "names": mentions},
-                        schema_overrides={"mentions": pl.List(pl.String), "names": pl.List(pl.String)})
+    return pl.DataFrame(
+        {
+            "id": [f"{i:08d}" for i in range(headlines)],
+            "valid": [True] * headlines,
+            "mentions": mentions,
+            "names": mentions,
+        },
+        schema_overrides={"mentions": pl.List(pl.String), "names": pl.List(pl.String)},
+    )
 
 
 def peak_rss_mb() -> float:
@@ -96,12 +152,23 @@ def main() -> None:
     sampled = sample(labels, clusters, by_headline, PARAMS)
     stage_seconds = time.perf_counter() - started
 
-    print(json.dumps({"names": len(names), "clusters": len(set(roots)), "seconds": round(seconds, 1),
-                      "peak_rss_mb": rss_after_clustering, "pairs_per_s": round(len(names) ** 2 / seconds),
-                      "raw_cdist_pairs_per_s": round(raw_rate),
-                      "stage_headlines": args.headlines, "stage_seconds": round(stage_seconds, 1),
-                      "stage_clusters": clusters["representative"].n_unique(), "stage_sample": sampled.height,
-                      "stage_peak_rss_mb": peak_rss_mb()}))
+    print(
+        json.dumps(
+            {
+                "names": len(names),
+                "clusters": len(set(roots)),
+                "seconds": round(seconds, 1),
+                "peak_rss_mb": rss_after_clustering,
+                "pairs_per_s": round(len(names) ** 2 / seconds),
+                "raw_cdist_pairs_per_s": round(raw_rate),
+                "stage_headlines": args.headlines,
+                "stage_seconds": round(stage_seconds, 1),
+                "stage_clusters": clusters["representative"].n_unique(),
+                "stage_sample": sampled.height,
+                "stage_peak_rss_mb": peak_rss_mb(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ human labels by the evaluate stage.
 Usage: python benchmarks/gold_check.py [--labels data/labels/llm_labels.parquet] [--metrics metrics/llm_label.json]
        [--gold data/sample/reviewer_labels.jsonl]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,16 +19,17 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common.metrics import entity_scores  # noqa: E402
-from stages.common.paths import dvc_paths  # noqa: E402
+from stages.core.metrics import entity_scores  # noqa: E402
+from stages.core.paths import dvc_paths  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=Path, default=dvc_paths()["labels"])
     parser.add_argument("--metrics", type=Path, default=ROOT / "metrics/llm_label.json")
-    parser.add_argument("--gold", type=Path, default=ROOT / "data/sample/reviewer_labels.jsonl",
-                        help="JSONL of {date, text, spans}")
+    parser.add_argument(
+        "--gold", type=Path, default=ROOT / "data/sample/reviewer_labels.jsonl", help="JSONL of {date, text, spans}"
+    )
     args = parser.parse_args()
     with open(args.gold, encoding="utf-8") as f:
         gold = {(row["date"], row["text"]): row["spans"] for row in map(json.loads, f)}
@@ -35,11 +37,20 @@ def main() -> None:
     run = json.loads(args.metrics.read_text())
     keys = [(str(d), t) for d, t in zip(labels["date"], labels["text"])]
     scores = entity_scores([gold[k] for k in keys], labels["teacher_spans"].to_list())
-    print(json.dumps({"labelled": labels.height, "teacher_precision": scores["precision"],
-                      "teacher_recall": scores["recall"], "teacher_f1": scores["f1"],
-                      "hallucinated_mentions": run["hallucinated_mentions"],
-                      "length_finish": run["finish_reason"].get("length", 0), "invalid": run["invalid_answers"],
-                      "headlines_per_s": run["headlines_per_s"]}))
+    print(
+        json.dumps(
+            {
+                "labelled": labels.height,
+                "teacher_precision": scores["precision"],
+                "teacher_recall": scores["recall"],
+                "teacher_f1": scores["f1"],
+                "hallucinated_mentions": run["hallucinated_mentions"],
+                "length_finish": run["finish_reason"].get("length", 0),
+                "invalid": run["invalid_answers"],
+                "headlines_per_s": run["headlines_per_s"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ each against a fresh server. "Ideal" is a client that knew the capacity: 6,000 a
 
 Usage: python benchmarks/llm_label_capacity.py [--answers-per-phase 2000]  (the tests run --answers-per-phase 20)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,11 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common.answer_cache import AnswerCache  # noqa: E402
-from stages.common.local_teacher import free_port  # noqa: E402
-from stages.common.stage_params import ConcurrencyRange  # noqa: E402
-from stages.common.teacher_client import ClientSettings, ask_all  # noqa: E402
-from stages.common.teacher_request import Prompt, RequestSpec  # noqa: E402
+from stages.core.stage_params import ConcurrencyRange  # noqa: E402
+from stages.http.answer_cache import AnswerCache  # noqa: E402
+from stages.http.client import ClientSettings, ask_all  # noqa: E402
+from stages.teacher.local_server import free_port  # noqa: E402
+from stages.teacher.request import Prompt, RequestSpec  # noqa: E402
 
 LATENCY_S = 0.05
 CAPACITY = (4, 16, 8)
@@ -53,9 +54,12 @@ def serve(port: int, per_phase: int, counts) -> None:
         finally:
             in_flight -= 1
         counts[0] += 1
-        return web.json_response({"choices": [{"index": 0, "finish_reason": "stop",
-                                               "message": {"role": "assistant", "content": ANSWER}}],
-                                  "usage": {"prompt_tokens": 100, "completion_tokens": 12}})
+        return web.json_response(
+            {
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ANSWER}}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 12},
+            }
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -76,11 +80,16 @@ def run(concurrency: ConcurrencyRange, per_phase: int) -> dict:
                 break
             except OSError:
                 time.sleep(0.1)
-        spec = RequestSpec(model="bench", prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
-                           response_format="none", generation={"temperature": 0.0, "max_tokens": 64, "seed": 0})
+        spec = RequestSpec(
+            model="bench",
+            prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
+            response_format="none",
+            generation={"temperature": 0.0, "max_tokens": 64, "seed": 0},
+        )
         texts = [f"Apple Shares Up After Earnings Beat #{i}" for i in range(len(CAPACITY) * per_phase)]
-        settings = ClientSettings(base_url=url, concurrency=concurrency, timeout_s=120, max_attempts=50,
-                                  max_backoff_s=2)
+        settings = ClientSettings(
+            base_url=url, concurrency=concurrency, timeout_s=120, max_attempts=50, max_backoff_s=2
+        )
         with tempfile.TemporaryDirectory() as scratch, AnswerCache(scratch) as cache:
             started = time.perf_counter()
             stats, failed = asyncio.run(ask_all(((spec, t) for t in texts), cache, settings))
@@ -89,9 +98,15 @@ def run(concurrency: ConcurrencyRange, per_phase: int) -> dict:
     finally:
         server.kill()
     ideal_s = sum(per_phase * LATENCY_S / c for c in CAPACITY)
-    return {"headlines_per_s": round(len(texts) / seconds, 1), "ideal_headlines_per_s": round(len(texts) / ideal_s, 1),
-            "ratio": round(ideal_s / seconds, 3), "rejected_share": round(counts[1] / max(1, stats.calls), 4),
-            "lost": lost, "failed": len(failed), "limit": stats.limit_summary}
+    return {
+        "headlines_per_s": round(len(texts) / seconds, 1),
+        "ideal_headlines_per_s": round(len(texts) / ideal_s, 1),
+        "ratio": round(ideal_s / seconds, 3),
+        "rejected_share": round(counts[1] / max(1, stats.calls), 4),
+        "lost": lost,
+        "failed": len(failed),
+        "limit": stats.limit_summary,
+    }
 
 
 def main() -> None:
@@ -101,11 +116,22 @@ def main() -> None:
     adaptive = run(ConcurrencyRange(min=1, start=4, max=64), args.answers_per_phase)
     fixed_4 = run(ConcurrencyRange(min=4, start=4, max=4), args.answers_per_phase)
     fixed_32 = run(ConcurrencyRange(min=32, start=32, max=32), args.answers_per_phase)
-    print(json.dumps({**{k: adaptive[k] for k in ("headlines_per_s", "ideal_headlines_per_s", "ratio",
-                                                  "rejected_share", "lost")},
-                      "limit": adaptive["limit"], "fixed_4_ratio": fixed_4["ratio"],
-                      "fixed_4_rejected_share": fixed_4["rejected_share"], "fixed_32_ratio": fixed_32["ratio"],
-                      "fixed_32_rejected_share": fixed_32["rejected_share"], "fixed_32_lost": fixed_32["lost"]}))
+    print(
+        json.dumps(
+            {
+                **{
+                    k: adaptive[k]
+                    for k in ("headlines_per_s", "ideal_headlines_per_s", "ratio", "rejected_share", "lost")
+                },
+                "limit": adaptive["limit"],
+                "fixed_4_ratio": fixed_4["ratio"],
+                "fixed_4_rejected_share": fixed_4["rejected_share"],
+                "fixed_32_ratio": fixed_32["ratio"],
+                "fixed_32_rejected_share": fixed_32["rejected_share"],
+                "fixed_32_lost": fixed_32["lost"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Teacher client throughput against a zero-latency local chat-completions server.
 
-In one run: (a) our client (stages.common.teacher_client.ask_all, cache writes included) and (b) a minimal raw
+In one run: (a) our client (stages.http.client.ask_all, cache writes included) and (b) a minimal raw
 aiohttp loop sending the same --requests requests; then a child process streams --stream headlines
 through the llm_label stage itself (its main: read, ask, cache, label table in batches, Parquet, metrics),
 reports (c) the same command rerun with every answer cached (the labelling path of a cached `dvc repro`),
@@ -8,6 +8,7 @@ and gives (d) its peak RSS.
 Prints one JSON line. Usage: python benchmarks/llm_label_throughput.py [--requests 20000] [--stream 200000]
 (the test suite runs it with --requests 200 --stream 300)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,17 +30,29 @@ import yaml
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.common.answer_cache import AnswerCache  # noqa: E402
-from stages.common.local_teacher import free_port, wait_until_up  # noqa: E402
-from stages.common.teacher_client import ClientSettings, ask_all  # noqa: E402
-from stages.common.teacher_request import Extractive, Prompt, RequestSpec  # noqa: E402
 from stages import llm_label  # noqa: E402
+from stages.http.answer_cache import AnswerCache  # noqa: E402
+from stages.http.client import ClientSettings, ask_all  # noqa: E402
+from stages.teacher.local_server import free_port, wait_until_up  # noqa: E402
+from stages.teacher.request import Extractive, Prompt, RequestSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ANSWER = {"id": "b", "object": "chat.completion", "model": "bench",
-          "choices": [{"index": 0, "finish_reason": "stop", "message": {
-              "role": "assistant", "content": json.dumps({"companies": [{"mention": "Apple", "name": "Apple"}]})}}],
-          "usage": {"prompt_tokens": 300, "completion_tokens": 15, "total_tokens": 315}}
+ANSWER = {
+    "id": "b",
+    "object": "chat.completion",
+    "model": "bench",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {
+                "role": "assistant",
+                "content": json.dumps({"companies": [{"mention": "Apple", "name": "Apple"}]}),
+            },
+        }
+    ],
+    "usage": {"prompt_tokens": 300, "completion_tokens": 15, "total_tokens": 315},
+}
 COMPANIES = ["Apple", "Tesla", "Visa", "Target", "Nvidia", "Boeing", "Oracle", "Intel"]
 
 
@@ -62,17 +75,23 @@ def headlines(n: int, seed: int = 0) -> list[str]:
 
 
 def request_spec() -> RequestSpec:
-    return RequestSpec(model="bench", prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
-                       response_format="llama_cpp", generation={"temperature": 0.1, "seed": 0},
-                       extractive=Extractive(max_words=4, max_items=4, free_names=False, max_name_chars=40))
+    return RequestSpec(
+        model="bench",
+        prompt=Prompt.load(ROOT / "data/prompts/company_ner.yaml"),
+        response_format="llama_cpp",
+        generation={"temperature": 0.1, "seed": 0},
+        extractive=Extractive(max_words=4, max_items=4, free_names=False, max_name_chars=40),
+    )
 
 
 async def raw_loop(url: str, spec: RequestSpec, texts: list[str], concurrency: int) -> None:
     semaphore = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
         async def one(text: str) -> None:
             async with semaphore, session.post(url + "/v1/chat/completions", json=spec.body(text)) as response:
                 await response.json()
+
         await asyncio.gather(*(one(t) for t in texts))
 
 
@@ -87,15 +106,34 @@ def stream(url: str, n: int, concurrency: int) -> None:
     for its peak RSS; then the same command again with every answer cached."""
     with tempfile.TemporaryDirectory() as scratch:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
-        params["llm_label"].update(limit=None, prompt_file=str(ROOT / "data/prompts/company_ner.yaml"),
-                                   concurrency={"min": concurrency, "start": concurrency, "max": concurrency})
+        params["llm_label"].update(
+            limit=None,
+            prompt_file=str(ROOT / "data/prompts/company_ner.yaml"),
+            concurrency={"min": concurrency, "start": concurrency, "max": concurrency},
+        )
         params["llm_label"]["endpoint"].update(base_url=url, model="bench", token_env=None)
         (Path(scratch) / "params.yaml").write_text(yaml.safe_dump(params))
-        pl.DataFrame({"id": [f"{i:08d}" for i in range(n)], "text": headlines(n, seed=1),
-                      "date": [dt.date(2015, 1, 1)] * n, "source": ["bench"] * n}).write_parquet(Path(scratch) / "h.parquet")
+        pl.DataFrame(
+            {
+                "id": [f"{i:08d}" for i in range(n)],
+                "text": headlines(n, seed=1),
+                "date": [dt.date(2015, 1, 1)] * n,
+                "source": ["bench"] * n,
+            }
+        ).write_parquet(Path(scratch) / "h.parquet")
         os.chdir(scratch)
-        command = ["--headlines", "h.parquet", "--cache-dir", "cache", "--out", "labels.parquet", "--metrics", "m.json",
-                   "--concurrency-plot", "c.csv"]
+        command = [
+            "--headlines",
+            "h.parquet",
+            "--cache-dir",
+            "cache",
+            "--out",
+            "labels.parquet",
+            "--metrics",
+            "m.json",
+            "--concurrency-plot",
+            "c.csv",
+        ]
         llm_label.main(command)
         cached_s = timed(llm_label.main, command)
     print(json.dumps({"cached_headlines_per_s": round(n / cached_s)}))
@@ -129,15 +167,38 @@ def main() -> None:
         raw_s = timed(lambda: asyncio.run(raw_loop(url, spec, texts, args.concurrency)))
         with tempfile.TemporaryDirectory() as scratch:
             ours_s = timed(ours, url, spec, texts, Path(scratch) / "cache", args.concurrency)
-        child = subprocess.run([sys.executable, __file__, "--stream-child", url, "--stream", str(args.stream),
-                                "--concurrency", str(args.concurrency)], check=True, capture_output=True, text=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--stream-child",
+                url,
+                "--stream",
+                str(args.stream),
+                "--concurrency",
+                str(args.concurrency),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # max over children: the streaming one
     finally:
         server.terminate()
         server.wait()
-    print(json.dumps({"headlines_per_s": round(args.requests / ours_s), "raw_http_per_s": round(args.requests / raw_s),
-                      **json.loads(child.stdout.strip().splitlines()[-1]), "peak_rss_mb": round(peak_kb / 1024),
-                      "requests": args.requests, "streamed": args.stream, "concurrency": args.concurrency}))
+    print(
+        json.dumps(
+            {
+                "headlines_per_s": round(args.requests / ours_s),
+                "raw_http_per_s": round(args.requests / raw_s),
+                **json.loads(child.stdout.strip().splitlines()[-1]),
+                "peak_rss_mb": round(peak_kb / 1024),
+                "requests": args.requests,
+                "streamed": args.stream,
+                "concurrency": args.concurrency,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

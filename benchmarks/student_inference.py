@@ -13,6 +13,7 @@ short real run of each student's train() on sample headlines with their gold spa
 gold file; the pipeline never does); --skip-train leaves it out. --tiny runs every part at its smallest size, in
 seconds (the test suite runs it so the benchmark cannot rot). Prints one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common.export import is_exported  # noqa: E402
-from stages.common.metrics import entity_scores  # noqa: E402
-from stages.common.paths import dvc_paths  # noqa: E402
-from stages.common.students import STUDENTS, training_params  # noqa: E402
+from stages.core.metrics import entity_scores  # noqa: E402
+from stages.core.paths import dvc_paths  # noqa: E402
+from stages.students.registry import STUDENTS, training_params  # noqa: E402
+from stages.students.runtime import is_exported  # noqa: E402
 
 TINY = {"headlines": 16, "f1_headlines": 16, "train_records": 24}
 GOLD = ROOT / "data/sample/reviewer_labels.jsonl"
@@ -43,8 +44,11 @@ def headlines(n: int) -> list[str]:
 def gold_records(n: int | None = None, since: str = "") -> list[dict]:
     with open(GOLD, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
-    records = [{"id": f"{i:05d}", "text": r["text"], "spans": r["spans"]} for i, r in enumerate(rows)
-               if r.get("date", "") >= since]
+    records = [
+        {"id": f"{i:05d}", "text": r["text"], "spans": r["spans"]}
+        for i, r in enumerate(rows)
+        if r.get("date", "") >= since
+    ]
     return records[:n]
 
 
@@ -74,16 +78,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.students:
             student = STUDENTS[name]
-            model_dir, export_dir = ((args.models / name, args.models / f"{name}_export") if args.models
-                                     else (paths[name], paths[f"{name}_export"]))
+            model_dir, export_dir = (
+                (args.models / name, args.models / f"{name}_export")
+                if args.models
+                else (paths[name], paths[f"{name}_export"])
+            )
             if not is_exported(export_dir):
                 export_dir = Path(scratch) / f"{name}_export"
                 started = time.perf_counter()
                 student.export(model_dir, export_dir)
                 result[f"{name}_export_s"] = round(time.perf_counter() - started, 1)
             f1 = {}
-            for variant, (directory, int8) in {"": (model_dir, False), "_int8": (model_dir, True),
-                                               "_export": (export_dir, False)}.items():
+            for variant, (directory, int8) in {
+                "": (model_dir, False),
+                "_int8": (model_dir, True),
+                "_export": (export_dir, False),
+            }.items():
                 predict = student.load(directory, int8=int8)
                 result[f"{name}{variant}_headlines_per_s"] = headlines_per_s(predict, texts, args.batch_size)
                 if variant != "_int8":
@@ -96,6 +106,7 @@ def main() -> None:
                 trained = student.train(training, records[:-16], records[-16:], Path(scratch) / f"{name}_trained")
                 result[f"{name}_train_steps_per_s"] = round(trained["train_steps_per_s"], 2)
     print(json.dumps(result | {"headlines": len(texts), "batch_size": args.batch_size, "f1_headlines": len(test)}))
+
 
 if __name__ == "__main__":
     main()

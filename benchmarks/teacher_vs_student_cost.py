@@ -3,7 +3,7 @@ headlines at params' prices, and F1 against the human-labelled test split. Print
 
 Headlines: the human-labelled test headlines (--test, the demo's data/reviewed/test.parquet; or --test-jsonl, a
 JSONL of {"text", "spans"}), then fetched headlines no stage labelled (--headlines) up to --n. Every model labels
-the same --n headlines; F1 (stages.common.metrics) is on the human-labelled ones.
+the same --n headlines; F1 (stages.core.metrics) is on the human-labelled ones.
 
 - teacher: params' llm_label endpoint (the bundled llama.cpp teacher for `local`, or --teacher-url), asked afresh
   (an empty answer cache) through the stage's own client, priced as llm_label prices it (llm_label.cost, from each
@@ -15,6 +15,7 @@ the same --n headlines; F1 (stages.common.metrics) is on the human-labelled ones
 Models: --models DIR (DIR/<student>, DIR/<student>_export), else dvc.yaml's paths (run `make demo` first).
 --tiny is the smallest run, for the test suite (a teacher URL is then required: tests pass their fake teacher).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,19 +32,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common.answer_cache import AnswerCache  # noqa: E402
-from stages.common.io import read_table  # noqa: E402
-from stages.common.local_teacher import free_port, gguf_path, gguf_sha256, local_teacher  # noqa: E402
-from stages.common.metrics import entity_scores, usd_per_million  # noqa: E402
-from stages.common.params import load_params  # noqa: E402
-from stages.common.paths import dvc_paths  # noqa: E402
-from stages.common.records import LABEL_COLUMNS, human_records, labelled_records  # noqa: E402
-from stages.common.stage_params import EvaluateParams, LlmLabelParams  # noqa: E402
-from stages.common.students import STUDENTS  # noqa: E402
-from stages.common.teacher_client import ClientSettings, ask_all  # noqa: E402
-from stages.common.teacher_labels import consensus_row  # noqa: E402
-from stages.common.teacher_usage import estimate_cost, usage_totals  # noqa: E402
+from stages.core.io import read_table  # noqa: E402
+from stages.core.metrics import entity_scores, usd_per_million  # noqa: E402
+from stages.core.params import load_params  # noqa: E402
+from stages.core.paths import dvc_paths  # noqa: E402
+from stages.core.stage_params import EvaluateParams, LlmLabelParams  # noqa: E402
+from stages.http.answer_cache import AnswerCache  # noqa: E402
+from stages.http.client import ClientSettings, ask_all  # noqa: E402
+from stages.labels.records import LABEL_COLUMNS, human_records, labelled_records  # noqa: E402
 from stages.llm_label import LOCAL, request_specs  # noqa: E402
+from stages.students.registry import STUDENTS  # noqa: E402
+from stages.teacher.labels import consensus_row  # noqa: E402
+from stages.teacher.local_server import free_port, gguf_path, gguf_sha256, local_teacher  # noqa: E402
+from stages.teacher.usage import estimate_cost, usage_totals  # noqa: E402
 
 TINY = {"n": 16, "batch_size": 8}
 
@@ -54,7 +55,7 @@ def held_out(args) -> tuple[list[str], list[dict]]:
         test = [json.loads(line) for line in args.test_jsonl.read_text().splitlines() if line.strip()]
     else:
         test = human_records(labelled_records(read_table(args.test, ["id", "text", *LABEL_COLUMNS])))
-    test = test[:args.n]
+    test = test[: args.n]
     texts, seen = [r["text"] for r in test], {r["text"] for r in test}
     if len(texts) < args.n:
         labelled = set(read_table(args.labels, ["text"])["text"]) if args.labels.exists() else set()
@@ -74,8 +75,13 @@ def teacher_run(texts: list[str], test: list[dict], url: str | None) -> dict:
     with tempfile.TemporaryDirectory() as scratch, AnswerCache(scratch) as cache:
         server = local_teacher(params.endpoint.model, threads=params.local_threads) if local else None
         with server or contextlib.nullcontext(url or params.endpoint.base_url) as base_url:
-            settings = ClientSettings(base_url=base_url, concurrency=params.concurrency, timeout_s=params.timeout_s,
-                                      max_attempts=params.max_attempts, check_served_model=False)
+            settings = ClientSettings(
+                base_url=base_url,
+                concurrency=params.concurrency,
+                timeout_s=params.timeout_s,
+                max_attempts=params.max_attempts,
+                check_served_model=False,
+            )
             started = time.perf_counter()
             asyncio.run(ask_all([(s, t) for s in specs for t in texts], cache, settings))
             wall_s = time.perf_counter() - started
@@ -83,11 +89,14 @@ def teacher_run(texts: list[str], test: list[dict], url: str | None) -> dict:
         rows = [consensus_row(t, a, None if all(a) else "failed", params.occurrences) for t, a in zip(texts, answers)]
         totals = usage_totals(a for per_text in answers for a in per_text if a)
     price = estimate_cost(totals["prompt_tokens"], totals["completion_tokens"], totals["endpoint_s"], params.cost)
-    predicted = [r["teacher_spans"] for r in rows[:len(test)]]
-    return {"headlines_per_s": round(len(texts) / totals["endpoint_s"], 3) if totals["endpoint_s"] else None,
-            "wall_headlines_per_s": round(len(texts) / wall_s, 3),
-            "usd_per_million_headlines": round(price["usd"] / len(texts) * 1e6, 4),
-            "f1": entity_scores([r["spans"] for r in test], predicted)["f1"], "model": params.endpoint.model}
+    predicted = [r["teacher_spans"] for r in rows[: len(test)]]
+    return {
+        "headlines_per_s": round(len(texts) / totals["endpoint_s"], 3) if totals["endpoint_s"] else None,
+        "wall_headlines_per_s": round(len(texts) / wall_s, 3),
+        "usd_per_million_headlines": round(price["usd"] / len(texts) * 1e6, 4),
+        "f1": entity_scores([r["spans"] for r in test], predicted)["f1"],
+        "model": params.endpoint.model,
+    }
 
 
 def in_process(student, directory: Path, texts: list[str], batch_size: int) -> tuple[float, list]:
@@ -108,8 +117,17 @@ def post(url: str, texts: list[str]) -> list:
 def served(name: str, directory: Path, texts: list[str], batch_size: int, clients: int) -> tuple[float, list]:
     """Headlines/s through scripts/serve.py: requests of batch_size headlines, `clients` of them in flight."""
     port = free_port()
-    command = [sys.executable, str(ROOT / "scripts/serve.py"), str(directory), "--port", str(port),
-               "--max-batch", str(batch_size * clients), "--student", name]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts/serve.py"),
+        str(directory),
+        "--port",
+        str(port),
+        "--max-batch",
+        str(batch_size * clients),
+        "--student",
+        name,
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -122,7 +140,7 @@ def served(name: str, directory: Path, texts: list[str], batch_size: int, client
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"scripts/serve.py {directory} did not come up")
                 time.sleep(0.3)
-        chunks = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
+        chunks = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
         post(url, chunks[0])  # warm-up
         with ThreadPoolExecutor(clients) as pool:
             started = time.perf_counter()
@@ -149,8 +167,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="requests in flight to the served student")
     parser.add_argument("--teacher-url", help="an OpenAI-compatible endpoint instead of params' llm_label endpoint")
     parser.add_argument("--tiny", action="store_true", help=f"the smallest run, for tests: {TINY}")
-    parser.add_argument("--out", type=Path, help="also write the JSON here (metrics/teacher_vs_student_cost.json is "
-                                                 "what the README's cost table is generated from)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="also write the JSON here (metrics/teacher_vs_student_cost.json is "
+        "what the README's cost table is generated from)",
+    )
     args = parser.parse_args()
     if args.tiny:
         vars(args).update(TINY)
@@ -161,21 +183,35 @@ def main() -> None:
     for name in args.students:
         for form in ("", "_export"):
             directory = args.models / f"{name}{form}" if args.models else paths[f"{name}{form}"]
-            for how, measure in (("", lambda: in_process(STUDENTS[name], directory, texts, args.batch_size)),
-                                 ("_served", lambda: served(name, directory, texts, args.batch_size, args.clients))):
+            for how, measure in (
+                ("", lambda: in_process(STUDENTS[name], directory, texts, args.batch_size)),
+                ("_served", lambda: served(name, directory, texts, args.batch_size, args.clients)),
+            ):
                 rate, predicted = measure()
                 models[f"{name}{form}{how}"] = {
-                    "headlines_per_s": round(rate, 1), "usd_per_million_headlines": usd_per_million(rate, usd_per_hour),
-                    "f1": entity_scores(gold, predicted[:len(test)])["f1"]}
+                    "headlines_per_s": round(rate, 1),
+                    "usd_per_million_headlines": usd_per_million(rate, usd_per_hour),
+                    "f1": entity_scores(gold, predicted[: len(test)])["f1"],
+                }
     teacher_usd = models["teacher"]["usd_per_million_headlines"]
     for key, model in models.items():
         if key != "teacher":
             model["times_cheaper"] = float(f"{teacher_usd / model['usd_per_million_headlines']:.3g}")
-    ratios = {f"{name}_export_served_over_in_process": round(models[f"{name}_export_served"]["headlines_per_s"]
-                                                             / models[f"{name}_export"]["headlines_per_s"], 3)
-              for name in args.students}
-    result = {"headlines": len(texts), "f1_headlines": len(test), "batch_size": args.batch_size,
-              "clients": args.clients, "cpu_usd_per_hour": usd_per_hour, **ratios, "models": models}
+    ratios = {
+        f"{name}_export_served_over_in_process": round(
+            models[f"{name}_export_served"]["headlines_per_s"] / models[f"{name}_export"]["headlines_per_s"], 3
+        )
+        for name in args.students
+    }
+    result = {
+        "headlines": len(texts),
+        "f1_headlines": len(test),
+        "batch_size": args.batch_size,
+        "clients": args.clients,
+        "cpu_usd_per_hour": usd_per_hour,
+        **ratios,
+        "models": models,
+    }
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

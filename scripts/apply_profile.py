@@ -4,6 +4,7 @@ and every comment stays, and the result is validated before anything is written.
 Usage: python scripts/apply_profile.py NAME [--set dotted.key=value ...] [--params params.yaml]
 A profile value REQUIRED must be given with --set (values are YAML: --set llm_label.limit=1000).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,12 +17,17 @@ from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common import stage_params, student_params  # noqa: E402
-from stages.common.params import Section, validate  # noqa: E402
+from stages.core import stage_params
+from stages.core.params import Section, validate  # noqa: E402
+from stages.students import config as student_params  # noqa: E402
 
 REQUIRED = "REQUIRED"
-MODELS = {model.SECTION: model for module in (stage_params, student_params) for model in vars(module).values()
-          if isinstance(model, type) and issubclass(model, Section) and "SECTION" in vars(model)}
+MODELS = {
+    model.SECTION: model
+    for module in (stage_params, student_params)
+    for model in vars(module).values()
+    if isinstance(model, type) and issubclass(model, Section) and "SECTION" in vars(model)
+}
 
 
 def merge(target, changes: dict, prefix: str = "") -> list[str]:
@@ -66,14 +72,21 @@ def missing(profile: dict, prefix: str = "") -> list[str]:
 def apply(name: str, sets: list[str], params_path: Path) -> list[str]:
     profile_path = ROOT / "profiles" / f"{name}.yaml"
     if not profile_path.exists():
-        raise SystemExit(f"profile: {profile_path} not found (have {sorted(p.stem for p in profile_path.parent.glob('*.yaml'))})")
+        raise SystemExit(
+            f"profile: {profile_path} not found (have {sorted(p.stem for p in profile_path.parent.glob('*.yaml'))})"
+        )
     profile = with_sets(yaml.safe_load(profile_path.read_text()), sets)
     if missing(profile):
-        raise SystemExit(f"profile {name}: give " + ", ".join(f"--set {key}=..." for key in missing(profile))
-                         + "; params.yaml was not changed")
+        raise SystemExit(
+            f"profile {name}: give "
+            + ", ".join(f"--set {key}=..." for key in missing(profile))
+            + "; params.yaml was not changed"
+        )
     round_trip = YAML()
     round_trip.preserve_quotes, round_trip.width = True, 4096  # no re-wrapping of the lines a profile leaves alone
-    round_trip.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    round_trip.representer.add_representer(
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     params = round_trip.load(params_path.read_text())
     changed = merge(params, profile)
     text = io.StringIO()

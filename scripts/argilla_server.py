@@ -6,6 +6,7 @@ noida-db standing in for Elasticsearch and Redis. Data lives in --data-dir and s
   python scripts/argilla_server.py down   # stop (data is kept)
 Only the standard library: it runs before, and beside, the project's own venv.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,16 @@ def credentials(data_dir: Path) -> dict:
     path = data_dir / "owner.json"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"username": OWNER, "password": secrets.token_urlsafe(12),
-                                    "api_key": secrets.token_urlsafe(24), "secret": secrets.token_hex(32)}))
+        path.write_text(
+            json.dumps(
+                {
+                    "username": OWNER,
+                    "password": secrets.token_urlsafe(12),
+                    "api_key": secrets.token_urlsafe(24),
+                    "secret": secrets.token_hex(32),
+                }
+            )
+        )
         path.chmod(0o600)
     return json.loads(path.read_text())
 
@@ -55,10 +64,16 @@ def ready(url: str, api_key: str) -> bool:
 
 
 def server_env(data_dir: Path, ports: dict, secret: str) -> dict:
-    return dict(os.environ, ARGILLA_HOME_PATH=str(data_dir / "home"), ARGILLA_SEARCH_ENGINE="elasticsearch",
-                ARGILLA_ELASTICSEARCH=f"http://127.0.0.1:{ports['search']}",
-                ARGILLA_REDIS_URL=f"redis://127.0.0.1:{ports['redis']}/0", ARGILLA_AUTH_SECRET_KEY=secret,
-                HF_HUB_DISABLE_TELEMETRY="1", ARGILLA_ENABLE_TELEMETRY="0")
+    return dict(
+        os.environ,
+        ARGILLA_HOME_PATH=str(data_dir / "home"),
+        ARGILLA_SEARCH_ENGINE="elasticsearch",
+        ARGILLA_ELASTICSEARCH=f"http://127.0.0.1:{ports['search']}",
+        ARGILLA_REDIS_URL=f"redis://127.0.0.1:{ports['redis']}/0",
+        ARGILLA_AUTH_SECRET_KEY=secret,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        ARGILLA_ENABLE_TELEMETRY="0",
+    )
 
 
 def start(name: str, command: list[str], data_dir: Path, env: dict) -> None:
@@ -69,6 +84,7 @@ def start(name: str, command: list[str], data_dir: Path, env: dict) -> None:
 
 def wait_for_port(port: int, timeout_s: float) -> None:
     import socket
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -87,21 +103,58 @@ def up(data_dir: Path, port: int, search_port: int, redis_port: int, timeout_s: 
         return owner | {"url": url}
     env = server_env(data_dir, {"search": search_port, "redis": redis_port}, owner["secret"])
     engine = VENV / "lib/python3.11/site-packages/noida_db/noida-db"
-    start("noida-db", [str(engine), "start", "--only", "elasticsearch,redis", "--elasticsearch-port", str(search_port),
-                       "--redis-port", str(redis_port), "--host", "127.0.0.1", "--data-dir", str(data_dir / "db")],
-          data_dir, env)
+    start(
+        "noida-db",
+        [
+            str(engine),
+            "start",
+            "--only",
+            "elasticsearch,redis",
+            "--elasticsearch-port",
+            str(search_port),
+            "--redis-port",
+            str(redis_port),
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+            str(data_dir / "db"),
+        ],
+        data_dir,
+        env,
+    )
     wait_for_port(search_port, 60)
     python = str(VENV / "bin/python")
-    subprocess.run([python, "-m", "argilla_server", "database", "migrate"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run([python, "-m", "argilla_server", "database", "migrate"], env=env, check=True, capture_output=True)
     if not (data_dir / "owner.created").exists():
-        subprocess.run([python, "-m", "argilla_server", "database", "users", "create", "--first-name", "Owner",
-                        "--username", OWNER, "--role", "owner", "--password", owner["password"],
-                        "--api-key", owner["api_key"], "--workspace", "argilla"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "argilla_server",
+                "database",
+                "users",
+                "create",
+                "--first-name",
+                "Owner",
+                "--username",
+                OWNER,
+                "--role",
+                "owner",
+                "--password",
+                owner["password"],
+                "--api-key",
+                owner["api_key"],
+                "--workspace",
+                "argilla",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         (data_dir / "owner.created").touch()
-    start("argilla", [python, "-m", "argilla_server", "start", "--host", "127.0.0.1", "--port", str(port)],
-          data_dir, env)
+    start(
+        "argilla", [python, "-m", "argilla_server", "start", "--host", "127.0.0.1", "--port", str(port)], data_dir, env
+    )
     deadline = time.monotonic() + timeout_s
     while not ready(url, owner["api_key"]):
         if time.monotonic() > deadline:
@@ -137,9 +190,11 @@ def main() -> None:
         print("Argilla stopped (data kept in", args.data_dir, ")")
         return
     server = up(args.data_dir, args.port, args.search_port, args.redis_port)
-    print(f"Argilla is up at {server['url']}  (login: {server['username']} / {server['password']})\n"
-          f"For the pipeline:  export ARGILLA_API_KEY={server['api_key']}\n"
-          f"and set argilla_review.server: argilla (api_url: {server['url']}) in params.yaml.")
+    print(
+        f"Argilla is up at {server['url']}  (login: {server['username']} / {server['password']})\n"
+        f"For the pipeline:  export ARGILLA_API_KEY={server['api_key']}\n"
+        f"and set argilla_review.server: argilla (api_url: {server['url']}) in params.yaml."
+    )
 
 
 if __name__ == "__main__":

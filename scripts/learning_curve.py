@@ -10,17 +10,26 @@ metrics/learning_curve.png.
 
 Many trainings, so a script rather than a stage: GLiNER at the demo's sizes takes about 6 minutes on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
 
 import polars as pl
-from student_runs import (ROOT, human_test, plot_f1, reviewed_splits, student_params, teacher_score,  # noqa: I001
-                          train_and_score, validation)
+from student_runs import (
+    ROOT,
+    human_test,
+    plot_f1,
+    reviewed_splits,
+    student_params,
+    teacher_score,  # noqa: I001
+    train_and_score,
+    validation,
+)
 
-from stages.common.io import log, setup_logging, write_csv
-from stages.common.records import HUMAN_LABELLED, labelled_records, seeded_subset
-from stages.common.students import STUDENTS
+from stages.core.io import log, setup_logging, write_csv
+from stages.labels.records import HUMAN_LABELLED, labelled_records, seeded_subset
+from stages.students.registry import STUDENTS
 
 CSV_OUT = ROOT / "metrics/learning_curve.csv"
 PNG_OUT = ROOT / "metrics/learning_curve.png"
@@ -48,10 +57,19 @@ def plot(rows: list[dict], teacher_f1: float) -> None:
             if r["student"] == student and r["labels"] == labels:
                 by_n.setdefault(r["n"], []).append(r)
         n = sorted(by_n)  # with several seeds: the mean of each figure over seeds
-        f1, low, high = ([sum(r[k] for r in by_n[x]) / len(by_n[x]) for x in n] for k in ("f1", "f1_ci_low", "f1_ci_high"))
-        series.append({"label": f"{student}, {labels} labels", "x": n, "f1": f1, "low": low, "high": high, "style": style})
-    plot_f1(PNG_OUT, "Students trained on teacher vs human labels (same headlines, 95% CI)", "training headlines",
-            series, teacher_f1)
+        f1, low, high = (
+            [sum(r[k] for r in by_n[x]) / len(by_n[x]) for x in n] for k in ("f1", "f1_ci_low", "f1_ci_high")
+        )
+        series.append(
+            {"label": f"{student}, {labels} labels", "x": n, "f1": f1, "low": low, "high": high, "style": style}
+        )
+    plot_f1(
+        PNG_OUT,
+        "Students trained on teacher vs human labels (same headlines, 95% CI)",
+        "training headlines",
+        series,
+        teacher_f1,
+    )
 
 
 def main() -> None:
@@ -73,12 +91,16 @@ def main() -> None:
                 log.info("learning curve: %s on %d headlines with %s labels (seed %d)", name, n, labels, seed)
                 result = train_and_score(name, training.model_copy(update={"seed": seed}), records, valid, test)
                 rows.append({"student": name, "labels": labels, "n": n, "seed": seed, **result})
-                log.info("learning curve: -> F1 %.3f [%.3f, %.3f]", result["f1"], result["f1_ci_low"], result["f1_ci_high"])
+                log.info(
+                    "learning curve: -> F1 %.3f [%.3f, %.3f]", result["f1"], result["f1_ci_low"], result["f1_ci_high"]
+                )
     rows.sort(key=lambda r: (r["student"], r["labels"], r["n"], r["seed"]))
     write_csv(CSV_OUT, rows, FIELDS)
     plot(rows, teacher["f1"])
-    print(f"{len(rows)} points on {len(test)} human-labelled test headlines (teacher F1 {teacher['f1']:.3f}) -> "
-          f"{CSV_OUT.relative_to(ROOT)}, {PNG_OUT.relative_to(ROOT)}")
+    print(
+        f"{len(rows)} points on {len(test)} human-labelled test headlines (teacher F1 {teacher['f1']:.3f}) -> "
+        f"{CSV_OUT.relative_to(ROOT)}, {PNG_OUT.relative_to(ROOT)}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from a news source. Outputs:
   data/sample/reviewer_labels.jsonl  text, date, spans   (the demo's stand-in for human reviewers)
 Run: python scripts/make_sample_headlines.py  (deterministic: same seed, same files)
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,45 +22,115 @@ TARGET = 1500
 
 # name, ticker, short name used in running text
 COMPANIES = [
-    ("Apple", "AAPL", "Apple"), ("Microsoft", "MSFT", "Microsoft"), ("Amazon", "AMZN", "Amazon"),
-    ("Alphabet", "GOOGL", "Google"), ("Meta Platforms", "META", "Facebook"), ("Tesla", "TSLA", "Tesla"),
-    ("Nvidia", "NVDA", "Nvidia"), ("Intel", "INTC", "Intel"), ("Advanced Micro Devices", "AMD", "AMD"),
-    ("Netflix", "NFLX", "Netflix"), ("Oracle", "ORCL", "Oracle"), ("Cisco Systems", "CSCO", "Cisco"),
-    ("IBM", "IBM", "IBM"), ("Qualcomm", "QCOM", "Qualcomm"), ("Salesforce", "CRM", "Salesforce"),
-    ("Adobe", "ADBE", "Adobe"), ("PayPal", "PYPL", "PayPal"), ("Visa", "V", "Visa"),
-    ("Mastercard", "MA", "Mastercard"), ("JPMorgan Chase", "JPM", "JPMorgan"),
-    ("Goldman Sachs", "GS", "Goldman Sachs"), ("Morgan Stanley", "MS", "Morgan Stanley"),
-    ("Bank of America", "BAC", "Bank of America"), ("Wells Fargo", "WFC", "Wells Fargo"),
-    ("Citigroup", "C", "Citigroup"), ("Berkshire Hathaway", "BRK.B", "Berkshire"),
-    ("Walmart", "WMT", "Walmart"), ("Target", "TGT", "Target"), ("Costco", "COST", "Costco"),
-    ("Home Depot", "HD", "Home Depot"), ("Best Buy", "BBY", "Best Buy"), ("Gap", "GPS", "Gap"),
-    ("Nike", "NKE", "Nike"), ("Starbucks", "SBUX", "Starbucks"), ("McDonald's", "MCD", "McDonald's"),
-    ("Coca-Cola", "KO", "Coca-Cola"), ("PepsiCo", "PEP", "PepsiCo"), ("Procter & Gamble", "PG", "P&G"),
-    ("Johnson & Johnson", "JNJ", "Johnson & Johnson"), ("Pfizer", "PFE", "Pfizer"), ("Merck", "MRK", "Merck"),
-    ("AbbVie", "ABBV", "AbbVie"), ("Gilead Sciences", "GILD", "Gilead"), ("Amgen", "AMGN", "Amgen"),
-    ("Moderna", "MRNA", "Moderna"), ("Exxon Mobil", "XOM", "Exxon"), ("Chevron", "CVX", "Chevron"),
-    ("Royal Dutch Shell", "RDS.A", "Shell"), ("BP", "BP", "BP"), ("ConocoPhillips", "COP", "ConocoPhillips"),
-    ("Boeing", "BA", "Boeing"), ("Lockheed Martin", "LMT", "Lockheed"), ("General Electric", "GE", "GE"),
-    ("Caterpillar", "CAT", "Caterpillar"), ("3M", "MMM", "3M"), ("Honeywell", "HON", "Honeywell"),
-    ("Ford Motor", "F", "Ford"), ("General Motors", "GM", "GM"), ("Delta Air Lines", "DAL", "Delta"),
-    ("United Airlines", "UAL", "United Airlines"), ("American Airlines", "AAL", "American Airlines"),
-    ("FedEx", "FDX", "FedEx"), ("UPS", "UPS", "UPS"), ("Walt Disney", "DIS", "Disney"),
-    ("Comcast", "CMCSA", "Comcast"), ("Verizon", "VZ", "Verizon"), ("AT&T", "T", "AT&T"),
-    ("T-Mobile", "TMUS", "T-Mobile"), ("Sprint", "S", "Sprint"), ("Twitter", "TWTR", "Twitter"),
-    ("Snap", "SNAP", "Snap"), ("Square", "SQ", "Square"), ("Uber", "UBER", "Uber"), ("Lyft", "LYFT", "Lyft"),
-    ("Zoom Video", "ZM", "Zoom"), ("Shopify", "SHOP", "Shopify"), ("Alibaba", "BABA", "Alibaba"),
-    ("Baidu", "BIDU", "Baidu"), ("Sony", "SNE", "Sony"), ("Toyota", "TM", "Toyota"),
-    ("Micron Technology", "MU", "Micron"), ("Texas Instruments", "TXN", "Texas Instruments"),
-    ("Broadcom", "AVGO", "Broadcom"), ("Dollar General", "DG", "Dollar General"),
-    ("Kroger", "KR", "Kroger"), ("CVS Health", "CVS", "CVS"), ("UnitedHealth", "UNH", "UnitedHealth"),
-    ("Dun & Bradstreet", "DNB", "Dun & Bradstreet"), ("Black Diamond", "BDE", "Black Diamond"),
-    ("Under Armour", "UA", "Under Armour"), ("Chipotle", "CMG", "Chipotle"), ("Yelp", "YELP", "Yelp"),
-    ("Groupon", "GRPN", "Groupon"), ("BlackBerry", "BBRY", "BlackBerry"), ("Nokia", "NOK", "Nokia"),
-    ("Ericsson", "ERIC", "Ericsson"), ("Hewlett-Packard", "HPQ", "HP"), ("Dell", "DELL", "Dell"),
-    ("eBay", "EBAY", "eBay"), ("Expedia", "EXPE", "Expedia"), ("Marriott", "MAR", "Marriott"),
-    ("Las Vegas Sands", "LVS", "Las Vegas Sands"), ("Carnival", "CCL", "Carnival"),
-    ("Harley-Davidson", "HOG", "Harley-Davidson"), ("Hershey", "HSY", "Hershey"), ("Kellogg", "K", "Kellogg"),
-    ("General Mills", "GIS", "General Mills"), ("Tyson Foods", "TSN", "Tyson"), ("Monster Beverage", "MNST", "Monster"),
+    ("Apple", "AAPL", "Apple"),
+    ("Microsoft", "MSFT", "Microsoft"),
+    ("Amazon", "AMZN", "Amazon"),
+    ("Alphabet", "GOOGL", "Google"),
+    ("Meta Platforms", "META", "Facebook"),
+    ("Tesla", "TSLA", "Tesla"),
+    ("Nvidia", "NVDA", "Nvidia"),
+    ("Intel", "INTC", "Intel"),
+    ("Advanced Micro Devices", "AMD", "AMD"),
+    ("Netflix", "NFLX", "Netflix"),
+    ("Oracle", "ORCL", "Oracle"),
+    ("Cisco Systems", "CSCO", "Cisco"),
+    ("IBM", "IBM", "IBM"),
+    ("Qualcomm", "QCOM", "Qualcomm"),
+    ("Salesforce", "CRM", "Salesforce"),
+    ("Adobe", "ADBE", "Adobe"),
+    ("PayPal", "PYPL", "PayPal"),
+    ("Visa", "V", "Visa"),
+    ("Mastercard", "MA", "Mastercard"),
+    ("JPMorgan Chase", "JPM", "JPMorgan"),
+    ("Goldman Sachs", "GS", "Goldman Sachs"),
+    ("Morgan Stanley", "MS", "Morgan Stanley"),
+    ("Bank of America", "BAC", "Bank of America"),
+    ("Wells Fargo", "WFC", "Wells Fargo"),
+    ("Citigroup", "C", "Citigroup"),
+    ("Berkshire Hathaway", "BRK.B", "Berkshire"),
+    ("Walmart", "WMT", "Walmart"),
+    ("Target", "TGT", "Target"),
+    ("Costco", "COST", "Costco"),
+    ("Home Depot", "HD", "Home Depot"),
+    ("Best Buy", "BBY", "Best Buy"),
+    ("Gap", "GPS", "Gap"),
+    ("Nike", "NKE", "Nike"),
+    ("Starbucks", "SBUX", "Starbucks"),
+    ("McDonald's", "MCD", "McDonald's"),
+    ("Coca-Cola", "KO", "Coca-Cola"),
+    ("PepsiCo", "PEP", "PepsiCo"),
+    ("Procter & Gamble", "PG", "P&G"),
+    ("Johnson & Johnson", "JNJ", "Johnson & Johnson"),
+    ("Pfizer", "PFE", "Pfizer"),
+    ("Merck", "MRK", "Merck"),
+    ("AbbVie", "ABBV", "AbbVie"),
+    ("Gilead Sciences", "GILD", "Gilead"),
+    ("Amgen", "AMGN", "Amgen"),
+    ("Moderna", "MRNA", "Moderna"),
+    ("Exxon Mobil", "XOM", "Exxon"),
+    ("Chevron", "CVX", "Chevron"),
+    ("Royal Dutch Shell", "RDS.A", "Shell"),
+    ("BP", "BP", "BP"),
+    ("ConocoPhillips", "COP", "ConocoPhillips"),
+    ("Boeing", "BA", "Boeing"),
+    ("Lockheed Martin", "LMT", "Lockheed"),
+    ("General Electric", "GE", "GE"),
+    ("Caterpillar", "CAT", "Caterpillar"),
+    ("3M", "MMM", "3M"),
+    ("Honeywell", "HON", "Honeywell"),
+    ("Ford Motor", "F", "Ford"),
+    ("General Motors", "GM", "GM"),
+    ("Delta Air Lines", "DAL", "Delta"),
+    ("United Airlines", "UAL", "United Airlines"),
+    ("American Airlines", "AAL", "American Airlines"),
+    ("FedEx", "FDX", "FedEx"),
+    ("UPS", "UPS", "UPS"),
+    ("Walt Disney", "DIS", "Disney"),
+    ("Comcast", "CMCSA", "Comcast"),
+    ("Verizon", "VZ", "Verizon"),
+    ("AT&T", "T", "AT&T"),
+    ("T-Mobile", "TMUS", "T-Mobile"),
+    ("Sprint", "S", "Sprint"),
+    ("Twitter", "TWTR", "Twitter"),
+    ("Snap", "SNAP", "Snap"),
+    ("Square", "SQ", "Square"),
+    ("Uber", "UBER", "Uber"),
+    ("Lyft", "LYFT", "Lyft"),
+    ("Zoom Video", "ZM", "Zoom"),
+    ("Shopify", "SHOP", "Shopify"),
+    ("Alibaba", "BABA", "Alibaba"),
+    ("Baidu", "BIDU", "Baidu"),
+    ("Sony", "SNE", "Sony"),
+    ("Toyota", "TM", "Toyota"),
+    ("Micron Technology", "MU", "Micron"),
+    ("Texas Instruments", "TXN", "Texas Instruments"),
+    ("Broadcom", "AVGO", "Broadcom"),
+    ("Dollar General", "DG", "Dollar General"),
+    ("Kroger", "KR", "Kroger"),
+    ("CVS Health", "CVS", "CVS"),
+    ("UnitedHealth", "UNH", "UnitedHealth"),
+    ("Dun & Bradstreet", "DNB", "Dun & Bradstreet"),
+    ("Black Diamond", "BDE", "Black Diamond"),
+    ("Under Armour", "UA", "Under Armour"),
+    ("Chipotle", "CMG", "Chipotle"),
+    ("Yelp", "YELP", "Yelp"),
+    ("Groupon", "GRPN", "Groupon"),
+    ("BlackBerry", "BBRY", "BlackBerry"),
+    ("Nokia", "NOK", "Nokia"),
+    ("Ericsson", "ERIC", "Ericsson"),
+    ("Hewlett-Packard", "HPQ", "HP"),
+    ("Dell", "DELL", "Dell"),
+    ("eBay", "EBAY", "eBay"),
+    ("Expedia", "EXPE", "Expedia"),
+    ("Marriott", "MAR", "Marriott"),
+    ("Las Vegas Sands", "LVS", "Las Vegas Sands"),
+    ("Carnival", "CCL", "Carnival"),
+    ("Harley-Davidson", "HOG", "Harley-Davidson"),
+    ("Hershey", "HSY", "Hershey"),
+    ("Kellogg", "K", "Kellogg"),
+    ("General Mills", "GIS", "General Mills"),
+    ("Tyson Foods", "TSN", "Tyson"),
+    ("Monster Beverage", "MNST", "Monster"),
 ]
 
 INDICES = ["Dow Jones", "S&P 500", "Nasdaq", "CAC 40", "FTSE 100", "DAX", "Nikkei", "Russell 2000", "Dow"]
@@ -134,8 +205,20 @@ NO_COMPANY = [
     "5 Stocks To Watch This Week",
 ]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 SLOT = re.compile(r"\{([A-Z]+)\}")
 
 
@@ -146,7 +229,7 @@ def render(template: str, rng: random.Random) -> tuple[str, list[tuple[int, int]
     ticker_of = {"T": picks[0], "U": picks[1], "V": picks[2]}
     text, spans, pos = "", [], 0
     for match in SLOT.finditer(template):
-        text += template[pos:match.start()]
+        text += template[pos : match.start()]
         slot = match.group(1)
         if slot in companies:
             name, _, short = companies[slot]
@@ -154,12 +237,18 @@ def render(template: str, rng: random.Random) -> tuple[str, list[tuple[int, int]
         elif slot in ticker_of:
             value, is_entity = ticker_of[slot][1], True
         else:
-            value, is_entity = {
-                "I": lambda: rng.choice(INDICES), "N": lambda: str(rng.randint(2, 95)),
-                "P": lambda: f"{rng.randint(1, 300)}.{rng.randint(0, 99):02d}", "Q": lambda: str(rng.randint(1, 4)),
-                "W": lambda: rng.choice(WEEKDAYS), "M": lambda: rng.choice(MONTHS),
-                "DAY": lambda: str(rng.randint(1, 28)),
-            }[slot](), False
+            value, is_entity = (
+                {
+                    "I": lambda: rng.choice(INDICES),
+                    "N": lambda: str(rng.randint(2, 95)),
+                    "P": lambda: f"{rng.randint(1, 300)}.{rng.randint(0, 99):02d}",
+                    "Q": lambda: str(rng.randint(1, 4)),
+                    "W": lambda: rng.choice(WEEKDAYS),
+                    "M": lambda: rng.choice(MONTHS),
+                    "DAY": lambda: str(rng.randint(1, 28)),
+                }[slot](),
+                False,
+            )
         if is_entity:
             spans.append((len(text), len(text) + len(value)))
         text += value
@@ -185,8 +274,13 @@ def random_date(rng: random.Random) -> str:
 
 def generate(seed: int = SEED, target: int = TARGET) -> list[dict]:
     rng = random.Random(seed)
-    families = [(ONE_COMPANY, 0.42), (TWO_COMPANIES, 0.16), (THREE_COMPANIES, 0.05), (INDEX_TEMPLATES, 0.12),
-                (NO_COMPANY, 0.25)]
+    families = [
+        (ONE_COMPANY, 0.42),
+        (TWO_COMPANIES, 0.16),
+        (THREE_COMPANIES, 0.05),
+        (INDEX_TEMPLATES, 0.12),
+        (NO_COMPANY, 0.25),
+    ]
     seen, rows = set(), []
     while len(rows) < target:
         templates = rng.choices([f for f, _ in families], weights=[w for _, w in families])[0]
@@ -195,8 +289,13 @@ def generate(seed: int = SEED, target: int = TARGET) -> list[dict]:
         if text in seen:
             continue
         seen.add(text)
-        rows.append({"date": random_date(rng), "text": text,
-                     "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e in spans]})
+        rows.append(
+            {
+                "date": random_date(rng),
+                "text": text,
+                "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e in spans],
+            }
+        )
     return sorted(rows, key=lambda r: (r["date"], r["text"]))
 
 

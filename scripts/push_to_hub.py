@@ -10,6 +10,7 @@ finetune stage cannot know when it writes the card; the DVC output itself is lef
 created if missing (create_repo(exist_ok=True)), then the copy goes up in one commit (HfApi.upload_folder).
 The equivalent without the test scores: `huggingface-cli upload <user>/<repo> models/gliner_export .`
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,25 +23,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common.export import CODE_DIR, EXPORT_FILE  # noqa: E402
-from stages.common.model_card import with_test_results  # noqa: E402
-from stages.common.predict_settings import SETTINGS_FILE, read_settings  # noqa: E402
+from stages.students.card import with_test_results  # noqa: E402
+from stages.students.runtime import CODE_DIR, EXPORT_FILE  # noqa: E402
+from stages.students.settings import SETTINGS_FILE, read_settings  # noqa: E402
 
-REQUIRED = ("README.md", SETTINGS_FILE, EXPORT_FILE, "handler.py", "requirements.txt",
-            f"{CODE_DIR}/stages/common/endpoint_handler.py")
+REQUIRED = (
+    "README.md",
+    SETTINGS_FILE,
+    EXPORT_FILE,
+    "handler.py",
+    "requirements.txt",
+    f"{CODE_DIR}/stages/serving/handler.py",
+)
 
 
 def check_folder(folder: Path) -> dict:
     """The folder's predict settings, once every file Inference Endpoints needs is there."""
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
-        raise SystemExit(f"{folder}: not an exported student ready for the hub, missing {missing} (the finetune "
-                         f"stages write models/<student>_export: dvc repro)")
+        raise SystemExit(
+            f"{folder}: not an exported student ready for the hub, missing {missing} (the finetune "
+            f"stages write models/<student>_export: dvc repro)"
+        )
     return read_settings(folder)
 
 
 def metrics_key(settings: dict) -> str:
-    """The folder's entry in metrics/metrics.json: gliner_export for stages.common.gliner_student's export."""
+    """The folder's entry in metrics/metrics.json: gliner_export for stages.students.gliner's export."""
     return settings["student_module"].rsplit(".", 1)[-1].removesuffix("_student") + "_export"
 
 
@@ -58,8 +67,9 @@ def staged_copy(folder: Path, metrics_path: Path | None, scratch: Path) -> tuple
     return staging, f"test scores of {key} from {metrics_path} added to the card (F1 {metrics[key]['f1']})"
 
 
-def push(repo_id: str, folder: Path, metrics_path: Path | None, private: bool, token: str | None,
-         dry_run: bool) -> dict:
+def push(
+    repo_id: str, folder: Path, metrics_path: Path | None, private: bool, token: str | None, dry_run: bool
+) -> dict:
     from huggingface_hub import HfApi
 
     check_folder(folder)
@@ -73,8 +83,12 @@ def push(repo_id: str, folder: Path, metrics_path: Path | None, private: bool, t
             raise SystemExit("HF_HUB_OFFLINE is set (make and the tests set it): run with HF_HUB_OFFLINE=0")
         api = HfApi(token=token)
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(staging),
-                                   commit_message=f"Upload {folder.name} (headline-ner export)")
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            repo_type="model",
+            folder_path=str(staging),
+            commit_message=f"Upload {folder.name} (headline-ner export)",
+        )
         return report | {"commit": str(getattr(commit, "oid", commit))}
 
 
@@ -82,14 +96,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("repo_id", help="<user or org>/<name> on the hub")
     parser.add_argument("folder", type=Path, nargs="?", default=ROOT / "models/gliner_export")
-    parser.add_argument("--metrics", type=Path, default=ROOT / "metrics/metrics.json",
-                        help="evaluate's metrics, whose test scores of this model go into the uploaded card")
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=ROOT / "metrics/metrics.json",
+        help="evaluate's metrics, whose test scores of this model go into the uploaded card",
+    )
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--token-env", default="HF_TOKEN", help="the variable holding the token (never the token)")
     parser.add_argument("--dry-run", action="store_true", help="check and stage the upload, send nothing")
     args = parser.parse_args(argv)
-    print(json.dumps(push(args.repo_id, args.folder, args.metrics, args.private, os.environ.get(args.token_env),
-                          args.dry_run)))
+    print(
+        json.dumps(
+            push(args.repo_id, args.folder, args.metrics, args.private, os.environ.get(args.token_env), args.dry_run)
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ Writes metrics/real_headlines.json. About 15-25 minutes on 2 cores (the local te
 
   python scripts/real_headlines.py [--headlines 500] [--extra 1000] [--workdir DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,18 +44,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from scripts.worktree import copy_worktree  # noqa: E402
-from stages.common.metrics import score  # noqa: E402
-from stages.common.params import load_params  # noqa: E402
-from stages.common.stage_params import Bootstrap, EvaluateParams, SplitParams  # noqa: E402
+from stages.core.metrics import score  # noqa: E402
+from stages.core.params import load_params  # noqa: E402
+from stages.core.stage_params import Bootstrap, EvaluateParams, SplitParams  # noqa: E402
 
 SOURCE = ROOT / "data/real_headlines/sentfin_dev.jsonl"
 NOT_COMPANIES = ROOT / "data/real_headlines/not_companies.yaml"
 OUT = ROOT / "metrics/real_headlines.json"
 SHARES = (("train", 0.6), ("valid", 0.2), ("test", 0.2))
 SPLITS = [name for name, _ in SHARES]
-HEADLINES_FILE = "data/real_headlines/headlines.jsonl"      # inside the scratch copy: fetch.path
-LABELS_FILE = "data/real_headlines/reviewer_labels.jsonl"   # the slice's annotations as reviewers' labels
-EXTRA_FILE = "data/test_sets/sentfin_rest.jsonl"            # the rest of the slice: an extra test set
+HEADLINES_FILE = "data/real_headlines/headlines.jsonl"  # inside the scratch copy: fetch.path
+LABELS_FILE = "data/real_headlines/reviewer_labels.jsonl"  # the slice's annotations as reviewers' labels
+EXTRA_FILE = "data/test_sets/sentfin_rest.jsonl"  # the rest of the slice: an extra test set
 MODELS = ("gliner", "spanmarker", "gliner_export", "spanmarker_export")
 KEYS = ("f1", "f1_ci_low", "f1_ci_high", "precision", "recall")
 VIEWS = ("capitalised", "company_only")  # besides all spans, which the top-level figures are
@@ -74,7 +75,7 @@ def take_slice(rows: list[dict], headlines: int, extra: int) -> tuple[list[dict]
             ordered.append(row)
     if len(ordered) < headlines:
         raise SystemExit(f"--headlines {headlines}: the source has only {len(ordered)} distinct headlines")
-    return ordered[:headlines], ordered[headlines:headlines + extra]
+    return ordered[:headlines], ordered[headlines : headlines + extra]
 
 
 def split_sizes(n: int) -> dict[str, int]:
@@ -88,7 +89,7 @@ def assign_dates(rows: list[dict], ranges: SplitParams) -> list[dict]:
     for split, size in split_sizes(len(rows)).items():
         window = ranges.ranges[split]
         days = (window.end - window.start).days + 1
-        for i, row in enumerate(rows[first:first + size]):
+        for i, row in enumerate(rows[first : first + size]):
             dated.append(row | {"date": (window.start + dt.timedelta(days=i % days)).isoformat()})
         first += size
     return dated
@@ -102,26 +103,34 @@ def capitalised(spans: list[dict]) -> list[dict]:
 @dataclass(frozen=True)
 class NotCompanies:
     """not_companies.yaml as sets: span texts (lowercased) and last words that mark a span as no company."""
+
     texts: frozenset[str]
     last_words: frozenset[str]
 
     @classmethod
     def from_yaml(cls, document: dict) -> NotCompanies:
-        return cls(frozenset(t for group in document["texts"].values() for t in group),
-                   frozenset(document["last_words"]))
+        return cls(
+            frozenset(t for group in document["texts"].values() for t in group), frozenset(document["last_words"])
+        )
 
 
 def company_only(spans: list[dict], not_companies: NotCompanies) -> list[dict]:
     """The capitalised spans that not_companies does not list as no company."""
-    return [s for s in capitalised(spans) if s["text"].lower() not in not_companies.texts
-            and s["text"].lower().split()[-1] not in not_companies.last_words]
+    return [
+        s
+        for s in capitalised(spans)
+        if s["text"].lower() not in not_companies.texts
+        and s["text"].lower().split()[-1] not in not_companies.last_words
+    ]
 
 
-def scores(gold: list[dict], predicted: list[list[dict]], bootstrap: Bootstrap, not_companies: NotCompanies
-           ) -> dict:
+def scores(gold: list[dict], predicted: list[list[dict]], bootstrap: Bootstrap, not_companies: NotCompanies) -> dict:
     """{all spans, capitalised spans, company-only spans} scores of predictions against records {text, spans}."""
-    views = {"all": lambda spans: spans, "capitalised": capitalised,
-             "company_only": lambda spans: company_only(spans, not_companies)}
+    views = {
+        "all": lambda spans: spans,
+        "capitalised": capitalised,
+        "company_only": lambda spans: company_only(spans, not_companies),
+    }
     result = {}
     for view, keep in views.items():
         figures = score([r | {"spans": keep(r["spans"])} for r in gold], [keep(p) for p in predicted], bootstrap)
@@ -149,8 +158,20 @@ def scratch_copy(workdir: Path, fresh: bool) -> None:
 
 
 def commit(workdir: Path) -> None:
-    for command in (["git", "add", "-A"], ["git", "-c", "user.name=real-headlines", "-c", "user.email=none@localhost",
-                                          "commit", "-qm", "real-headline run", "--allow-empty"]):
+    for command in (
+        ["git", "add", "-A"],
+        [
+            "git",
+            "-c",
+            "user.name=real-headlines",
+            "-c",
+            "user.email=none@localhost",
+            "commit",
+            "-qm",
+            "real-headline run",
+            "--allow-empty",
+        ],
+    ):
         subprocess.run(command, cwd=workdir, check=True, capture_output=True)
 
 
@@ -168,8 +189,11 @@ def point_params(workdir: Path, teacher_threads: int | None) -> None:
 
 
 def run_pipeline(workdir: Path) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
     # evaluate and what it depends on: stages after it (tagging the whole feed) add nothing to this run
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "evaluate"], cwd=workdir, env=env, check=True)
 
@@ -177,13 +201,14 @@ def run_pipeline(workdir: Path) -> None:
 def model_scores(workdir: Path, records: list[dict], bootstrap: Bootstrap, teacher: list[list[dict]] | None) -> dict:
     """Every student (and the teacher's labels, where given) on records, each view; and CEILING: the company-only
     reference itself as predictions, which bounds what a model that names companies only scores on all spans."""
-    from stages.common.students import STUDENTS
+    from stages.students.registry import STUDENTS
 
     not_companies = NotCompanies.from_yaml(yaml.safe_load(NOT_COMPANIES.read_text()))
     texts = [r["text"] for r in records]
     result = {"teacher": scores(records, teacher, bootstrap, not_companies)} if teacher is not None else {}
-    result[CEILING] = scores(records, [company_only(r["spans"], not_companies) for r in records], bootstrap,
-                             not_companies)
+    result[CEILING] = scores(
+        records, [company_only(r["spans"], not_companies) for r in records], bootstrap, not_companies
+    )
     for name in MODELS:
         predict = STUDENTS[name.removesuffix("_export")].load(workdir / "models" / name)
         result[name] = scores(records, predict(texts, 32), bootstrap, not_companies)
@@ -193,7 +218,7 @@ def model_scores(workdir: Path, records: list[dict], bootstrap: Bootstrap, teach
 def report(workdir: Path, extra: list[dict], seconds: float | None) -> dict:
     import polars as pl
 
-    from stages.common.records import human_records, labelled_records
+    from stages.labels.records import human_records, labelled_records
 
     bootstrap = load_params(EvaluateParams, workdir / "params.yaml").bootstrap
     test = pl.read_parquet(workdir / "data/reviewed/test.parquet")
@@ -206,13 +231,21 @@ def report(workdir: Path, extra: list[dict], seconds: float | None) -> dict:
     for name in ("teacher", *MODELS):  # the pipeline's own figures must be the ones recomputed here
         if abs(metrics[name]["f1"] - on_test[name]["all"]["f1"]) > 1e-9:
             raise SystemExit(f"{name}: evaluate says F1 {metrics[name]['f1']}, recomputed {on_test[name]['all']['f1']}")
-    return {"source": "SEntFiN 1.0 (MIT), data/real_headlines/sentfin_dev.jsonl", "headlines": sum(sizes.values()),
-            **sizes, "test_human_labelled": len(records), "reference": metrics["reference"],
-            **{name: on_test[name]["all"] for name in on_test},
-            **{view: {name: on_test[name][view] for name in on_test} for view in VIEWS},
-            "extra_test_set": {"headlines": len(extra), **{name: on_extra[name]["all"] for name in on_extra},
-                               **{view: {name: on_extra[name][view] for name in on_extra} for view in VIEWS}},
-            "pipeline_seconds": None if seconds is None else round(seconds)}
+    return {
+        "source": "SEntFiN 1.0 (MIT), data/real_headlines/sentfin_dev.jsonl",
+        "headlines": sum(sizes.values()),
+        **sizes,
+        "test_human_labelled": len(records),
+        "reference": metrics["reference"],
+        **{name: on_test[name]["all"] for name in on_test},
+        **{view: {name: on_test[name][view] for name in on_test} for view in VIEWS},
+        "extra_test_set": {
+            "headlines": len(extra),
+            **{name: on_extra[name]["all"] for name in on_extra},
+            **{view: {name: on_extra[name][view] for name in on_extra} for view in VIEWS},
+        },
+        "pipeline_seconds": None if seconds is None else round(seconds),
+    }
 
 
 def main() -> None:
@@ -221,10 +254,18 @@ def main() -> None:
     parser.add_argument("--headlines", type=int, default=500, help="headlines the pipeline runs on")
     parser.add_argument("--extra", type=int, default=1000, help="further headlines scored as an extra test set")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "headline-ner-real")
-    parser.add_argument("--teacher-threads", type=int, default=None,
-                        help="llm_label.local_threads for this run (1 on a machine shared with other jobs)")
-    parser.add_argument("--fresh", action="store_true", help="start from an empty workdir (default: rerun what changed)")
-    parser.add_argument("--report-only", action="store_true", help="score what the last run in workdir left, run nothing")
+    parser.add_argument(
+        "--teacher-threads",
+        type=int,
+        default=None,
+        help="llm_label.local_threads for this run (1 on a machine shared with other jobs)",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="start from an empty workdir (default: rerun what changed)"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="score what the last run in workdir left, run nothing"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     with open(args.source, encoding="utf-8") as f:
@@ -235,15 +276,21 @@ def main() -> None:
         scratch_copy(args.workdir, args.fresh)
         dated = assign_dates(pipeline_rows, load_params(SplitParams, args.workdir / "params.yaml"))
         write_jsonl(args.workdir / HEADLINES_FILE, [{"text": r["text"], "date": r["date"]} for r in dated])
-        write_jsonl(args.workdir / LABELS_FILE, [{"text": r["text"], "date": r["date"], "spans": r["spans"]} for r in dated])
+        write_jsonl(
+            args.workdir / LABELS_FILE, [{"text": r["text"], "date": r["date"], "spans": r["spans"]} for r in dated]
+        )
         write_jsonl(args.workdir / EXTRA_FILE, [{"text": r["text"], "spans": r["spans"]} for r in extra])
         point_params(args.workdir, args.teacher_threads)
         commit(args.workdir)
         run_pipeline(args.workdir)
     result = report(args.workdir, extra, None if args.report_only else time.perf_counter() - started)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(json.dumps({k: result[k] for k in ("headlines", "train", "valid", "test")} |
-                     {name: result[name]["f1"] for name in ("teacher", *MODELS)}))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("headlines", "train", "valid", "test")}
+            | {name: result[name]["f1"] for name in ("teacher", *MODELS)}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ metrics/review_priority.png.
 
 About 40 trainings: roughly half an hour on 2 cores for the demo.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,12 +20,21 @@ import json
 from statistics import mean
 
 import polars as pl
-from student_runs import (PATHS, ROOT, human_test, plot_f1, reviewed_splits, student_params,  # noqa: I001
-                          teacher_score, train_and_score, validation)
+from student_runs import (
+    PATHS,
+    ROOT,
+    human_test,
+    plot_f1,
+    reviewed_splits,
+    student_params,  # noqa: I001
+    teacher_score,
+    train_and_score,
+    validation,
+)
 
-from stages.common.io import log, setup_logging, write_csv, write_json
-from stages.common.records import HUMAN, HUMAN_LABELLED, LLM
-from stages.common.schema import seeded_rank
+from stages.core.io import log, setup_logging, write_csv, write_json
+from stages.core.schema import seeded_rank
+from stages.labels.records import HUMAN, HUMAN_LABELLED, LLM
 
 JSON_OUT = ROOT / "metrics/review_priority.json"
 CSV_OUT = ROOT / "metrics/review_priority.csv"
@@ -50,9 +60,13 @@ def training_records(train: pl.DataFrame, reviewed: set[str], rule: str) -> list
     records = []
     for row in train.sort("id").iter_rows(named=True):
         if row["id"] in reviewed:
-            records.append({"id": row["id"], "text": row["text"], "spans": row["label_spans"] or [], "label_source": HUMAN})
+            records.append(
+                {"id": row["id"], "text": row["text"], "spans": row["label_spans"] or [], "label_source": HUMAN}
+            )
         elif rule == "keep" and row["valid"]:
-            records.append({"id": row["id"], "text": row["text"], "spans": row["teacher_spans"] or [], "label_source": LLM})
+            records.append(
+                {"id": row["id"], "text": row["text"], "spans": row["teacher_spans"] or [], "label_source": LLM}
+            )
     return records
 
 
@@ -76,12 +90,20 @@ def summary(rows: list[dict], ks: list[int]) -> dict:
 
 
 def plot(result: dict, teacher_f1: float, double_k: dict[int, float]) -> None:
-    series = [{"label": f"{strategy}-chosen k reviewed", "x": result["k"], "f1": result[f"{strategy}_f1"],
-               "style": style} for strategy, style in zip(STRATEGIES, ("o-", "s--"))]
-    series.append({"label": "random 2k (plotted at k)", "x": list(double_k), "f1": list(double_k.values()),
-                   "style": "x:"})
-    plot_f1(PNG_OUT, "Review the scout's priorities first, or a random sample? (GLiNER)",
-            "train headlines reviewed (k)", series, teacher_f1)
+    series = [
+        {"label": f"{strategy}-chosen k reviewed", "x": result["k"], "f1": result[f"{strategy}_f1"], "style": style}
+        for strategy, style in zip(STRATEGIES, ("o-", "s--"))
+    ]
+    series.append(
+        {"label": "random 2k (plotted at k)", "x": list(double_k), "f1": list(double_k.values()), "style": "x:"}
+    )
+    plot_f1(
+        PNG_OUT,
+        "Review the scout's priorities first, or a random sample? (GLiNER)",
+        "train headlines reviewed (k)",
+        series,
+        teacher_f1,
+    )
 
 
 def main() -> None:
@@ -104,20 +126,41 @@ def main() -> None:
                 records = training_records(splits["train"], reviewed, rule)
                 key = (seed, tuple(r["id"] for r in records), tuple(r["label_source"] for r in records))
                 if key not in trained:  # e.g. with all of train reviewed, keep and drop train on the same records
-                    log.info("review priority: %s k=%d seed %d %s: %d training headlines", strategy, k, seed, rule,
-                             len(records))
-                    trained[key] = train_and_score("gliner", training.model_copy(update={"seed": seed}), records, valid,
-                                                   test)
+                    log.info(
+                        "review priority: %s k=%d seed %d %s: %d training headlines",
+                        strategy,
+                        k,
+                        seed,
+                        rule,
+                        len(records),
+                    )
+                    trained[key] = train_and_score(
+                        "gliner", training.model_copy(update={"seed": seed}), records, valid, test
+                    )
                     log.info("review priority: -> F1 %.3f", trained[key]["f1"])
-                rows.append({"strategy": strategy, "k": k, "reviewed": len(reviewed), "unreviewed": rule,
-                             "seed": seed, "train_records": len(records), **trained[key]})
+                rows.append(
+                    {
+                        "strategy": strategy,
+                        "k": k,
+                        "reviewed": len(reviewed),
+                        "unreviewed": rule,
+                        "seed": seed,
+                        "train_records": len(records),
+                        **trained[key],
+                    }
+                )
     rows.sort(key=lambda r: (r["strategy"], r["k"], r["unreviewed"], r["seed"]))
     write_csv(CSV_OUT, rows, list(rows[0]))
     result = summary(rows, args.k)
     double_k = {k: best_rule_f1(rows, "random", 2 * k) for k in args.k}
     teacher = teacher_score(splits["test"], test)
-    result |= {"random_2k_f1": list(double_k.values()), "seeds": args.seeds, "test_headlines": len(test),
-               "train_headlines": splits["train"].height, "teacher_f1": teacher["f1"]}
+    result |= {
+        "random_2k_f1": list(double_k.values()),
+        "seeds": args.seeds,
+        "test_headlines": len(test),
+        "train_headlines": splits["train"].height,
+        "teacher_f1": teacher["f1"],
+    }
     write_json(JSON_OUT, result)
     plot(result, teacher["f1"], double_k)
     print(json.dumps({k: result[k] for k in ("k", "priority_f1", "random_f1", "random_2k_f1")}))

@@ -1,5 +1,5 @@
 """Serve a student over HTTP the way Hugging Face Inference Endpoints serves its folder: the same EndpointHandler
-(stages/common/endpoint_handler.py, shipped in every export as handler.py), so a client written for the endpoint
+(stages/serving/handler.py, shipped in every export as handler.py), so a client written for the endpoint
 (huggingface_hub.InferenceClient(base_url=...).token_classification, or the `tag` stage) works against either.
 
     python scripts/serve.py models/gliner_export --host 127.0.0.1 --port 8080 [--max-batch 64]
@@ -23,6 +23,7 @@ in a single executor thread (ONNX Runtime and torch use the cores themselves). I
 model: served over HTTP the int8 GLiNER keeps most of its in-process speed
 (benchmarks/teacher_vs_student_cost.py measures both).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,9 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common.endpoint_handler import MAX_CHARS, MAX_TEXTS, BadRequest, EndpointHandler, Request, entities, \
-    parse_request  # noqa: E402
-from stages.common.predict_settings import read_settings  # noqa: E402
-from stages.common.students import STUDENTS  # noqa: E402
+from stages.serving.handler import MAX_CHARS, MAX_TEXTS, BadRequest, EndpointHandler, Request, entities, parse_request  # noqa: E402
+from stages.students.registry import STUDENTS  # noqa: E402
+from stages.students.settings import read_settings  # noqa: E402
 
 log = logging.getLogger("headline_ner.serve")
 
@@ -94,7 +94,7 @@ class Batcher:
             first = 0
             for request, future in batch:
                 if not future.done():  # the client may have gone away
-                    future.set_result(found[first:first + len(request.texts)])
+                    future.set_result(found[first : first + len(request.texts)])
                 first += len(request.texts)
 
 
@@ -102,8 +102,9 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def make_app(handler: EndpointHandler, model_dir: Path, max_batch: int, max_chars: int, wait_s: float
-             ) -> web.Application:
+def make_app(
+    handler: EndpointHandler, model_dir: Path, max_batch: int, max_chars: int, wait_s: float
+) -> web.Application:
     batcher = Batcher(handler, max_batch, wait_s)
     settings = read_settings(model_dir)
     # A body of max_batch texts of max_chars characters, JSON-escaped (up to 6 bytes a character), and some slack.
@@ -114,8 +115,9 @@ def make_app(handler: EndpointHandler, model_dir: Path, max_batch: int, max_char
             body = json.loads(await http.read())
         except web.HTTPRequestEntityTooLarge:
             batcher.counts["rejected"] += 1
-            return error(413, f"body over {max_body} bytes; send at most {max_batch} texts of at most "
-                              f"{max_chars} characters")
+            return error(
+                413, f"body over {max_body} bytes; send at most {max_batch} texts of at most {max_chars} characters"
+            )
         except (ValueError, RecursionError) as bad:  # UnicodeDecodeError is a ValueError
             batcher.counts["rejected"] += 1
             return error(400, f"the body is not JSON: {bad}")
@@ -136,9 +138,17 @@ def make_app(handler: EndpointHandler, model_dir: Path, max_batch: int, max_char
         return web.json_response(results[0] if request.single else results)
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "model": str(model_dir), "format": settings.get("format", "saved"),
-                                  "entity_label": handler.label, "max_batch": max_batch, "max_chars": max_chars,
-                                  **batcher.counts})
+        return web.json_response(
+            {
+                "status": "ok",
+                "model": str(model_dir),
+                "format": settings.get("format", "saved"),
+                "entity_label": handler.label,
+                "max_batch": max_batch,
+                "max_chars": max_chars,
+                **batcher.counts,
+            }
+        )
 
     async def start_batcher(app: web.Application):
         task = asyncio.create_task(batcher.run_forever())
@@ -161,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, default=MAX_TEXTS, help="texts per request and per model call")
     parser.add_argument("--max-chars", type=int, default=MAX_CHARS, help="characters per text")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a batch waits for more requests")
-    parser.add_argument("--student", choices=sorted(STUDENTS),
-                        help="the student of a saved (fp32) model; an export names its own")
+    parser.add_argument(
+        "--student", choices=sorted(STUDENTS), help="the student of a saved (fp32) model; an export names its own"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.max_batch < 1 or args.max_chars < 1 or args.batch_wait_ms < 0:
@@ -170,13 +181,22 @@ def main(argv: list[str] | None = None) -> None:
     if not args.model_dir.is_dir():
         parser.error(f"{args.model_dir}: not a directory (train and export a student first: dvc repro)")
     module = STUDENTS[args.student].__name__ if args.student else None
-    handler = EndpointHandler(args.model_dir, student_module=module, max_texts=args.max_batch,
-                              max_chars=args.max_chars)
+    handler = EndpointHandler(args.model_dir, student_module=module, max_texts=args.max_batch, max_chars=args.max_chars)
     handler.run(["Warm-up headline"])  # the first call builds the runtime's kernels: not the first client's wait
-    log.info("serving %s on http://%s:%d (POST /, GET /health), batches of up to %d texts", args.model_dir,
-             args.host, args.port, args.max_batch)
-    web.run_app(make_app(handler, args.model_dir, args.max_batch, args.max_chars, args.batch_wait_ms / 1000),
-                host=args.host, port=args.port, print=None, access_log=None)
+    log.info(
+        "serving %s on http://%s:%d (POST /, GET /health), batches of up to %d texts",
+        args.model_dir,
+        args.host,
+        args.port,
+        args.max_batch,
+    )
+    web.run_app(
+        make_app(handler, args.model_dir, args.max_batch, args.max_chars, args.batch_wait_ms / 1000),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+    )
 
 
 if __name__ == "__main__":

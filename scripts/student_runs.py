@@ -1,5 +1,6 @@
 """What the experiment scripts share: the reviewed splits the last `dvc repro` wrote, the human-labelled
 test records, and "train a student on these records, score it on those" with evaluate's bootstrap CI."""
+
 from __future__ import annotations
 
 import sys
@@ -10,13 +11,13 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages.common.metrics import score  # noqa: E402
-from stages.common.params import load_params  # noqa: E402
-from stages.common.stage_params import EvaluateParams
-from stages.common.paths import dvc_paths  # noqa: E402
-from stages.common.records import human_or_all, human_records, labelled_records  # noqa: E402
-from stages.common.schema import SPLITS  # noqa: E402
-from stages.common.students import STUDENTS, training_params  # noqa: E402
+from stages.core.metrics import score  # noqa: E402
+from stages.core.params import load_params  # noqa: E402
+from stages.core.paths import dvc_paths  # noqa: E402
+from stages.core.schema import SPLITS  # noqa: E402
+from stages.core.stage_params import EvaluateParams
+from stages.labels.records import human_or_all, human_records, labelled_records  # noqa: E402
+from stages.students.registry import STUDENTS, training_params  # noqa: E402
 
 PATHS = dvc_paths(ROOT)
 SCORE_KEYS = ("f1", "f1_ci_low", "f1_ci_high", "precision", "recall")
@@ -29,8 +30,9 @@ def reviewed_splits() -> dict[str, pl.DataFrame]:
 def human_test(test: pl.DataFrame) -> list[dict]:
     records = human_records(labelled_records(test))
     if not records:
-        raise SystemExit(f"no human-labelled test headline in {PATHS['reviewed'] / 'test.parquet'}: this experiment "
-                         f"needs them")
+        raise SystemExit(
+            f"no human-labelled test headline in {PATHS['reviewed'] / 'test.parquet'}: this experiment needs them"
+        )
     return records
 
 
@@ -65,6 +67,7 @@ def plot_f1(path: Path, title: str, xlabel: str, series: list[dict], teacher_f1:
     """F1 lines ({label, x, f1, style[, low, high]}: a shaded CI band when given) with the teacher's F1 as a
     reference line, rendered offline to a PNG that holds no version stamp (it depends on the data only)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -7,11 +7,12 @@ Discard removes the record from training and evaluation) > a label from a file >
 Submissions belong to the headline id, whichever split's dataset they were made in, so a headline that
 moves split keeps its review. Several reviewers of one headline are resolved by `resolve_responses`.
 The split tables go on unchanged (the teacher's `teacher_spans` included) with the label columns added:
-`label_spans`, `label_source`, `reviewed`, `discarded`, `human_origin` (stages/common/records.py).
+`label_spans`, `label_source`, `reviewed`, `discarded`, `human_origin` (stages/labels/records.py).
 
 `python -m stages.argilla_review --export DIR [--hub-repo ID]` saves the reviewed splits as a
 Hugging Face DatasetDict (and pushes it to the hub when a repo id is given).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,14 +20,14 @@ from pathlib import Path
 
 import polars as pl
 
-from stages.common.io import log, read_jsonl, read_table, setup_logging, write_json, write_table
-from stages.common.label_files import accepted, read_label_files
-from stages.common.label_resolve import candidates, resolve
-from stages.common.metrics import entity_scores
-from stages.common.params import load_params
-from stages.common.records import HUMAN, HUMAN_LABELLED, LLM, NONE
-from stages.common.schema import SPLITS, seeded_rank
-from stages.common.stage_params import ReviewParams
+from stages.core.io import log, read_jsonl, read_table, setup_logging, write_json, write_table
+from stages.core.metrics import entity_scores
+from stages.core.params import load_params
+from stages.core.schema import SPLITS, seeded_rank
+from stages.core.stage_params import ReviewParams
+from stages.labels.files import accepted, read_label_files
+from stages.labels.records import HUMAN, HUMAN_LABELLED, LLM, NONE
+from stages.labels.resolve import candidates, resolve
 
 
 def resolve_responses(responses: list[dict]) -> tuple[tuple[str, list[tuple[int, int]]] | None, dict | None]:
@@ -41,7 +42,9 @@ def resolve_responses(responses: list[dict]) -> tuple[tuple[str, list[tuple[int,
     votes: dict[tuple[str, tuple], list[str]] = {}
     for r in responses:
         if r["status"] in ("submitted", "discarded"):
-            spans = tuple(sorted({(s["start"], s["end"]) for s in r["value"] or []})) if r["status"] == "submitted" else ()
+            spans = (
+                tuple(sorted({(s["start"], s["end"]) for s in r["value"] or []})) if r["status"] == "submitted" else ()
+            )
             votes.setdefault((r["status"], spans), []).append(r["user_id"])
     if not votes:
         return None, None
@@ -49,20 +52,24 @@ def resolve_responses(responses: list[dict]) -> tuple[tuple[str, list[tuple[int,
     (status, spans), _ = ranked[0]
     if len(ranked) == 1:
         return (status, list(spans)), None
-    conflict = {"resolved_by": "tie-break" if len(ranked[1][1]) == len(ranked[0][1]) else "majority",
-                "votes": [{"status": s, "spans": [list(span) for span in sp], "users": sorted(users)}
-                          for (s, sp), users in ranked]}
+    conflict = {
+        "resolved_by": "tie-break" if len(ranked[1][1]) == len(ranked[0][1]) else "majority",
+        "votes": [
+            {"status": s, "spans": [list(span) for span in sp], "users": sorted(users)} for (s, sp), users in ranked
+        ],
+    }
     return (status, list(spans)), conflict
 
 
 def reviewed_share(ids: list[str], fraction: float, seed: int) -> set[str]:
     """A seeded share of the ids (nested: a smaller fraction picks a subset of a larger one)."""
     ranked = sorted(ids, key=lambda i: seeded_rank(seed, i))
-    return set(ranked[:round(fraction * len(ranked))])
+    return set(ranked[: round(fraction * len(ranked))])
 
 
-def merge(frame: pl.DataFrame, responses: dict[str, list[dict]],
-          file_labels: dict[str, dict]) -> tuple[pl.DataFrame, list[dict]]:
+def merge(
+    frame: pl.DataFrame, responses: dict[str, list[dict]], file_labels: dict[str, dict]
+) -> tuple[pl.DataFrame, list[dict]]:
     """Argilla submissions win, then file labels, then the teacher; discarded records lose their label. Also the
     reviewer conflicts of this frame's records ({id, text, resolved_by, votes}, by id)."""
     spans, reviewed, discarded, sources, origins, conflicts = [], [], [], [], [], []
@@ -74,7 +81,11 @@ def merge(frame: pl.DataFrame, responses: dict[str, list[dict]],
         if decision is not None and decision[0] == "discarded":
             label, source, origin = [], NONE, "argilla"
         elif decision is not None:
-            label, source, origin = [{"start": a, "end": b, "text": row["text"][a:b]} for a, b in decision[1]], HUMAN, "argilla"
+            label, source, origin = (
+                [{"start": a, "end": b, "text": row["text"][a:b]} for a, b in decision[1]],
+                HUMAN,
+                "argilla",
+            )
         elif row["id"] in file_labels:
             label, source, origin = file_labels[row["id"]]["spans"], HUMAN, "file"
         else:
@@ -86,29 +97,41 @@ def merge(frame: pl.DataFrame, responses: dict[str, list[dict]],
         discarded.append(decision is not None and decision[0] == "discarded")
     return frame.with_columns(
         pl.Series("label_spans", spans, dtype=frame.schema["teacher_spans"]),
-        pl.Series("reviewed", reviewed, dtype=pl.Boolean), pl.Series("discarded", discarded, dtype=pl.Boolean),
-        pl.Series("label_source", sources, dtype=pl.String), pl.Series("human_origin", origins, dtype=pl.String)
+        pl.Series("reviewed", reviewed, dtype=pl.Boolean),
+        pl.Series("discarded", discarded, dtype=pl.Boolean),
+        pl.Series("label_source", sources, dtype=pl.String),
+        pl.Series("human_origin", origins, dtype=pl.String),
     ), sorted(conflicts, key=lambda c: c["id"])
 
 
 def review_metrics(merged: pl.DataFrame, conflicts: list[dict]) -> dict:
     human = merged.filter(HUMAN_LABELLED)
     teacher = entity_scores(human["label_spans"].to_list(), human["teacher_spans"].to_list())
-    return {"records": merged.height, "reviewed": int(merged["reviewed"].sum()), "human": human.height,
-            "human_from_argilla": int((human["human_origin"] == "argilla").sum()),
-            "human_from_files": int((human["human_origin"] == "file").sum()),
-            "discarded": int(merged["discarded"].sum()), "unlabelled": int((merged["label_source"] == NONE).sum()),
-            "reviewer_conflicts": len(conflicts), "reviewer_conflict_records": conflicts,
-            "teacher_vs_human": {k: teacher[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}}
+    return {
+        "records": merged.height,
+        "reviewed": int(merged["reviewed"].sum()),
+        "human": human.height,
+        "human_from_argilla": int((human["human_origin"] == "argilla").sum()),
+        "human_from_files": int((human["human_origin"] == "file").sum()),
+        "discarded": int(merged["discarded"].sum()),
+        "unlabelled": int((merged["label_source"] == NONE).sum()),
+        "reviewer_conflicts": len(conflicts),
+        "reviewer_conflict_records": conflicts,
+        "teacher_vs_human": {k: teacher[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")},
+    }
 
 
 def missing_reviews(merged: dict[str, pl.DataFrame], required: list[str]) -> list[str]:
-    return [f"{name}: {int((~merged[name]['reviewed']).sum())} of {merged[name].height} not reviewed"
-            for name in required if not merged[name]["reviewed"].all()]
+    return [
+        f"{name}: {int((~merged[name]['reviewed']).sum())} of {merged[name].height} not reviewed"
+        for name in required
+        if not merged[name]["reviewed"].all()
+    ]
 
 
-def file_labels_by_split(params: ReviewParams, label_dir: Path, headlines: pl.DataFrame,
-                         splits: dict[str, pl.DataFrame]) -> tuple[dict, dict]:
+def file_labels_by_split(
+    params: ReviewParams, label_dir: Path, headlines: pl.DataFrame, splits: dict[str, pl.DataFrame]
+) -> tuple[dict, dict]:
     """File labels per split ({id: {spans, where}}), with train cut to the reviewed fraction; and counts (lines
     that Prodigy's `answer` rejects or ignores are no label: counted apart). Labels of headlines this run did not
     fetch, and of fetched headlines outside the sample, are counted, not used."""
@@ -117,19 +140,28 @@ def file_labels_by_split(params: ReviewParams, label_dir: Path, headlines: pl.Da
     counts = {path: len(accepted(from_file)) for path, from_file in by_file.items()}
     rejected = {path: len(from_file) - counts[path] for path, from_file in by_file.items()}
     resolved = resolve(labels, candidates(labels, headlines))
-    per_split = {name: {i: resolved.labels[i] for i in frame["id"].to_list() if i in resolved.labels}
-                 for name, frame in splits.items()}
+    per_split = {
+        name: {i: resolved.labels[i] for i in frame["id"].to_list() if i in resolved.labels}
+        for name, frame in splits.items()
+    }
     keep = reviewed_share(sorted(per_split["train"]), params.train_reviewed_fraction, params.seed)
     per_split["train"] = {i: label for i, label in per_split["train"].items() if i in keep}
     sampled = set().union(*(frame["id"].to_list() for frame in splits.values()))
     summary = resolved.summary() | {"fetched_not_in_sample": len(set(resolved.labels) - sampled)}
     if summary["labels_not_in_run"] or summary["fetched_not_in_sample"]:
-        log.info("argilla_review: %d file label(s) name no headline of this run (the first: %s), %d label fetched "
-                 "headlines outside the sample (llm_label.limit or split dates); counted in metrics/review.json",
-                 summary["labels_not_in_run"], ", ".join(summary["first_not_in_run"]) or "-",
-                 summary["fetched_not_in_sample"])
-    return per_split, {"labels_per_file": counts, "rejected_per_file": rejected, **summary,
-                       "in_sample": {name: len(labels) for name, labels in per_split.items()}}
+        log.info(
+            "argilla_review: %d file label(s) name no headline of this run (the first: %s), %d label fetched "
+            "headlines outside the sample (llm_label.limit or split dates); counted in metrics/review.json",
+            summary["labels_not_in_run"],
+            ", ".join(summary["first_not_in_run"]) or "-",
+            summary["fetched_not_in_sample"],
+        )
+    return per_split, {
+        "labels_per_file": counts,
+        "rejected_per_file": rejected,
+        **summary,
+        "in_sample": {name: len(labels) for name, labels in per_split.items()},
+    }
 
 
 def export(reviewed_dir: Path, directory: str, hub_repo: str | None) -> None:
@@ -137,13 +169,21 @@ def export(reviewed_dir: Path, directory: str, hub_repo: str | None) -> None:
 
     splits = {name: read_table(reviewed_dir / f"{name}.parquet") for name in SPLITS}
     columns = ["id", "text", "date", "label_spans", "teacher_spans", "reviewed", "label_source"]
-    dataset = DatasetDict({name: Dataset.from_polars(frame.select(columns).with_columns(pl.col("date").cast(pl.String)))
-                           for name, frame in splits.items()})
+    dataset = DatasetDict(
+        {
+            name: Dataset.from_polars(frame.select(columns).with_columns(pl.col("date").cast(pl.String)))
+            for name, frame in splits.items()
+        }
+    )
     dataset.save_to_disk(directory)
     if hub_repo:
         dataset.push_to_hub(hub_repo, private=True)
-    log.info("argilla_review: exported %s to %s%s", {n: f.height for n, f in splits.items()}, directory,
-             f" and {hub_repo}" if hub_repo else "")
+    log.info(
+        "argilla_review: exported %s to %s%s",
+        {n: f.height for n, f in splits.items()},
+        directory,
+        f" and {hub_repo}" if hub_repo else "",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,8 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     if not all((args.split_dir, args.submissions, args.headlines, args.label_dir, args.metrics)):
         parser.error("--split-dir, --submissions, --headlines, --label-dir and --metrics are required (see dvc.yaml)")
     params = load_params(ReviewParams)
-    splits = {name: read_table(args.split_dir / f"{name}.parquet", ["id", "text", "date", "valid", "teacher_spans"])
-              for name in SPLITS}
+    splits = {
+        name: read_table(args.split_dir / f"{name}.parquet", ["id", "text", "date", "valid", "teacher_spans"])
+        for name in SPLITS
+    }
     submissions = {row["id"]: row["responses"] for row in read_jsonl(args.submissions)}  # by headline, not split
     headlines = read_table(args.headlines, ["id", "text", "date"])
     file_labels, file_counts = file_labels_by_split(params, args.label_dir, headlines, splits)
@@ -173,8 +215,11 @@ def main(argv: list[str] | None = None) -> None:
         merged[name], conflicts[name] = merge(frame, submissions, file_labels[name])
     missing = missing_reviews(merged, params.require_full_review)
     if missing:
-        raise SystemExit("argilla_review: training waits for review (argilla_review.require_full_review): "
-                         + "; ".join(missing) + ". Nothing was written.")
+        raise SystemExit(
+            "argilla_review: training waits for review (argilla_review.require_full_review): "
+            + "; ".join(missing)
+            + ". Nothing was written."
+        )
     metrics = {"server": params.server, "label_files": file_counts}
     for name, frame in merged.items():
         metrics[name] = review_metrics(frame, conflicts[name])
@@ -182,17 +227,25 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.metrics, metrics)
     for name in SPLITS:
         for c in conflicts[name]:
-            log.warning("argilla_review: %s: reviewers disagree on %s %r, resolved by %s: %s", name, c["id"], c["text"],
-                        c["resolved_by"], "; ".join(f"{v['status']} {v['spans']} by {', '.join(v['users'])}"
-                                                    for v in c["votes"]))
+            log.warning(
+                "argilla_review: %s: reviewers disagree on %s %r, resolved by %s: %s",
+                name,
+                c["id"],
+                c["text"],
+                c["resolved_by"],
+                "; ".join(f"{v['status']} {v['spans']} by {', '.join(v['users'])}" for v in c["votes"]),
+            )
     counts = {n: f"{metrics[n]['human']}/{metrics[n]['records']}" for n in SPLITS}
     if not any(metrics[n]["human"] for n in SPLITS):
         log.warning("argilla_review: no human label at all: every record keeps the teacher's spans %s", counts)
     else:
-        log.info("argilla_review: human-labelled/records per split %s (argilla %d, files %d); teacher vs human F1 %s",
-                 counts, sum(metrics[n]["human_from_argilla"] for n in SPLITS),
-                 sum(metrics[n]["human_from_files"] for n in SPLITS),
-                 {n: metrics[n]["teacher_vs_human"]["f1"] for n in SPLITS})
+        log.info(
+            "argilla_review: human-labelled/records per split %s (argilla %d, files %d); teacher vs human F1 %s",
+            counts,
+            sum(metrics[n]["human_from_argilla"] for n in SPLITS),
+            sum(metrics[n]["human_from_files"] for n in SPLITS),
+            {n: metrics[n]["teacher_vs_human"]["f1"] for n in SPLITS},
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ submission it holds that the server no longer does (a fresh server, another pref
 The file's hash changes only when reviewers' submissions change, so a `dvc repro` with nothing new reruns
 nothing after this cheap check.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import polars as pl
 
-from stages.common.io import log, read_jsonl, read_table, setup_logging, write_jsonl
-from stages.common.params import load_params
-from stages.common.schema import COMPANY, SPLITS
-from stages.common.stage_params import LlmLabelParams, ReviewParams
+from stages.core.io import log, read_jsonl, read_table, setup_logging, write_jsonl
+from stages.core.params import load_params
+from stages.core.schema import COMPANY, SPLITS
+from stages.core.stage_params import LlmLabelParams, ReviewParams
 
 QUESTION = "companies"
 METADATA = ("split", "year", "llm_valid", "cluster", "sampled_as", "priority")
@@ -31,19 +32,33 @@ METADATA = ("split", "year", "llm_valid", "cluster", "sampled_as", "priority")
 def argilla_record(row: dict, agent: str) -> dict:
     """What one headline becomes in Argilla, as plain data: id, text, filterable metadata (the review priority
     among them: reviewers sort by it), suggestion."""
-    return {"id": row["id"], "fields": {"text": row["text"]},
-            "metadata": {"split": row["split"], "year": row["date"].year, "llm_valid": str(row["valid"]).lower(),
-                         "cluster": (row.get("clusters") or ["none"])[0], "sampled_as": row["sample_reason"],
-                         "priority": row["priority"]},
-            "suggestion": [{"start": s["start"], "end": s["end"], "label": COMPANY} for s in row["teacher_spans"] or []],
-            "agent": agent}
+    return {
+        "id": row["id"],
+        "fields": {"text": row["text"]},
+        "metadata": {
+            "split": row["split"],
+            "year": row["date"].year,
+            "llm_valid": str(row["valid"]).lower(),
+            "cluster": (row.get("clusters") or ["none"])[0],
+            "sampled_as": row["sample_reason"],
+            "priority": row["priority"],
+        },
+        "suggestion": [{"start": s["start"], "end": s["end"], "label": COMPANY} for s in row["teacher_spans"] or []],
+        "agent": agent,
+    }
 
 
 def records_to_push(wanted: list[dict], existing: dict[str, dict]) -> list[dict]:
     """The records that are new on the server or differ from what it holds (text, metadata, suggestion)."""
+
     def signature(record: dict) -> tuple:
-        return (record["fields"], record["metadata"], sorted(tuple(sorted(s.items())) for s in record["suggestion"]),
-                record["agent"] if record["suggestion"] else None)
+        return (
+            record["fields"],
+            record["metadata"],
+            sorted(tuple(sorted(s.items())) for s in record["suggestion"]),
+            record["agent"] if record["suggestion"] else None,
+        )
+
     return [r for r in wanted if r["id"] not in existing or signature(existing[r["id"]]) != signature(r)]
 
 
@@ -62,11 +77,18 @@ def snapshot_rows(responses: dict[str, dict[str, list[dict]]], split_of: dict[st
                 earlier = chosen.setdefault(record_id, {}).get(r["user_id"])
                 if earlier is None or (split == split_of.get(record_id) != earlier["split"]):
                     chosen[record_id][r["user_id"]] = {
-                        "user_id": r["user_id"], "status": r["status"], "split": split,
-                        "value": sorted(({"start": s["start"], "end": s["end"]} for s in r["value"] or []),
-                                        key=lambda s: (s["start"], s["end"]))}
-    return [{"id": record_id, "responses": [by_user[u] for u in sorted(by_user)]}
-            for record_id, by_user in sorted(chosen.items())]
+                        "user_id": r["user_id"],
+                        "status": r["status"],
+                        "split": split,
+                        "value": sorted(
+                            ({"start": s["start"], "end": s["end"]} for s in r["value"] or []),
+                            key=lambda s: (s["start"], s["end"]),
+                        ),
+                    }
+    return [
+        {"id": record_id, "responses": [by_user[u] for u in sorted(by_user)]}
+        for record_id, by_user in sorted(chosen.items())
+    ]
 
 
 def missing_from(rows: list[dict], previous: list[dict]) -> dict[str, list[dict]]:
@@ -88,8 +110,10 @@ def with_missing(rows: list[dict], missing: dict[str, list[dict]]) -> list[dict]
     merged = {row["id"]: list(row["responses"]) for row in rows}
     for record_id, responses in missing.items():
         merged.setdefault(record_id, []).extend(responses)
-    return [{"id": record_id, "responses": sorted(found, key=lambda r: r["user_id"])}
-            for record_id, found in sorted(merged.items())]
+    return [
+        {"id": record_id, "responses": sorted(found, key=lambda r: r["user_id"])}
+        for record_id, found in sorted(merged.items())
+    ]
 
 
 class ArgillaServer:
@@ -102,15 +126,18 @@ class ArgillaServer:
         key_env = params.api_key_env
         api_key, url = os.environ.get(key_env), params.api_url
         if not api_key:
-            raise SystemExit(f"argilla_sync: set the API key in ${key_env} (make argilla-up prints it); "
-                             f"nothing was written")
+            raise SystemExit(
+                f"argilla_sync: set the API key in ${key_env} (make argilla-up prints it); nothing was written"
+            )
         try:
             self.client = rg.Argilla(api_url=url, api_key=api_key, timeout=60)
             self.client.me  # noqa: B018 - fails fast on a wrong URL or key
         except Exception as error:  # the SDK raises httpx and its own errors
-            raise SystemExit(f"argilla_sync: cannot reach Argilla at {url} ({error.__class__.__name__}: {error}). "
-                             f"Start one with `make argilla-up` or fix argilla_review.api_url; nothing was "
-                             f"written") from error
+            raise SystemExit(
+                f"argilla_sync: cannot reach Argilla at {url} ({error.__class__.__name__}: {error}). "
+                f"Start one with `make argilla-up` or fix argilla_review.api_url; nothing was "
+                f"written"
+            ) from error
 
     def dataset(self, split: str, guidelines: str):
         rg, params = self.rg, self.params
@@ -122,13 +149,26 @@ class ArgillaServer:
                 dataset.update()
             return dataset
         settings = rg.Settings(
-            guidelines=guidelines, fields=[rg.TextField(name="text", title="Headline")],
-            questions=[rg.SpanQuestion(name=QUESTION, field="text", labels=[COMPANY], allow_overlapping=False,
-                                       title="Mark every company or ticker")],
-            metadata=[rg.TermsMetadataProperty(name="split"), rg.IntegerMetadataProperty(name="year"),
-                      rg.TermsMetadataProperty(name="llm_valid"), rg.TermsMetadataProperty(name="cluster"),
-                      rg.TermsMetadataProperty(name="sampled_as"),
-                      rg.FloatMetadataProperty(name="priority", title="Review priority")])
+            guidelines=guidelines,
+            fields=[rg.TextField(name="text", title="Headline")],
+            questions=[
+                rg.SpanQuestion(
+                    name=QUESTION,
+                    field="text",
+                    labels=[COMPANY],
+                    allow_overlapping=False,
+                    title="Mark every company or ticker",
+                )
+            ],
+            metadata=[
+                rg.TermsMetadataProperty(name="split"),
+                rg.IntegerMetadataProperty(name="year"),
+                rg.TermsMetadataProperty(name="llm_valid"),
+                rg.TermsMetadataProperty(name="cluster"),
+                rg.TermsMetadataProperty(name="sampled_as"),
+                rg.FloatMetadataProperty(name="priority", title="Review priority"),
+            ],
+        )
         return rg.Dataset(name=name, workspace=workspace, settings=settings, client=self.client).create()
 
     def pull(self, dataset) -> tuple[dict[str, dict], dict[str, list[dict]]]:
@@ -138,27 +178,43 @@ class ArgillaServer:
             suggestion = next((s for s in record.suggestions if s.question_name == QUESTION), None)
             metadata = dict(record.metadata or {})
             existing[record.id] = {
-                "id": record.id, "fields": {"text": record.fields["text"]},
+                "id": record.id,
+                "fields": {"text": record.fields["text"]},
                 "metadata": {k: metadata.get(k) for k in METADATA},
-                "suggestion": [{"start": s["start"], "end": s["end"], "label": s["label"]}
-                               for s in (suggestion.value if suggestion else None) or []],
-                "agent": suggestion.agent if suggestion else None}
-            responses[record.id] = [{"user_id": str(r.user_id), "status": str(getattr(r.status, "value", r.status)),
-                                     "value": r.value} for r in record.responses if r.question_name == QUESTION]
+                "suggestion": [
+                    {"start": s["start"], "end": s["end"], "label": s["label"]}
+                    for s in (suggestion.value if suggestion else None) or []
+                ],
+                "agent": suggestion.agent if suggestion else None,
+            }
+            responses[record.id] = [
+                {"user_id": str(r.user_id), "status": str(getattr(r.status, "value", r.status)), "value": r.value}
+                for r in record.responses
+                if r.question_name == QUESTION
+            ]
         return existing, responses
 
     def push(self, dataset, records: list[dict]) -> None:
         # An empty teacher answer goes out as an empty suggestion: argilla-server only upserts the suggestions
         # it is sent, so leaving it out would keep a stale one pre-filled for reviewers.
         rg = self.rg
-        dataset.records.log([
-            rg.Record(id=r["id"], fields=r["fields"], metadata=r["metadata"],
-                      suggestions=[rg.Suggestion(question_name=QUESTION, value=r["suggestion"], agent=r["agent"])])
-            for r in records], batch_size=256)
+        dataset.records.log(
+            [
+                rg.Record(
+                    id=r["id"],
+                    fields=r["fields"],
+                    metadata=r["metadata"],
+                    suggestions=[rg.Suggestion(question_name=QUESTION, value=r["suggestion"], agent=r["agent"])],
+                )
+                for r in records
+            ],
+            batch_size=256,
+        )
 
 
-def sync(server: ArgillaServer, splits: dict[str, pl.DataFrame], agent: str,
-         guidelines: str) -> dict[str, dict[str, list[dict]]]:
+def sync(
+    server: ArgillaServer, splits: dict[str, pl.DataFrame], agent: str, guidelines: str
+) -> dict[str, dict[str, list[dict]]]:
     """Pull, then push what the server lacks; returns every response per split's dataset. One pull is enough:
     a push adds records without responses and never touches the responses of records already there."""
     responses = {}
@@ -189,25 +245,38 @@ def main(argv: list[str] | None = None) -> None:
         server = ArgillaServer(params)
         agent = load_params(LlmLabelParams).endpoint.model  # the teacher, as the UI shows it
         priority = read_table(args.priority, ["id", "priority"]).select("id", "priority")
-        splits = {name: read_table(args.split_dir / f"{name}.parquet",
-                                   ["id", "text", "date", "valid", "teacher_spans", "clusters", "sample_reason"])
-                  .join(priority, on="id", how="left") for name in SPLITS}
+        splits = {
+            name: read_table(
+                args.split_dir / f"{name}.parquet",
+                ["id", "text", "date", "valid", "teacher_spans", "clusters", "sample_reason"],
+            ).join(priority, on="id", how="left")
+            for name in SPLITS
+        }
         responses = sync(server, splits, agent, args.guidelines.read_text(encoding="utf-8"))
         split_of = {i: name for name, frame in splits.items() for i in frame["id"].to_list()}
     rows = snapshot_rows(responses, split_of)
     missing = missing_from(rows, previous)
     if missing:
-        what = (f"{sum(len(found) for found in missing.values())} responses to {len(missing)} records that server "
-                f"{server_kind} no longer holds ({', '.join(sorted(missing)[:10])}{' ...' if len(missing) > 10 else ''})")
+        what = (
+            f"{sum(len(found) for found in missing.values())} responses to {len(missing)} records that server "
+            f"{server_kind} no longer holds ({', '.join(sorted(missing)[:10])}{' ...' if len(missing) > 10 else ''})"
+        )
         if params.keep_missing_submissions:
             rows = with_missing(rows, missing)
-            log.warning("argilla_sync: kept from the previous snapshot: %s; argilla_review.keep_missing_submissions: "
-                        "false would drop them", what)
+            log.warning(
+                "argilla_sync: kept from the previous snapshot: %s; argilla_review.keep_missing_submissions: "
+                "false would drop them",
+                what,
+            )
         else:
             log.warning("argilla_sync: dropped %s, as argilla_review.keep_missing_submissions: false says", what)
     write_jsonl(args.out, rows)
-    log.info("argilla_sync: server %s: %d records with a submitted or discarded response -> %s", server_kind,
-             len(rows), args.out)
+    log.info(
+        "argilla_sync: server %s: %d records with a submitted or discarded response -> %s",
+        server_kind,
+        len(rows),
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ represented by its most frequent form. A fraction of each cluster's headlines (a
 sampled, plus fractions of headlines without a company and of invalid answers (or a sample of a given size);
 headlines a team's label files (argilla_review.label_files) already label join the sample.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,13 +16,14 @@ import numpy as np
 import polars as pl
 from rapidfuzz import process
 
-from stages.common.io import log, read_table, stage_args, write_csv, write_json, write_table
-from stages.common.label_files import FileLabel, read_label_files
-from stages.common.label_resolve import candidates, matching
-from stages.common.names import SCORERS, length_ratio_floor, normalise_name
-from stages.common.params import load_params
-from stages.common.schema import seeded_rank
-from stages.common.stage_params import ClusterSampleParams, ReviewParams
+from stages.core.io import log, read_table, stage_args, write_csv, write_json, write_table
+from stages.core.names import SCORERS, length_ratio_floor, normalise_name
+from stages.core.params import load_params
+from stages.core.schema import seeded_rank
+from stages.core.stage_params import ClusterSampleParams, ReviewParams
+from stages.labels.files import FileLabel, read_label_files
+from stages.labels.resolve import candidates, matching
+
 
 def headline_names(labels: pl.DataFrame, suffixes: frozenset[str]) -> dict[str, list[str]]:
     """Normalised names per headline id, of the mentions llm_label found in the headline (a name left empty:
@@ -55,10 +57,19 @@ def cluster_names(names: list[str], scorer: str, threshold: float, chunk_rows: i
 
     for start in range(0, len(ordered), chunk_rows):
         stop = min(start + chunk_rows, len(ordered))
-        first, last = (start, int(np.searchsorted(lengths, lengths[stop - 1] / floor + 1e-9, side="right"))) \
-            if floor else (0, len(ordered))
-        scores = process.cdist(ordered[start:stop], ordered[first:last], scorer=SCORERS[scorer],
-                               score_cutoff=threshold, dtype=np.uint8, workers=-1)
+        first, last = (
+            (start, int(np.searchsorted(lengths, lengths[stop - 1] / floor + 1e-9, side="right")))
+            if floor
+            else (0, len(ordered))
+        )
+        scores = process.cdist(
+            ordered[start:stop],
+            ordered[first:last],
+            scorer=SCORERS[scorer],
+            score_cutoff=threshold,
+            dtype=np.uint8,
+            workers=-1,
+        )
         for i, j in zip(*np.nonzero(scores)):
             a, b = root(start + int(i)), root(first + int(j))
             if a != b:
@@ -78,9 +89,10 @@ def cluster_table(names_by_headline: dict[str, list[str]], scorer: str, threshol
     for name, r in zip(names, roots):
         members.setdefault(r, []).append(name)
     representative = {r: min(m, key=lambda n: (-counts[n], n)) for r, m in members.items()}
-    return pl.DataFrame({"name": names, "count": [counts[n] for n in names],
-                         "representative": [representative[r] for r in roots]},
-                        schema={"name": pl.String, "count": pl.Int64, "representative": pl.String})
+    return pl.DataFrame(
+        {"name": names, "count": [counts[n] for n in names], "representative": [representative[r] for r in roots]},
+        schema={"name": pl.String, "count": pl.Int64, "representative": pl.String},
+    )
 
 
 def sample_ids(groups: dict[str, list[str]], fraction: float, rng: np.random.Generator) -> set[str]:
@@ -102,7 +114,7 @@ def quotas(sizes: dict[str, int], total: int, seed: int) -> dict[str, int]:
     exact = {group: total * size / available for group, size in sizes.items()}
     quota = {group: int(share) for group, share in exact.items()}
     by_remainder = sorted(sizes, key=lambda group: (quota[group] - exact[group], seeded_rank(seed, group)))
-    for group in by_remainder[:total - sum(quota.values())]:
+    for group in by_remainder[: total - sum(quota.values())]:
         quota[group] += 1
     return quota
 
@@ -121,8 +133,13 @@ def human_labelled(labels: pl.DataFrame, file_labels: list[FileLabel]) -> set[st
     return {h["id"] for _, targets in matching(file_labels, candidates(file_labels, labels)) for h in targets}
 
 
-def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict[str, list[str]],
-           params: ClusterSampleParams, labelled: set[str] = frozenset()) -> pl.DataFrame:
+def sample(
+    labels: pl.DataFrame,
+    clusters: pl.DataFrame,
+    names_by_headline: dict[str, list[str]],
+    params: ClusterSampleParams,
+    labelled: set[str] = frozenset(),
+) -> pl.DataFrame:
     """Fractions of each cluster (at least one headline each), of the headlines without a company and of the
     invalid answers; or, with `sample_size`, that many headlines in all, each cluster (a headline counts in its
     largest one), the no-company and the invalid headlines contributing in proportion to their size. Headlines
@@ -143,47 +160,68 @@ def sample(labels: pl.DataFrame, clusters: pl.DataFrame, names_by_headline: dict
             "invalid": sample_ids({"": invalid} if invalid else {}, params.invalid_fraction, rng),
         }
     else:
-        largest = {h: min({to_cluster[f] for f in forms}, key=lambda rep: (-len(by_cluster[rep]), rep))
-                   for h, forms in names_by_headline.items()}
+        largest = {
+            h: min({to_cluster[f] for f in forms}, key=lambda rep: (-len(by_cluster[rep]), rep))
+            for h, forms in names_by_headline.items()
+        }
         strata: dict[str, list[str]] = {"no_company": no_company, "invalid": invalid}
         for headline, rep in largest.items():
             strata.setdefault(f"cluster:{rep}", []).append(headline)
         chosen = sample_sized({k: v for k, v in strata.items() if v}, params.sample_size, rng, params.seed)
-        picked = {"cluster": chosen & set(largest), "no_company": chosen & set(no_company),
-                  "invalid": chosen & set(invalid)}
+        picked = {
+            "cluster": chosen & set(largest),
+            "no_company": chosen & set(no_company),
+            "invalid": chosen & set(invalid),
+        }
     reason = {i: why for why, ids in picked.items() for i in ids}
     reason |= {i: "human_label" for i in sorted(labelled) if i not in reason}
     clusters_of = {h: sorted({to_cluster[f] for f in forms}) for h, forms in names_by_headline.items()}
     chosen = labels.filter(pl.col("id").is_in(list(reason)))
     return chosen.with_columns(
         sample_reason=pl.col("id").replace_strict(reason, return_dtype=pl.String),
-        clusters=pl.col("id").map_elements(lambda i: clusters_of.get(i, []), return_dtype=pl.List(pl.String)))
+        clusters=pl.col("id").map_elements(lambda i: clusters_of.get(i, []), return_dtype=pl.List(pl.String)),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_args(__doc__.splitlines()[0], ("labels", "label-dir", "sample", "clusters", "metrics", "sizes-plot"),
-                      argv)
+    args = stage_args(
+        __doc__.splitlines()[0], ("labels", "label-dir", "sample", "clusters", "metrics", "sizes-plot"), argv
+    )
     params: ClusterSampleParams = load_params(ClusterSampleParams)
     labels = read_table(args.labels, ["id", "text", "date", "valid", "mentions", "names"])
     names_by_headline = headline_names(labels, frozenset(params.strip_suffixes))
     clusters = cluster_table(names_by_headline, params.scorer, params.threshold)
-    file_labels = [label for found in read_label_files(load_params(ReviewParams), args.label_dir).values()
-                   for label in found]
+    file_labels = [
+        label for found in read_label_files(load_params(ReviewParams), args.label_dir).values() for label in found
+    ]
     sampled = sample(labels, clusters, names_by_headline, params, human_labelled(labels, file_labels))
     write_table(clusters, args.clusters, sort_by="name")
     write_table(sampled, args.sample)
-    sizes = clusters.group_by("representative").agg(pl.col("count").sum()).sort(["count", "representative"],
-                                                                                   descending=[True, False])
+    sizes = (
+        clusters.group_by("representative")
+        .agg(pl.col("count").sum())
+        .sort(["count", "representative"], descending=[True, False])
+    )
     reasons = sampled["sample_reason"].value_counts()
-    metrics = {"names": clusters.height, "clusters": sizes.height, "headlines_in": labels.height,
-               "sample_size": sampled.height,
-               "sampled_by": {r["sample_reason"]: r["count"] for r in reasons.iter_rows(named=True)},
-               "largest_clusters": {r["representative"]: r["count"] for r in sizes.head(10).iter_rows(named=True)}}
+    metrics = {
+        "names": clusters.height,
+        "clusters": sizes.height,
+        "headlines_in": labels.height,
+        "sample_size": sampled.height,
+        "sampled_by": {r["sample_reason"]: r["count"] for r in reasons.iter_rows(named=True)},
+        "largest_clusters": {r["representative"]: r["count"] for r in sizes.head(10).iter_rows(named=True)},
+    }
     write_json(args.metrics, metrics)
     plot = sizes.with_row_index("rank", offset=1).rename({"count": "mentions"})
     write_csv(args.sizes_plot, plot.to_dicts(), plot.columns)
-    log.info("cluster_sample: %d names -> %d clusters; sampled %d of %d headlines %s", metrics["names"],
-             metrics["clusters"], sampled.height, labels.height, metrics["sampled_by"])
+    log.info(
+        "cluster_sample: %d names -> %d clusters; sampled %d of %d headlines %s",
+        metrics["names"],
+        metrics["clusters"],
+        sampled.height,
+        labels.height,
+        metrics["sampled_by"],
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ ONNX Runtime, written by its finetune stage), so metrics and speed show what ser
 Outputs: metrics (deterministic), speed (measured headlines/s and USD per million headlines), the top
 false positives / negatives per model, and plot data; every path comes from dvc.yaml.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from stages.common.encoder import local_encoder_dir
-from stages.common.io import log, read_table, stage_args, write_csv, write_json
-from stages.common.label_files import accepted, read_label_file, require_inside
-from stages.common.label_resolve import standalone
-from stages.common.metrics import score, usd_per_million
-from stages.common.params import load_params
-from stages.common.records import LABEL_COLUMNS, human_records, labelled_records
-from stages.common.schema import span_tuples
-from stages.common.stage_params import EvaluateParams
-from stages.common.students import STUDENTS, training_params
+from stages.core.io import log, read_table, stage_args, write_csv, write_json
+from stages.core.metrics import score, usd_per_million
+from stages.core.params import load_params
+from stages.core.schema import span_tuples
+from stages.core.stage_params import EvaluateParams
+from stages.labels.files import accepted, read_label_file, require_inside
+from stages.labels.records import LABEL_COLUMNS, human_records, labelled_records
+from stages.labels.resolve import standalone
+from stages.students.encoder import local_encoder_dir
+from stages.students.registry import STUDENTS, training_params
 
 
 def top_errors(records: list[dict], predicted: list[list[dict]], limit: int) -> list[dict]:
@@ -43,9 +44,11 @@ def top_errors(records: list[dict], predicted: list[list[dict]], limit: int) -> 
                 text = record["text"][start:end]
                 found[kind][text] += 1
                 example.setdefault((kind, text), record["text"])
-    return [{"kind": kind, "span": text, "count": n, "example": example[(kind, text)]}
-            for kind, counter in found.items()
-            for text, n in sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:limit]]
+    return [
+        {"kind": kind, "span": text, "count": n, "example": example[(kind, text)]}
+        for kind, counter in found.items()
+        for text, n in sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    ]
 
 
 def zero_shot_predictors() -> tuple[dict, dict]:
@@ -76,8 +79,10 @@ def teacher_speed(teacher: dict) -> dict:
     if "headlines_per_s" in teacher:
         return {k: teacher[k] for k in ("headlines_per_s", "usd_per_million_headlines")}
     if teacher.get("answers") and teacher.get("endpoint_hours"):  # older metrics: one answer per headline
-        return {"usd_per_million_headlines": round(teacher["estimated_cost_usd"] / teacher["answers"] * 1e6, 4),
-                "headlines_per_s": round(teacher["answers"] / max(teacher["endpoint_hours"] * 3600, 1e-9), 2)}
+        return {
+            "usd_per_million_headlines": round(teacher["estimated_cost_usd"] / teacher["answers"] * 1e6, 4),
+            "headlines_per_s": round(teacher["answers"] / max(teacher["endpoint_hours"] * 3600, 1e-9), 2),
+        }
     return {}
 
 
@@ -89,25 +94,46 @@ def extra_test_set_scores(params: EvaluateParams, test_set_dir: Path, predictors
         labels = read_label_file(path, params)
         records = standalone(labels)
         texts = [r["text"] for r in records]
-        results[Path(path).name] = {"records": len(records), "rejected": len(labels) - len(accepted(labels)),
-                                    "teacher": "not scored: the teacher was not asked about this set",
-                                    **{name: score(records, predict(texts, params.batch_size), params.bootstrap)
-                                       for name, predict in predictors.items()}}
+        results[Path(path).name] = {
+            "records": len(records),
+            "rejected": len(labels) - len(accepted(labels)),
+            "teacher": "not scored: the teacher was not asked about this set",
+            **{
+                name: score(records, predict(texts, params.batch_size), params.bootstrap)
+                for name, predict in predictors.items()
+            },
+        }
     return results
 
 
 def timed_predictions(predict, texts: list[str], batch_size: int, min_texts: int = 256) -> tuple[list, float]:
     """Predictions for texts, and headlines/s measured on at least min_texts headlines (after a warm-up)."""
     predicted = predict(texts, batch_size)
-    sample = (texts * (min_texts // max(1, len(texts)) + 1))[:max(min_texts, len(texts))]
+    sample = (texts * (min_texts // max(1, len(texts)) + 1))[: max(min_texts, len(texts))]
     started = time.perf_counter()
     predict(sample, batch_size)
     return predicted, len(sample) / (time.perf_counter() - started)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_args(__doc__.splitlines()[0], ("test", "teacher-metrics", "gliner", "spanmarker", "gliner-export",
-                      "spanmarker-export", "test-set-dir", "metrics", "speed", "errors", "f1-plot", "cost-plot"), argv)
+    args = stage_args(
+        __doc__.splitlines()[0],
+        (
+            "test",
+            "teacher-metrics",
+            "gliner",
+            "spanmarker",
+            "gliner-export",
+            "spanmarker-export",
+            "test-set-dir",
+            "metrics",
+            "speed",
+            "errors",
+            "f1-plot",
+            "cost-plot",
+        ),
+        argv,
+    )
     params = load_params(EvaluateParams)
     bootstrap, cpu_usd_per_hour, batch_size = params.bootstrap, params.cpu_usd_per_hour, params.batch_size
     test = read_table(args.test, ["id", "text", "date", *LABEL_COLUMNS])
@@ -123,11 +149,15 @@ def main(argv: list[str] | None = None) -> None:
         predictions["teacher"] = [teacher_spans[r["id"]] or [] for r in records]
     elif reference == "teacher":
         notes["teacher"] = "not scored: no human-labelled test headline, so the reference is the teacher's own labels"
-        log.warning("evaluate: no human-labelled test headline: the reference is the teacher's labels, so this "
-                    "measures how well the students imitate the teacher, not how good any model is")
+        log.warning(
+            "evaluate: no human-labelled test headline: the reference is the teacher's labels, so this "
+            "measures how well the students imitate the teacher, not how good any model is"
+        )
     else:
-        notes["note"] = ("nothing scored on the test split: no test headline has a usable label (each is discarded "
-                         "in review, or has no human label and no valid teacher answer)")
+        notes["note"] = (
+            "nothing scored on the test split: no test headline has a usable label (each is discarded "
+            "in review, or has no human label and no valid teacher answer)"
+        )
         log.warning("evaluate: %s; label sources in the split: %s", notes["note"], sources)
     zero_shot, skipped = zero_shot_predictors()
     notes |= skipped
@@ -136,32 +166,74 @@ def main(argv: list[str] | None = None) -> None:
     scored = {**students, **zero_shot} if records else {}  # nothing to time or score on no headline
     for name, predict in scored.items():
         predictions[name], headlines_per_s = timed_predictions(predict, texts, batch_size)
-        speed[name] = {"headlines_per_s": round(headlines_per_s, 1),
-                       "usd_per_million_headlines_cpu": usd_per_million(headlines_per_s, cpu_usd_per_hour)}
+        speed[name] = {
+            "headlines_per_s": round(headlines_per_s, 1),
+            "usd_per_million_headlines_cpu": usd_per_million(headlines_per_s, cpu_usd_per_hour),
+        }
     speed["teacher"] = teacher_speed(json.loads(args.teacher_metrics.read_text()))
 
-    metrics = {"reference": reference, "test_records": len(records), "test_headlines_in_split": test.height,
-               "label_sources_in_split": sources,
-               **{name: score(records, predicted, bootstrap) for name, predicted in predictions.items()}, **notes}
+    metrics = {
+        "reference": reference,
+        "test_records": len(records),
+        "test_headlines_in_split": test.height,
+        "label_sources_in_split": sources,
+        **{name: score(records, predicted, bootstrap) for name, predicted in predictions.items()},
+        **notes,
+    }
     if params.extra_test_sets:
         metrics["extra_test_sets"] = extra_test_set_scores(params, args.test_set_dir, {**students, **zero_shot})
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)
-    write_csv(args.errors, [{"model": name, **row} for name, predicted in predictions.items()
-                            for row in top_errors(records, predicted, params.top_errors)],
-              ["model", "kind", "span", "count", "example"])
-    write_csv(args.f1_plot, [{"model": name, "f1": metrics[name]["f1"], "f1_ci_low": metrics[name]["f1_ci_low"],
-                              "f1_ci_high": metrics[name]["f1_ci_high"]} for name in predictions],
-              ["model", "f1", "f1_ci_low", "f1_ci_high"])
-    write_csv(args.cost_plot, [{"model": name, "f1": metrics[name]["f1"],
-                                "usd_per_million_headlines": speed[name].get("usd_per_million_headlines_cpu",
-                                                                             speed[name].get("usd_per_million_headlines"))}
-                               for name in predictions if speed.get(name)], ["model", "f1", "usd_per_million_headlines"])
+    write_csv(
+        args.errors,
+        [
+            {"model": name, **row}
+            for name, predicted in predictions.items()
+            for row in top_errors(records, predicted, params.top_errors)
+        ],
+        ["model", "kind", "span", "count", "example"],
+    )
+    write_csv(
+        args.f1_plot,
+        [
+            {
+                "model": name,
+                "f1": metrics[name]["f1"],
+                "f1_ci_low": metrics[name]["f1_ci_low"],
+                "f1_ci_high": metrics[name]["f1_ci_high"],
+            }
+            for name in predictions
+        ],
+        ["model", "f1", "f1_ci_low", "f1_ci_high"],
+    )
+    write_csv(
+        args.cost_plot,
+        [
+            {
+                "model": name,
+                "f1": metrics[name]["f1"],
+                "usd_per_million_headlines": speed[name].get(
+                    "usd_per_million_headlines_cpu", speed[name].get("usd_per_million_headlines")
+                ),
+            }
+            for name in predictions
+            if speed.get(name)
+        ],
+        ["model", "f1", "usd_per_million_headlines"],
+    )
     log.info("evaluate: reference %s labels on %d of %d test headlines", reference, len(records), test.height)
     for name in predictions:
         m = metrics[name]
-        log.info("evaluate: %-22s P %.3f R %.3f F1 %.3f [%.3f, %.3f] %s", name, m["precision"], m["recall"], m["f1"],
-                 m["f1_ci_low"], m["f1_ci_high"], speed.get(name, ""))
+        log.info(
+            "evaluate: %-22s P %.3f R %.3f F1 %.3f [%.3f, %.3f] %s",
+            name,
+            m["precision"],
+            m["recall"],
+            m["f1"],
+            m["f1_ci_low"],
+            m["f1_ci_high"],
+            speed.get(name, ""),
+        )
 
 
 if __name__ == "__main__":

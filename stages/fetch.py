@@ -5,6 +5,7 @@ Sources (params `fetch.kind`): `file` (CSV / JSONL / Parquet, the embedded sampl
 same column mapping, row filters, checks and dedup. Output columns: id (stable hash of date + text),
 text, date, source, plus any `keep_columns`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,16 +19,19 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from stages.common.io import log, setup_logging, write_json, write_table
-from stages.common.params import load_params
-from stages.common.stage_params import FetchParams, HfDataset, RowFilter
+from stages.core.io import log, setup_logging, write_json, write_table
+from stages.core.params import load_params
+from stages.core.stage_params import FetchParams, HfDataset, RowFilter
 
 ROW = "__row"  # where each record is in the source ("line 12", "row 3"), for error messages
 # Dates are read only when the whole field is one of these (the date part is what counts).
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?: ?(?:UTC|Z|[+-]\d{2}:?\d{2}))?$"
 DATE_FORMATS = "YYYY-MM-DD, optionally followed by ' HH:MM[:SS[.fff]]' or 'THH:MM[:SS]' and a zone (UTC, Z, +HH:MM)"
-PROBLEMS = {"empty_text": "empty text", "undecodable_bytes": "undecodable bytes in text",
-            "unparsable_date": "unparsable date"}
+PROBLEMS = {
+    "empty_text": "empty text",
+    "undecodable_bytes": "undecodable bytes in text",
+    "unparsable_date": "unparsable date",
+}
 
 
 def headline_id(date: str, text: str) -> str:
@@ -44,8 +48,10 @@ def csv_record_lines(path: Path) -> list[str]:
         starts, previous_end = [], reader.line_num
         for record in reader:
             if len(record) > len(header):
-                raise SystemExit(f"{path}: line {previous_end + 1}: {len(record)} fields, but the header has "
-                                 f"{len(header)} (an unquoted comma in a field?)")
+                raise SystemExit(
+                    f"{path}: line {previous_end + 1}: {len(record)} fields, but the header has "
+                    f"{len(header)} (an unquoted comma in a field?)"
+                )
             if record:  # blank lines hold no record (polars skips them too)
                 starts.append(f"line {previous_end + 1}")
             previous_end = reader.line_num
@@ -66,10 +72,14 @@ def jsonl_record_lines(path: Path) -> list[str]:
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as error:
-                raise SystemExit(f"{path}: line {number}: malformed JSON: {error.msg} (column {error.colno})") from error
+                raise SystemExit(
+                    f"{path}: line {number}: malformed JSON: {error.msg} (column {error.colno})"
+                ) from error
             if not isinstance(record, dict):
-                raise SystemExit(f"{path}: line {number}: expected a JSON object ({{\"column\": value, ...}}), "
-                                 f"found {type(record).__name__}")
+                raise SystemExit(
+                    f'{path}: line {number}: expected a JSON object ({{"column": value, ...}}), '
+                    f"found {type(record).__name__}"
+                )
             lines.append(f"line {number}")
     return lines
 
@@ -77,7 +87,9 @@ def jsonl_record_lines(path: Path) -> list[str]:
 def as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Scalar columns as text; nested ones (JSON objects, lists) stay as they are, so that normalise can refuse
     them where a headline or a date is read instead of printing them as '{1}'."""
-    return frame.with_columns(pl.col(name).cast(pl.String) for name, dtype in frame.schema.items() if not dtype.is_nested())
+    return frame.with_columns(
+        pl.col(name).cast(pl.String) for name, dtype in frame.schema.items() if not dtype.is_nested()
+    )
 
 
 def read_file(path: Path) -> pl.DataFrame:
@@ -101,18 +113,25 @@ def read_file(path: Path) -> pl.DataFrame:
     except pl.exceptions.PolarsError as error:
         raise SystemExit(f"{path}: cannot read: {error}") from error
     if len(positions) != frame.height:
-        raise SystemExit(f"{path}: read {frame.height} records but found {len(positions)}: is it a well-formed {suffix} file?")
+        raise SystemExit(
+            f"{path}: read {frame.height} records but found {len(positions)}: is it a well-formed {suffix} file?"
+        )
     return frame.with_columns(pl.Series(ROW, positions, dtype=pl.String))
 
 
-def read_hf_dataset(spec: HfDataset, columns: list[str], filters: list[RowFilter] = (),
-                    batch_rows: int = 50_000) -> tuple[pl.DataFrame, int]:
+def read_hf_dataset(
+    spec: HfDataset, columns: list[str], filters: list[RowFilter] = (), batch_rows: int = 50_000
+) -> tuple[pl.DataFrame, int]:
     """Stream a Hugging Face dataset (a hub id at a pinned revision, or a local dataset directory): the rows that
     pass the filters (applied batch by batch, so a source of millions of rows never sits in memory) and how many
     rows were read."""
     from datasets import load_dataset
 
-    options = {"revision": spec.revision, "name": spec.name, **({"data_files": spec.data_files} if spec.data_files else {})}
+    options = {
+        "revision": spec.revision,
+        "name": spec.name,
+        **({"data_files": spec.data_files} if spec.data_files else {}),
+    }
     try:
         stream = load_dataset(spec.path, split=spec.split, streaming=True, **options)
     except Exception as error:  # datasets raises many types for "not reachable / not found"
@@ -123,7 +142,9 @@ def read_hf_dataset(spec: HfDataset, columns: list[str], filters: list[RowFilter
     frames, seen = [], 0
     for batch in tqdm(stream.select_columns(columns).iter(batch_size=batch_rows), desc="fetch", unit="batch"):
         frame = as_text(pl.DataFrame(batch))
-        frame = frame.with_columns(pl.Series(ROW, [f"row {i}" for i in range(seen, seen + frame.height)], dtype=pl.String))
+        frame = frame.with_columns(
+            pl.Series(ROW, [f"row {i}" for i in range(seen, seen + frame.height)], dtype=pl.String)
+        )
         frames.append(keep_matching(frame, filters))
         seen += frame.height
     empty = pl.DataFrame(schema={**{c: pl.String for c in columns}, ROW: pl.String})
@@ -145,51 +166,76 @@ def keep_matching(frame: pl.DataFrame, filters: list[RowFilter]) -> pl.DataFrame
     return frame.filter(pl.all_horizontal(filter_expression(f) for f in filters)) if filters else frame
 
 
-def normalise(raw: pl.DataFrame, params: FetchParams, where: str, rows_read: int | None = None
-              ) -> tuple[pl.DataFrame, dict]:
+def normalise(
+    raw: pl.DataFrame, params: FetchParams, where: str, rows_read: int | None = None
+) -> tuple[pl.DataFrame, dict]:
     """Filter, map columns, check every row, drop exact duplicates. Returns the table and its counts.
     rows_read: how many rows the source had when the reader filtered them already (default: raw's)."""
     columns, keep = params.columns, params.keep_columns
     used = list(dict.fromkeys([*columns.values(), *keep, *(f.column for f in params.filters)]))
     missing = [c for c in used if c not in raw.columns]
     if missing:
-        raise SystemExit(f"{where}: missing column(s) {missing}; the source has "
-                         f"{[c for c in raw.columns if c != ROW]} (map them with params.yaml fetch.columns, "
-                         f"keep_columns and filters)")
+        raise SystemExit(
+            f"{where}: missing column(s) {missing}; the source has "
+            f"{[c for c in raw.columns if c != ROW]} (map them with params.yaml fetch.columns, "
+            f"keep_columns and filters)"
+        )
     if ROW not in raw.columns:
         raw = raw.with_columns(pl.format("row {}", pl.int_range(pl.len())).alias(ROW))
     for name in used:
         if raw.schema[name] != pl.String:
             first = next(iter(raw.filter(pl.col(name).is_not_null())[ROW]), "every row")
-            raise SystemExit(f"{where}: {first}: column {name!r} holds {raw.schema[name]} values (nested JSON), not text")
+            raise SystemExit(
+                f"{where}: {first}: column {name!r} holds {raw.schema[name]} values (nested JSON), not text"
+            )
     rows_read = raw.height if rows_read is None else rows_read
     kept = keep_matching(raw, params.filters)
-    frame = kept.select(pl.col(columns["text"]).str.strip_chars().alias("text"),
-                        pl.col(columns["date"]).alias("date_raw"), pl.col(ROW).alias("row"), *keep)
+    frame = kept.select(
+        pl.col(columns["text"]).str.strip_chars().alias("text"),
+        pl.col(columns["date"]).alias("date_raw"),
+        pl.col(ROW).alias("row"),
+        *keep,
+    )
     whole = pl.col("date_raw").str.strip_chars().str.contains(DATE_PATTERN)
-    frame = frame.with_columns(date=pl.when(whole).then(pl.col("date_raw").str.strip_chars().str.slice(0, 10)
-                                                        .str.to_date("%Y-%m-%d", strict=False)))
-    problem = (pl.when(pl.col("text").is_null() | (pl.col("text") == "")).then(pl.lit("empty_text"))
-               .when(pl.col("text").str.contains("\ufffd", literal=True)).then(pl.lit("undecodable_bytes"))
-               .when(pl.col("date").is_null()).then(pl.lit("unparsable_date")))
+    frame = frame.with_columns(
+        date=pl.when(whole).then(
+            pl.col("date_raw").str.strip_chars().str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        )
+    )
+    problem = (
+        pl.when(pl.col("text").is_null() | (pl.col("text") == ""))
+        .then(pl.lit("empty_text"))
+        .when(pl.col("text").str.contains("\ufffd", literal=True))
+        .then(pl.lit("undecodable_bytes"))
+        .when(pl.col("date").is_null())
+        .then(pl.lit("unparsable_date"))
+    )
     frame = frame.with_columns(problem=problem)
     bad = frame.filter(pl.col("problem").is_not_null())
     if bad.height and params.on_bad_row == "error":
         first = bad.row(0, named=True)
         detail = f" {first['date_raw']!r} (accepted: {DATE_FORMATS})" if first["problem"] == "unparsable_date" else ""
-        raise SystemExit(f"{where}: {first['row']}: {PROBLEMS[first['problem']]}{detail} ({bad.height} bad "
-                         f"row(s) in all; set fetch.on_bad_row: drop to skip and count them)")
+        raise SystemExit(
+            f"{where}: {first['row']}: {PROBLEMS[first['problem']]}{detail} ({bad.height} bad "
+            f"row(s) in all; set fetch.on_bad_row: drop to skip and count them)"
+        )
     good = frame.filter(pl.col("problem").is_null())
-    in_range = good.filter(pl.col("date").is_between(params.date_range.start or dt.date.min,
-                                                     params.date_range.end or dt.date.max))
+    in_range = good.filter(
+        pl.col("date").is_between(params.date_range.start or dt.date.min, params.date_range.end or dt.date.max)
+    )
     deduped = in_range.unique(subset=["date", "text"], keep="first", maintain_order=True)
-    ids = pl.struct("date", "text").map_elements(lambda r: headline_id(str(r["date"]), r["text"]),
-                                                 return_dtype=pl.String)
+    ids = pl.struct("date", "text").map_elements(
+        lambda r: headline_id(str(r["date"]), r["text"]), return_dtype=pl.String
+    )
     table = deduped.select(ids.alias("id"), "text", "date", pl.lit(params.source).alias("source"), *keep)
-    counts = {"rows_read": rows_read, "filtered_out": rows_read - kept.height,
-              "bad_rows_dropped": {k: int((bad["problem"] == k).sum()) for k in PROBLEMS},
-              "outside_date_range": good.height - in_range.height,
-              "duplicates_dropped": in_range.height - deduped.height, "rows_out": table.height}
+    counts = {
+        "rows_read": rows_read,
+        "filtered_out": rows_read - kept.height,
+        "bad_rows_dropped": {k: int((bad["problem"] == k).sum()) for k in PROBLEMS},
+        "outside_date_range": good.height - in_range.height,
+        "duplicates_dropped": in_range.height - deduped.height,
+        "rows_out": table.height,
+    }
     if table.height:
         counts |= {"date_min": str(table["date"].min()), "date_max": str(table["date"].max())}
     return table, counts
@@ -220,10 +266,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{where}: no headlines left after filters and checks: {counts}")
     write_table(table, args.out)
     write_json(args.metrics, counts)
-    log.info("fetch: %d rows read, %d filtered out, %d bad, %d outside dates, %d duplicates -> %d rows %s..%s -> %s",
-             counts["rows_read"], counts["filtered_out"], sum(counts["bad_rows_dropped"].values()),
-             counts["outside_date_range"], counts["duplicates_dropped"], counts["rows_out"], counts.get("date_min"),
-             counts.get("date_max"), args.out)
+    log.info(
+        "fetch: %d rows read, %d filtered out, %d bad, %d outside dates, %d duplicates -> %d rows %s..%s -> %s",
+        counts["rows_read"],
+        counts["filtered_out"],
+        sum(counts["bad_rows_dropped"].values()),
+        counts["outside_date_range"],
+        counts["duplicates_dropped"],
+        counts["rows_out"],
+        counts.get("date_min"),
+        counts.get("date_max"),
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ data/labels/llm_labels.parquet and metrics/llm_label.json.
 
 `python -m stages.llm_label --plan` prints what a run would ask and cost, without calling anything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,19 +24,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from stages.common.answer_cache import AnswerCache, CacheWriteError, key_hash
-from stages.common.io import log, setup_logging, write_csv, write_json
-from stages.common.local_teacher import gguf_path, gguf_sha256
-from stages.common.params import load_params
-from stages.common.paths import dvc_paths
-from stages.common.schema import HEADLINE_COLUMNS, seeded_rank
-from stages.common.stage_params import Cost, LlmLabelParams
-from stages.common.teacher_client import ModelMismatch
-from stages.common.teacher_endpoint import LOCAL, Asker, describe_failures
-from stages.common.teacher_labels import label_figures, label_table
-from stages.common.teacher_request import Extractive, Prompt, RequestSpec
-from stages.common.teacher_usage import UsageTotals, estimate_cost, usage_totals
-
+from stages.core.io import log, setup_logging, write_csv, write_json
+from stages.core.params import load_params
+from stages.core.paths import dvc_paths
+from stages.core.schema import HEADLINE_COLUMNS, seeded_rank
+from stages.core.stage_params import Cost, LlmLabelParams
+from stages.http.answer_cache import AnswerCache, CacheWriteError, key_hash
+from stages.http.client import ModelMismatch
+from stages.teacher.endpoint import LOCAL, Asker, describe_failures
+from stages.teacher.labels import label_figures, label_table
+from stages.teacher.local_server import gguf_path, gguf_sha256
+from stages.teacher.request import Extractive, Prompt, RequestSpec
+from stages.teacher.usage import UsageTotals, estimate_cost, usage_totals
 
 
 def select_headlines(headlines: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFrame:
@@ -53,9 +53,14 @@ def request_specs(params: LlmLabelParams, model_file_sha256: str | None = None) 
     if samples > 1:
         generation["temperature"] = params.self_consistency.temperature
     extractive = Extractive(**params.extractive.model_dump(exclude={"enabled"})) if params.extractive.enabled else None
-    spec = RequestSpec(model=params.endpoint.model, prompt=Prompt.load(params.prompt_file),
-                       response_format=params.endpoint.response_format, generation=generation,
-                       extractive=extractive, model_file_sha256=model_file_sha256)
+    spec = RequestSpec(
+        model=params.endpoint.model,
+        prompt=Prompt.load(params.prompt_file),
+        response_format=params.endpoint.response_format,
+        generation=generation,
+        extractive=extractive,
+        model_file_sha256=model_file_sha256,
+    )
     return [spec.for_sample(i) for i in range(samples)]
 
 
@@ -73,14 +78,19 @@ def label_metrics(figures: pl.DataFrame, totals: dict, cost: Cost) -> dict:
         "headlines_with_company": int((figures["spans"] > 0).sum()),
         "spans": int(figures["spans"].sum()),
         "hallucinated_mentions": int(figures["hallucinated"].sum()),
-        "finish_reason": {r["finish_reason"]: r["count"] for r in finish.iter_rows(named=True)}}
+        "finish_reason": {r["finish_reason"]: r["count"] for r in finish.iter_rows(named=True)},
+    }
     totals = dict(totals)
     endpoint_s = totals.pop("endpoint_s")
     price = estimate_cost(totals["prompt_tokens"], totals["completion_tokens"], endpoint_s, cost)
     # Per headline, not per answer: with self-consistency every headline costs `samples` answers.
-    metrics |= {**totals, "endpoint_hours": price["endpoint_hours"], "estimated_cost_usd": price["estimated_cost_usd"],
-                "headlines_per_s": round(figures.height / endpoint_s, 3) if endpoint_s else None,
-                "usd_per_million_headlines": round(price["usd"] / max(1, figures.height) * 1e6, 4)}
+    metrics |= {
+        **totals,
+        "endpoint_hours": price["endpoint_hours"],
+        "estimated_cost_usd": price["estimated_cost_usd"],
+        "headlines_per_s": round(figures.height / endpoint_s, 3) if endpoint_s else None,
+        "usd_per_million_headlines": round(price["usd"] / max(1, figures.height) * 1e6, 4),
+    }
     if figures["agreement"].is_not_null().any():
         metrics["self_consistency_agreement"] = round(float(figures["agreement"].mean()), 4)
     return metrics
@@ -91,29 +101,39 @@ def plan(requests: int, cached_answers: Iterable[dict], spec: RequestSpec, param
     totals = usage_totals(cached_answers)
     answered = totals["answers"]
     n = max(1, answered)
-    per_call = {"prompt_tokens": totals["prompt_tokens"] / n, "completion_tokens": totals["completion_tokens"] / n,
-                "latency_s": totals["latency_s"]["total"] / n}
+    per_call = {
+        "prompt_tokens": totals["prompt_tokens"] / n,
+        "completion_tokens": totals["completion_tokens"] / n,
+        "latency_s": totals["latency_s"]["total"] / n,
+    }
     if answered:  # the endpoint's time per answer is its latency shared by the requests in flight with it
         endpoint_s = per_call["latency_s"] * requests / (totals["concurrency"].get("mean") or params.concurrency.start)
     else:  # nothing measured yet: a rough guess from prompt length and the endpoint's expected throughput
         prompt_chars = len(json.dumps(spec.body("x" * 60)))
         per_call = {"prompt_tokens": prompt_chars / 4, "completion_tokens": 30}
         endpoint_s = requests / params.expected_headlines_per_s
-    estimate = {"prompt_tokens": round(per_call["prompt_tokens"] * requests),
-                "completion_tokens": round(per_call["completion_tokens"] * requests)}
+    estimate = {
+        "prompt_tokens": round(per_call["prompt_tokens"] * requests),
+        "completion_tokens": round(per_call["completion_tokens"] * requests),
+    }
     price = estimate_cost(estimate["prompt_tokens"], estimate["completion_tokens"], endpoint_s, params.cost)
-    return {"requests_to_make": requests, "estimated_prompt_tokens": estimate["prompt_tokens"],
-            "estimated_completion_tokens": estimate["completion_tokens"],
-            "estimated_minutes": round(endpoint_s / 60, 1),
-            "endpoint_hours": price["endpoint_hours"], "estimated_cost_usd": price["estimated_cost_usd"],
-            "basis": f"mean of {answered} cached answers" if answered else "rough guess"}
+    return {
+        "requests_to_make": requests,
+        "estimated_prompt_tokens": estimate["prompt_tokens"],
+        "estimated_completion_tokens": estimate["completion_tokens"],
+        "estimated_minutes": round(endpoint_s / 60, 1),
+        "endpoint_hours": price["endpoint_hours"],
+        "estimated_cost_usd": price["estimated_cost_usd"],
+        "basis": f"mean of {answered} cached answers" if answered else "rough guess",
+    }
 
 
 Request = tuple[RequestSpec, str, dict]  # (spec, headline, the request body)
 
 
-def missing_answers(specs: list[RequestSpec], texts: Iterable[str],
-                    cache: AnswerCache) -> tuple[dict[str, list[str]], list[Request], dict[str, str]]:
+def missing_answers(
+    specs: list[RequestSpec], texts: Iterable[str], cache: AnswerCache
+) -> tuple[dict[str, list[str]], list[Request], dict[str, str]]:
     """Each text's cache keys (one per spec); the requests with no cached answer, their bodies built once; and
     {legacy key: key} of the answers found only under the key formula of older runs (to re-file under today's
     key, so changing a param no request carries never misses them)."""
@@ -175,8 +195,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("headlines", "cache-dir", "out", "metrics", "concurrency-plot"):
         parser.add_argument(f"--{name}", type=Path)
-    parser.add_argument("--plan", action="store_true", help="print what a run would ask and cost; call nothing "
-                        "(headlines and cache default to dvc.yaml's paths)")
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what a run would ask and cost; call nothing (headlines and cache default to dvc.yaml's paths)",
+    )
     args = parser.parse_args(argv)
     if args.plan and not (args.headlines and args.cache_dir):
         named = dvc_paths(Path.cwd())
@@ -191,37 +214,69 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with AnswerCache(args.cache_dir) as cache:
             if cache.skipped:
-                log.warning("llm_label: skipped %d unreadable line(s) of the answer cache (the first: %s); their "
-                            "answers are asked again", cache.skipped, cache.first_skipped)
+                log.warning(
+                    "llm_label: skipped %d unreadable line(s) of the answer cache (the first: %s); their "
+                    "answers are asked again",
+                    cache.skipped,
+                    cache.first_skipped,
+                )
             if args.plan:
                 headlines, requests = count_missing(specs, batches, cache)
-                log.info("llm_label: %d headlines x %d sample(s): %d requests to make to %s at %s", headlines,
-                         len(specs), requests, specs[0].model, params.endpoint.base_url)
+                log.info(
+                    "llm_label: %d headlines x %d sample(s): %d requests to make to %s at %s",
+                    headlines,
+                    len(specs),
+                    requests,
+                    specs[0].model,
+                    params.endpoint.base_url,
+                )
                 print(json.dumps(plan(requests, cache.answers(), specs[0], params), indent=2))
                 return
-            log.info("llm_label: labelling %s with %s at %s; %d answers cached", args.headlines, specs[0].model,
-                     params.endpoint.base_url, len(cache))
+            log.info(
+                "llm_label: labelling %s with %s at %s; %d answers cached",
+                args.headlines,
+                specs[0].model,
+                params.endpoint.base_url,
+                len(cache),
+            )
             figures, failures, points, totals = label_all(batches, specs, cache, params, args.out, total)
     except ModelMismatch as error:  # the answers in flight were cached under the model that gave them
         sys.exit(f"llm_label: {error}; set it to the served model's id (it is part of every answer's cache key)")
     except CacheWriteError as error:  # a full disk: one line; the answers in flight were cached first
-        sys.exit(f"llm_label: cannot write the answer cache: {error}; every answer received before it is cached, "
-                 f"so once that is fixed `dvc repro` asks only for the rest")
+        sys.exit(
+            f"llm_label: cannot write the answer cache: {error}; every answer received before it is cached, "
+            f"so once that is fixed `dvc repro` asks only for the rest"
+        )
     metrics = label_metrics(figures, totals, params.cost) | {"cache_lines_skipped": cache.skipped}
     write_json(args.metrics, metrics)
     write_csv(args.concurrency_plot, points, ["answer", "concurrency"])
-    log.info("llm_label: %d headlines: %d valid, %d invalid, %d failed, %d spans, %d hallucinated mentions, "
-             "~$%.4f -> %s", metrics["headlines"], metrics["valid"], metrics["invalid_answers"],
-             metrics["failed_requests"], metrics["spans"], metrics["hallucinated_mentions"],
-             metrics["estimated_cost_usd"], args.out)
+    log.info(
+        "llm_label: %d headlines: %d valid, %d invalid, %d failed, %d spans, %d hallucinated mentions, ~$%.4f -> %s",
+        metrics["headlines"],
+        metrics["valid"],
+        metrics["invalid_answers"],
+        metrics["failed_requests"],
+        metrics["spans"],
+        metrics["hallucinated_mentions"],
+        metrics["estimated_cost_usd"],
+        args.out,
+    )
     if failures and params.fail_on_request_errors:
-        sys.exit(f"llm_label: {describe_failures(failures, params.max_attempts)}; every answer received "
-                 f"is cached, so `dvc repro` again asks only for these. To carry on with them flagged valid=false "
-                 f"instead, set llm_label.fail_on_request_errors: false.")
+        sys.exit(
+            f"llm_label: {describe_failures(failures, params.max_attempts)}; every answer received "
+            f"is cached, so `dvc repro` again asks only for these. To carry on with them flagged valid=false "
+            f"instead, set llm_label.fail_on_request_errors: false."
+        )
 
 
-def label_all(batches: Iterator[pl.DataFrame], specs: list[RequestSpec], cache: AnswerCache, params: LlmLabelParams,
-              out: Path, total: int) -> tuple[pl.DataFrame, dict[str, str], list[dict], dict]:
+def label_all(
+    batches: Iterator[pl.DataFrame],
+    specs: list[RequestSpec],
+    cache: AnswerCache,
+    params: LlmLabelParams,
+    out: Path,
+    total: int,
+) -> tuple[pl.DataFrame, dict[str, str], list[dict], dict]:
     """Ask for what is missing and write the label table, a batch at a time. Returns the per-headline figures,
     the failed headlines, the concurrency plot and the usage totals of every answer used."""
     figures, failures, used = [], {}, array("Q")  # used: where each answer read lies in the cache
@@ -239,8 +294,9 @@ def label_all(batches: Iterator[pl.DataFrame], specs: list[RequestSpec], cache: 
             used.extend(where for ks in keys.values() for key in ks if (where := cache.location(key)) is not None)
             figures.append(label_figures(table))
             arrow = table.to_arrow()
-            writer = writer or stack.enter_context(pq.ParquetWriter(partial, arrow.schema, compression="zstd",
-                                                                     write_statistics=False))
+            writer = writer or stack.enter_context(
+                pq.ParquetWriter(partial, arrow.schema, compression="zstd", write_statistics=False)
+            )
             writer.write_table(arrow)
             progress.n = sum(f.height for f in figures)  # cached headlines too, and exact after each batch
             progress.refresh()

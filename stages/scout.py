@@ -7,6 +7,7 @@ signals: an invalid answer, low self-consistency agreement, mentions the alignme
 priority table goes to Argilla as record metadata (reviewers sort and filter by it) and drives the
 review-priority experiment (scripts/review_priority.py).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -15,13 +16,13 @@ from pathlib import Path
 
 import polars as pl
 
-from stages.common import gliner_student
-from stages.common.io import log, read_table, stage_args, write_json, write_table
-from stages.common.metrics import entity_scores
-from stages.common.params import load_params
-from stages.common.schema import SPANS, SPLITS, seeded_rank
-from stages.common.stage_params import ScoutParams
-from stages.common.student_params import FinetuneGlinerParams
+from stages.core.io import log, read_table, stage_args, write_json, write_table
+from stages.core.metrics import entity_scores
+from stages.core.params import load_params
+from stages.core.schema import SPANS, SPLITS, seeded_rank
+from stages.core.stage_params import ScoutParams
+from stages.students import gliner as gliner_student
+from stages.students.config import FinetuneGlinerParams
 
 SIGNALS = ("disagreement", "invalid", "low_agreement", "dropped_mentions")
 
@@ -30,9 +31,13 @@ def fold_of(record_id: str, folds: int, seed: int) -> int:
     return int(seeded_rank(seed, record_id)[:8], 16) % folds
 
 
-def cross_fit(records: list[dict], folds: int, seed: int,
-              fit_predict: Callable[[list[dict], list[str]], list[list[dict]]],
-              trainable: Callable[[dict], bool]) -> dict[str, list[dict]]:
+def cross_fit(
+    records: list[dict],
+    folds: int,
+    seed: int,
+    fit_predict: Callable[[list[dict], list[str]], list[list[dict]]],
+    trainable: Callable[[dict], bool],
+) -> dict[str, list[dict]]:
     """Spans for every record from a model trained on the other folds only (their `trainable` records).
 
     fit_predict(train_records, texts) trains a model and returns its spans for each text.
@@ -49,12 +54,16 @@ def cross_fit(records: list[dict], folds: int, seed: int,
 def teacher_signals(row: dict) -> dict[str, float]:
     """What the teacher's own answer says about how far to trust it (each 0..1)."""
     agreement = row.get("agreement")
-    return {"invalid": 0.0 if row["valid"] else 1.0,
-            "low_agreement": 0.0 if agreement is None else 1.0 - agreement,
-            "dropped_mentions": 1.0 if row.get("hallucinated") else 0.0}
+    return {
+        "invalid": 0.0 if row["valid"] else 1.0,
+        "low_agreement": 0.0 if agreement is None else 1.0 - agreement,
+        "dropped_mentions": 1.0 if row.get("hallucinated") else 0.0,
+    }
 
 
-def priorities(rows: list[dict], scout_spans: dict[str, list[dict]], weights: dict[str, float], seed: int) -> pl.DataFrame:
+def priorities(
+    rows: list[dict], scout_spans: dict[str, list[dict]], weights: dict[str, float], seed: int
+) -> pl.DataFrame:
     """One row per headline: each signal, the weighted priority, and its rank (1 = review first; ties in a
     seeded order)."""
     scored = []
@@ -65,50 +74,81 @@ def priorities(rows: list[dict], scout_spans: dict[str, list[dict]], weights: di
         disagreement = 0.0 if not teacher and not spans else 1.0 - agree["f1"]
         signals = {"disagreement": round(disagreement, 4), **teacher_signals(row)}
         priority = round(sum(weights[name] * value for name, value in signals.items()), 4)
-        scored.append({"id": row["id"], "split": row["split"], "priority": priority, **signals,
-                       "scout_spans": [{"start": s["start"], "end": s["end"], "text": s["text"]} for s in spans]})
+        scored.append(
+            {
+                "id": row["id"],
+                "split": row["split"],
+                "priority": priority,
+                **signals,
+                "scout_spans": [{"start": s["start"], "end": s["end"], "text": s["text"]} for s in spans],
+            }
+        )
     scored.sort(key=lambda r: (-r["priority"], seeded_rank(seed, r["id"])))
     for rank, row in enumerate(scored, start=1):
         row["rank"] = rank
-    return pl.DataFrame(scored, schema={"id": pl.String, "split": pl.String, "priority": pl.Float64,
-                                        **{name: pl.Float64 for name in SIGNALS}, "scout_spans": SPANS,
-                                        "rank": pl.Int64})
+    return pl.DataFrame(
+        scored,
+        schema={
+            "id": pl.String,
+            "split": pl.String,
+            "priority": pl.Float64,
+            **{name: pl.Float64 for name in SIGNALS},
+            "scout_spans": SPANS,
+            "rank": pl.Int64,
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_args(__doc__.splitlines()[0], ("split-dir", "out", "metrics"), argv)
     params = load_params(ScoutParams)
     # The finetune_gliner recipe, quick: only its epochs, seed and no early stop come from scout.
-    gliner = load_params(FinetuneGlinerParams).training().model_copy(
-        update={"epochs": params.epochs, "seed": params.seed, "patience": 0})
+    gliner = (
+        load_params(FinetuneGlinerParams)
+        .training()
+        .model_copy(update={"epochs": params.epochs, "seed": params.seed, "patience": 0})
+    )
     columns = ["id", "text", "valid", "teacher_spans", "hallucinated", "agreement"]
-    rows = [r | {"split": name} for name in SPLITS
-            for r in read_table(args.split_dir / f"{name}.parquet", columns).sort("id").iter_rows(named=True)]
+    rows = [
+        r | {"split": name}
+        for name in SPLITS
+        for r in read_table(args.split_dir / f"{name}.parquet", columns).sort("id").iter_rows(named=True)
+    ]
 
     def fit_predict(records: list[dict], texts: list[str]) -> list[list[dict]]:
         if not records:  # no valid teacher answer to learn from: this scout has no opinion
-            log.warning("scout: no valid teacher answer outside a fold of %d headlines; they get no scout spans",
-                        len(texts))
+            log.warning(
+                "scout: no valid teacher answer outside a fold of %d headlines; they get no scout spans", len(texts)
+            )
             return [[] for _ in texts]
         with tempfile.TemporaryDirectory(prefix="scout-") as scratch:
             # Held-out headlines must not pick the epoch (that would leak): a slice of the training ones does.
             gliner_student.train(gliner, records, records[:64], Path(scratch) / "model")
             return gliner_student.load(Path(scratch) / "model")(texts)
 
-    trained_on_teacher = [{"id": r["id"], "text": r["text"], "spans": r["teacher_spans"] or [], "valid": r["valid"]}
-                          for r in rows]
+    trained_on_teacher = [
+        {"id": r["id"], "text": r["text"], "spans": r["teacher_spans"] or [], "valid": r["valid"]} for r in rows
+    ]
     scout_spans = cross_fit(trained_on_teacher, params.folds, params.seed, fit_predict, lambda r: r["valid"])
     table = priorities(rows, scout_spans, params.weights.model_dump(), params.seed)
     write_table(table, args.out)
     top = table.filter(pl.col("rank") <= max(1, table.height // 10))
-    metrics = {"headlines": table.height, "folds": params.folds,
-               "mean": {name: round(float(table[name].mean()), 4) for name in (*SIGNALS, "priority")},
-               "scout_vs_teacher": entity_scores([r["teacher_spans"] for r in rows], [scout_spans[r["id"]] for r in rows]),
-               "top_decile_mean_priority": round(float(top["priority"].mean()), 4)}
+    metrics = {
+        "headlines": table.height,
+        "folds": params.folds,
+        "mean": {name: round(float(table[name].mean()), 4) for name in (*SIGNALS, "priority")},
+        "scout_vs_teacher": entity_scores([r["teacher_spans"] for r in rows], [scout_spans[r["id"]] for r in rows]),
+        "top_decile_mean_priority": round(float(top["priority"].mean()), 4),
+    }
     write_json(args.metrics, metrics)
-    log.info("scout: %d headlines scored by %d cross-fitted scouts; scout vs teacher F1 %.3f; mean disagreement %.3f "
-             "-> %s", table.height, params.folds, metrics["scout_vs_teacher"]["f1"], metrics["mean"]["disagreement"],
-             args.out)
+    log.info(
+        "scout: %d headlines scored by %d cross-fitted scouts; scout vs teacher F1 %.3f; mean disagreement %.3f -> %s",
+        table.height,
+        params.folds,
+        metrics["scout_vs_teacher"]["f1"],
+        metrics["mean"]["disagreement"],
+        args.out,
+    )
 
 
 if __name__ == "__main__":

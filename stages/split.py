@@ -1,4 +1,5 @@
 """split: assign sampled headlines to train / valid / test by date ranges from params."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import polars as pl
 
-from stages.common.io import log, read_table, setup_logging, write_json, write_table
-from stages.common.params import load_params
-from stages.common.schema import SPLITS
-from stages.common.stage_params import RequiredDateRange, SplitParams
+from stages.core.io import log, read_table, setup_logging, write_json, write_table
+from stages.core.params import load_params
+from stages.core.schema import SPLITS
+from stages.core.stage_params import RequiredDateRange, SplitParams
 
 
 def split_by_date(frame: pl.DataFrame, ranges: dict[str, RequiredDateRange]) -> tuple[dict[str, pl.DataFrame], int]:
@@ -23,9 +24,11 @@ def split_by_date(frame: pl.DataFrame, ranges: dict[str, RequiredDateRange]) -> 
         assigned = assigned | inside
         parts[name] = frame.filter(inside)
         if parts[name].height == 0:
-            raise SystemExit(f"split '{name}' ({start}..{end}) is empty: {frame.height} sampled headlines "
-                             f"span {frame['date'].min()}..{frame['date'].max()}; widen split.ranges or "
-                             f"label more headlines (llm_label.limit)")
+            raise SystemExit(
+                f"split '{name}' ({start}..{end}) is empty: {frame.height} sampled headlines "
+                f"span {frame['date'].min()}..{frame['date'].max()}; widen split.ranges or "
+                f"label more headlines (llm_label.limit)"
+            )
     return parts, int((~assigned).sum())
 
 

@@ -13,6 +13,7 @@ With tag.url, each batch is POSTed in the Hugging Face Inference Endpoints body 
 client (retries, backoff, adaptive requests in flight); the reply is the token-classification shape: per text a
 list of {entity_group, score, word, start, end}.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,23 +30,32 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from stages.common.answer_cache import AnswerCache
-from stages.common.io import log, read_table, stage_args, write_json
-from stages.common.metrics import usd_per_million
-from stages.common.names import CanonicalNames
-from stages.common.params import load_params
-from stages.common.stage_params import ClusterSampleParams, EvaluateParams, TagParams
-from stages.common.students import STUDENTS
-from stages.common.teacher_client import ClientSettings, ask, ask_each
-from stages.common.teacher_request import BadReply
+from stages.core.io import log, read_table, stage_args, write_json
+from stages.core.metrics import usd_per_million
+from stages.core.names import CanonicalNames
+from stages.core.params import load_params
+from stages.core.stage_params import ClusterSampleParams, EvaluateParams, TagParams
+from stages.http.answer_cache import AnswerCache
+from stages.http.client import ClientSettings, ask, ask_each
+from stages.students.registry import STUDENTS
+from stages.teacher.request import BadReply
 
 COLUMNS = ["id", "date", "text"]
-READ_ROWS = 8192          # rows pyarrow reads at a time
-ROW_GROUP_ROWS = 65536    # rows buffered before a row group is written
-SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("text", pa.string()), ("score", pa.float64()),
-                  ("name", pa.string())])
-TAGGED = pa.schema([("id", pa.string()), ("date", pa.date32()), ("text", pa.string()), ("spans", pa.list_(SPAN)),
-                    ("model", pa.string()), ("model_version", pa.string())])
+READ_ROWS = 8192  # rows pyarrow reads at a time
+ROW_GROUP_ROWS = 65536  # rows buffered before a row group is written
+SPAN = pa.struct(
+    [("start", pa.int32()), ("end", pa.int32()), ("text", pa.string()), ("score", pa.float64()), ("name", pa.string())]
+)
+TAGGED = pa.schema(
+    [
+        ("id", pa.string()),
+        ("date", pa.date32()),
+        ("text", pa.string()),
+        ("spans", pa.list_(SPAN)),
+        ("model", pa.string()),
+        ("model_version", pa.string()),
+    ]
+)
 
 Spans = list[list[dict]]  # per headline: {start, end, score}
 
@@ -93,12 +103,19 @@ def batch_key(version: str, via: str, texts: list[str]) -> str:
 
 def kept(spans: Spans) -> str:
     """What the cache holds of a batch's spans (texts and names follow from the headline)."""
-    return orjson.dumps([[{"start": s["start"], "end": s["end"], "score": s["score"]} for s in found]
-                         for found in spans]).decode()
+    return orjson.dumps(
+        [[{"start": s["start"], "end": s["end"], "score": s["score"]} for s in found] for found in spans]
+    ).decode()
 
 
-def predict_missing(predict: Callable, batches: Iterator[pa.Table], cache: AnswerCache, version: str,
-                    batch_size: int, progress: Callable[[int], None]) -> dict:
+def predict_missing(
+    predict: Callable,
+    batches: Iterator[pa.Table],
+    cache: AnswerCache,
+    version: str,
+    batch_size: int,
+    progress: Callable[[int], None],
+) -> dict:
     """Predict every batch the cache lacks, in this process; each goes to the cache as soon as it is done."""
     run = {"batches": 0, "batches_computed": 0, "headlines_computed": 0, "seconds": 0.0}
     for batch in batches:
@@ -108,8 +125,15 @@ def predict_missing(predict: Callable, batches: Iterator[pa.Table], cache: Answe
             started = time.perf_counter()
             spans = predict(texts, batch_size)
             elapsed = time.perf_counter() - started
-            cache.put({"key": key, "model": version, "content": kept(spans), "headlines": len(texts),
-                       "latency_s": round(elapsed, 4)})
+            cache.put(
+                {
+                    "key": key,
+                    "model": version,
+                    "content": kept(spans),
+                    "headlines": len(texts),
+                    "latency_s": round(elapsed, 4),
+                }
+            )
             run["batches_computed"] += 1
             run["headlines_computed"] += len(texts)
             run["seconds"] += elapsed
@@ -122,6 +146,7 @@ def served_reply(texts: list[str]) -> Callable[[bytes], dict]:
     """Reads a served student's reply to one batch (the token-classification shape, one list per text) into what
     the cache keeps; a reply that is not that (a proxy's error page, a list of the wrong length, offsets outside
     their headline) is a BadReply, which the client retries."""
+
     def read(raw: bytes) -> dict:
         try:
             reply = orjson.loads(raw)
@@ -134,23 +159,34 @@ def served_reply(texts: list[str]) -> Callable[[bytes], dict]:
             found = []
             for e in entities:
                 start, end, score = (e.get(k) if isinstance(e, dict) else None for k in ("start", "end", "score"))
-                if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)
-                        and isinstance(score, (int, float))):
+                if not (
+                    isinstance(start, int)
+                    and isinstance(end, int)
+                    and 0 <= start < end <= len(text)
+                    and isinstance(score, (int, float))
+                ):
                     raise BadReply(f"entity {str(e)[:80]} is no span of {text[:40]!r} with a score")
                 found.append({"start": start, "end": end, "score": float(score)})
             spans.append(sorted(found, key=lambda s: s["start"]))
         return {"content": kept(spans)}
+
     return read
 
 
-def ask_served(batches: Iterator[pa.Table], cache: AnswerCache, params: TagParams, version: str,
-               progress: Callable[[int], None]) -> dict:
+def ask_served(
+    batches: Iterator[pa.Table], cache: AnswerCache, params: TagParams, version: str, progress: Callable[[int], None]
+) -> dict:
     """POST every batch the cache lacks to the served student (llm_label's client: retries, backoff, adaptive
     requests in flight); each answer goes to the cache as it arrives. Batches that still fail stop the stage
     after the others are cached, so the next run asks only for those."""
     token = os.environ.get(params.token_env) if params.token_env else None
-    settings = ClientSettings(base_url=params.url, concurrency=params.concurrency, timeout_s=params.timeout_s,
-                              max_attempts=params.max_attempts, token=token)
+    settings = ClientSettings(
+        base_url=params.url,
+        concurrency=params.concurrency,
+        timeout_s=params.timeout_s,
+        max_attempts=params.max_attempts,
+        token=token,
+    )
     run = {"batches": 0, "batches_computed": 0, "headlines_computed": 0}
 
     def missing() -> Iterator[tuple[str, list[str]]]:
@@ -174,12 +210,18 @@ def ask_served(batches: Iterator[pa.Table], cache: AnswerCache, params: TagParam
 
     started = time.perf_counter()
     stats, failed = asyncio.run(ask_each(missing(), settings, answer, lambda job: job[0]))
-    run |= {"seconds": time.perf_counter() - started, "requests": stats.calls, "retries": stats.retries,
-            "concurrency": stats.limit_summary}
+    run |= {
+        "seconds": time.perf_counter() - started,
+        "requests": stats.calls,
+        "retries": stats.retries,
+        "concurrency": stats.limit_summary,
+    }
     if failed:
-        raise SystemExit(f"tag: {len(failed)} batch(es) failed at {params.url}: "
-                         f"{dict(sorted(Counter(failed.values()).items()))} (after up to {params.max_attempts} "
-                         f"attempts each); every answered batch is cached, so `dvc repro` asks only for these")
+        raise SystemExit(
+            f"tag: {len(failed)} batch(es) failed at {params.url}: "
+            f"{dict(sorted(Counter(failed.values()).items()))} (after up to {params.max_attempts} "
+            f"attempts each); every answered batch is cached, so `dvc repro` asks only for these"
+        )
     return run
 
 
@@ -195,17 +237,41 @@ def cached_spans(cache: AnswerCache, key: str, texts: list[str]) -> Spans:
 
 def tagged_batch(batch: pa.Table, spans: Spans, canonical: CanonicalNames, model: str, version: str) -> pa.Table:
     texts = batch["text"].to_pylist()
-    rows = [[{"start": s["start"], "end": s["end"], "text": text[s["start"]:s["end"]], "score": s["score"],
-              "name": canonical(text[s["start"]:s["end"]])} for s in found] for text, found in zip(texts, spans)]
+    rows = [
+        [
+            {
+                "start": s["start"],
+                "end": s["end"],
+                "text": text[s["start"] : s["end"]],
+                "score": s["score"],
+                "name": canonical(text[s["start"] : s["end"]]),
+            }
+            for s in found
+        ]
+        for text, found in zip(texts, spans)
+    ]
     n = batch.num_rows
-    return pa.Table.from_arrays([batch["id"].cast(pa.string()), batch["date"].cast(pa.date32()),
-                                 batch["text"].cast(pa.string()), pa.array(rows, type=pa.list_(SPAN)),
-                                 pa.array([model] * n, pa.string()), pa.array([version] * n, pa.string())],
-                                schema=TAGGED)
+    return pa.Table.from_arrays(
+        [
+            batch["id"].cast(pa.string()),
+            batch["date"].cast(pa.date32()),
+            batch["text"].cast(pa.string()),
+            pa.array(rows, type=pa.list_(SPAN)),
+            pa.array([model] * n, pa.string()),
+            pa.array([version] * n, pa.string()),
+        ],
+        schema=TAGGED,
+    )
 
 
-def write_tagged(out: Path, batches: Iterator[pa.Table], spans_of: Callable[[list[str]], Spans],
-                 canonical: CanonicalNames, model: str, version: str) -> dict:
+def write_tagged(
+    out: Path,
+    batches: Iterator[pa.Table],
+    spans_of: Callable[[list[str]], Spans],
+    canonical: CanonicalNames,
+    model: str,
+    version: str,
+) -> dict:
     """The tagged table, ROW_GROUP_ROWS rows at a time, via a temp file; returns its counts."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
@@ -213,13 +279,17 @@ def write_tagged(out: Path, batches: Iterator[pa.Table], spans_of: Callable[[lis
     buffered: list[pa.Table] = []
 
     with pq.ParquetWriter(tmp, TAGGED, compression="zstd") as writer:
+
         def flush():
             writer.write_table(pa.concat_tables(buffered), row_group_size=ROW_GROUP_ROWS)
             buffered.clear()
 
         for batch in batches:
             table = tagged_batch(batch, spans_of(batch["text"].to_pylist()), canonical, model, version)
-            found, names = pc.list_value_length(table["spans"]), pc.struct_field(pc.list_flatten(table["spans"]), "name")
+            found, names = (
+                pc.list_value_length(table["spans"]),
+                pc.struct_field(pc.list_flatten(table["spans"]), "name"),
+            )
             counts["headlines"] += table.num_rows
             counts["headlines_with_company"] += pc.sum(pc.greater(found, 0)).as_py() or 0
             counts["spans"] += len(names)
@@ -235,13 +305,19 @@ def write_tagged(out: Path, batches: Iterator[pa.Table], spans_of: Callable[[lis
 
 def canonical_names(clusters_path: Path, params: ClusterSampleParams) -> CanonicalNames:
     clusters = read_table(clusters_path, ["name", "representative"])
-    return CanonicalNames(clusters["name"].to_list(), clusters["representative"].to_list(), params.scorer,
-                          params.threshold, frozenset(params.strip_suffixes))
+    return CanonicalNames(
+        clusters["name"].to_list(),
+        clusters["representative"].to_list(),
+        params.scorer,
+        params.threshold,
+        frozenset(params.strip_suffixes),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_args(__doc__.splitlines()[0], ("headlines", "clusters", "fp32", "export", "cache-dir", "out",
-                                                "metrics"), argv)
+    args = stage_args(
+        __doc__.splitlines()[0], ("headlines", "clusters", "fp32", "export", "cache-dir", "out", "metrics"), argv
+    )
     params: TagParams = load_params(TagParams)
     usd_per_hour = load_params(EvaluateParams).cpu_usd_per_hour
     canonical = canonical_names(args.clusters, load_params(ClusterSampleParams))
@@ -262,15 +338,32 @@ def main(argv: list[str] | None = None) -> None:
         counts = write_tagged(args.out, batches(), spans_of, canonical, model, version)
     per_s = run["headlines_computed"] / run["seconds"] if run["seconds"] else None
     # speed and price of this run's predictions (null when every batch came from the cache)
-    metrics = {**counts, "model": model, "model_version": version, "via": via, "batch_size": params.batch_size,
-               "batches": run["batches"], "batches_cached": run["batches"] - run["batches_computed"],
-               "headlines_per_s": round(per_s, 1) if per_s else None, "usd_per_hour": usd_per_hour,
-               "usd_per_million_headlines": usd_per_million(per_s, usd_per_hour) if per_s else None,
-               **{k: run[k] for k in ("requests", "retries", "concurrency") if k in run}}
+    metrics = {
+        **counts,
+        "model": model,
+        "model_version": version,
+        "via": via,
+        "batch_size": params.batch_size,
+        "batches": run["batches"],
+        "batches_cached": run["batches"] - run["batches_computed"],
+        "headlines_per_s": round(per_s, 1) if per_s else None,
+        "usd_per_hour": usd_per_hour,
+        "usd_per_million_headlines": usd_per_million(per_s, usd_per_hour) if per_s else None,
+        **{k: run[k] for k in ("requests", "retries", "concurrency") if k in run},
+    }
     write_json(args.metrics, metrics)
-    log.info("tag: %d headlines, %d with a company, %d spans (%d with a cluster name) by %s %s (%s); %s headlines/s "
-             "-> %s", counts["headlines"], counts["headlines_with_company"], counts["spans"], counts["spans_with_name"],
-             model, version, via, metrics["headlines_per_s"], args.out)
+    log.info(
+        "tag: %d headlines, %d with a company, %d spans (%d with a cluster name) by %s %s (%s); %s headlines/s -> %s",
+        counts["headlines"],
+        counts["headlines_with_company"],
+        counts["spans"],
+        counts["spans_with_name"],
+        model,
+        version,
+        via,
+        metrics["headlines_per_s"],
+        args.out,
+    )
 
 
 if __name__ == "__main__":

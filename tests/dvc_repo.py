@@ -1,4 +1,5 @@
 """A scratch clone of the working tree to run `dvc repro` in, with helpers to read what DVC did."""
+
 import os
 import re
 import subprocess
@@ -10,8 +11,19 @@ import yaml
 
 from scripts.worktree import copy_worktree
 
-ALL_STAGES = {"fetch", "llm_label", "cluster_sample", "split", "scout", "argilla_sync", "argilla_review",
-              "finetune_gliner", "finetune_spanmarker", "evaluate", "tag"}
+ALL_STAGES = {
+    "fetch",
+    "llm_label",
+    "cluster_sample",
+    "split",
+    "scout",
+    "argilla_sync",
+    "argilla_review",
+    "finetune_gliner",
+    "finetune_spanmarker",
+    "evaluate",
+    "tag",
+}
 ALWAYS = {"argilla_sync"}  # checks the review server on every repro (cheap; its output hash rarely changes)
 LABELLED = 120
 
@@ -53,5 +65,3 @@ def edit_params(repo: Path, change) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     change(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-

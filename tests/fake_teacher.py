@@ -9,6 +9,7 @@ when set, gives the script of a headline the script does not name, on its first 
 when set, is how many requests it serves at once (given how many it has answered so far); beyond that it
 answers 429 with Retry-After, like a full endpoint.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,16 +22,43 @@ from aiohttp import web
 
 # company name -> the ways a headline writes it (names of tests/data/headlines.jsonl, common tickers)
 COMPANIES = {
-    "Apple": ["Apple", "AAPL"], "Tesla": ["Tesla", "TSLA"], "Nokia": ["Nokia", "NOK"], "Visa": ["Visa"],
-    "Microsoft": ["Microsoft", "MSFT"], "Bank of America": ["Bank of America", "BAC"], "Netflix": ["Netflix"],
-    "Best Buy": ["Best Buy"], "Toyota": ["Toyota"], "Honda": ["Honda"], "Under Armour": ["Under Armour"],
-    "Twitter": ["Twitter", "TWTR"], "McDonald's": ["McDonald"], "Burger King": ["Burger King"],
-    "Tim Hortons": ["Tim Hortons"], "News Corp": ["News Corp"], "Dell": ["Dell"], "EMC": ["EMC"],
-    "Bayer": ["Bayer"], "Monsanto": ["Monsanto"], "Snap": ["Snap"], "Amazon": ["Amazon", "AMZN"],
-    "Whole Foods": ["Whole Foods"], "Facebook": ["Facebook"], "Intel": ["Intel", "INTC"],
-    "Starbucks": ["Starbucks"], "Pfizer": ["Pfizer"], "Walmart": ["Walmart"], "Saudi Aramco": ["Saudi Aramco"],
-    "Boeing": ["Boeing"], "Wirecard": ["Wirecard"], "Salesforce": ["Salesforce"], "Slack": ["Slack"],
-    "Nvidia": ["Nvidia", "NVDA"], "Oracle": ["Oracle"], "IBM": ["IBM"], "Target": ["Target"],
+    "Apple": ["Apple", "AAPL"],
+    "Tesla": ["Tesla", "TSLA"],
+    "Nokia": ["Nokia", "NOK"],
+    "Visa": ["Visa"],
+    "Microsoft": ["Microsoft", "MSFT"],
+    "Bank of America": ["Bank of America", "BAC"],
+    "Netflix": ["Netflix"],
+    "Best Buy": ["Best Buy"],
+    "Toyota": ["Toyota"],
+    "Honda": ["Honda"],
+    "Under Armour": ["Under Armour"],
+    "Twitter": ["Twitter", "TWTR"],
+    "McDonald's": ["McDonald"],
+    "Burger King": ["Burger King"],
+    "Tim Hortons": ["Tim Hortons"],
+    "News Corp": ["News Corp"],
+    "Dell": ["Dell"],
+    "EMC": ["EMC"],
+    "Bayer": ["Bayer"],
+    "Monsanto": ["Monsanto"],
+    "Snap": ["Snap"],
+    "Amazon": ["Amazon", "AMZN"],
+    "Whole Foods": ["Whole Foods"],
+    "Facebook": ["Facebook"],
+    "Intel": ["Intel", "INTC"],
+    "Starbucks": ["Starbucks"],
+    "Pfizer": ["Pfizer"],
+    "Walmart": ["Walmart"],
+    "Saudi Aramco": ["Saudi Aramco"],
+    "Boeing": ["Boeing"],
+    "Wirecard": ["Wirecard"],
+    "Salesforce": ["Salesforce"],
+    "Slack": ["Slack"],
+    "Nvidia": ["Nvidia", "NVDA"],
+    "Oracle": ["Oracle"],
+    "IBM": ["IBM"],
+    "Target": ["Target"],
 }
 INDICES = ["Dow Jones", "S&P 500", "Nasdaq"]
 INDICES_MARKER = "indices-are-companies"  # a prompt containing this makes the teacher return indices too
@@ -68,13 +96,14 @@ def teacher_answer(headline: str, system_prompt: str) -> dict:
         for m in re.finditer(r"(?<!\w)" + re.escape(form) + r"(?!\w)", headline, re.IGNORECASE):
             if all(m.end() <= s or m.start() >= e for s, e in taken):
                 taken.append((m.start(), m.end()))
-                found.append((m.start(), headline[m.start():m.end()], name))
+                found.append((m.start(), headline[m.start() : m.end()], name))
     return {"companies": [{"mention": mention, "name": name} for _, mention, name in sorted(found)]}
 
 
 class FakeTeacher:
-    def __init__(self, retry_after_s: float = 1.0, slow_s: float = 3.0, delay_s: float = 0.0,
-                 served_model: str | None = None):
+    def __init__(
+        self, retry_after_s: float = 1.0, slow_s: float = 3.0, delay_s: float = 0.0, served_model: str | None = None
+    ):
         self.served_model = served_model  # the model it says it serves (/v1/models, answers); None: echo the request's
         self.requests: Counter[str] = Counter()
         self.request_times: dict[str, list[float]] = {}
@@ -118,8 +147,9 @@ class FakeTeacher:
         if behaviour == "bad_body":
             return web.Response(status=200, text="<html>proxy error</html>")
         if behaviour in ("not_utf8", "not_utf8_500"):
-            return web.Response(status=500 if behaviour.endswith("500") else 200, body=NOT_UTF8,
-                                content_type="application/json")
+            return web.Response(
+                status=500 if behaviour.endswith("500") else 200, body=NOT_UTF8, content_type="application/json"
+            )
         if behaviour == "slow":
             await asyncio.sleep(self.slow_s)
         content = json.dumps(teacher_answer(headline, body["messages"][0]["content"]))
@@ -130,9 +160,12 @@ class FakeTeacher:
         elif behaviour == "truncate":
             content, finish = content[: len(content) // 2], "length"
         completion = {
-            "id": "x", "object": "chat.completion", "model": self.served_model or body.get("model"),
+            "id": "x",
+            "object": "chat.completion",
+            "model": self.served_model or body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+        }
         if behaviour in MALFORMED:
             completion = malformed(completion, behaviour)
         return web.json_response(completion)

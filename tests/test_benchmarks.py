@@ -1,5 +1,6 @@
 """Every benchmark at a tiny size, run the way a user runs it (a subprocess printing one JSON line), so none
 can break unnoticed."""
+
 import datetime as dt
 import json
 import subprocess
@@ -8,15 +9,20 @@ import sys
 import polars as pl
 import pytest
 
-from stages.common.schema import SPANS
+from stages.core.schema import SPANS
 from tests.conftest import ROOT
 
 FIXTURE = ROOT / "tests/data/headlines.jsonl"
 
 
 def bench(script: str, *args: str, timeout: float = 120) -> dict:
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, capture_output=True,
-                         text=True, timeout=timeout)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -44,13 +50,29 @@ def test_gold_check(tmp_path):
     gold = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
     teacher = [g["spans"] for g in gold]
     teacher[0] = []  # the teacher missed "Apple"
-    labels = pl.DataFrame({"date": [dt.date.fromisoformat(g["date"]) for g in gold], "text": [g["text"] for g in gold],
-                           "teacher_spans": teacher}, schema_overrides={"teacher_spans": SPANS})
+    labels = pl.DataFrame(
+        {
+            "date": [dt.date.fromisoformat(g["date"]) for g in gold],
+            "text": [g["text"] for g in gold],
+            "teacher_spans": teacher,
+        },
+        schema_overrides={"teacher_spans": SPANS},
+    )
     labels.write_parquet(tmp_path / "l.parquet")
-    (tmp_path / "m.json").write_text(json.dumps({"hallucinated_mentions": 0, "finish_reason": {"stop": 30},
-                                                 "invalid_answers": 0, "headlines_per_s": 1.5}))
-    out = bench("gold_check.py", "--labels", str(tmp_path / "l.parquet"), "--metrics", str(tmp_path / "m.json"),
-                "--gold", str(FIXTURE))
+    (tmp_path / "m.json").write_text(
+        json.dumps(
+            {"hallucinated_mentions": 0, "finish_reason": {"stop": 30}, "invalid_answers": 0, "headlines_per_s": 1.5}
+        )
+    )
+    out = bench(
+        "gold_check.py",
+        "--labels",
+        str(tmp_path / "l.parquet"),
+        "--metrics",
+        str(tmp_path / "m.json"),
+        "--gold",
+        str(FIXTURE),
+    )
     spans = sum(len(g["spans"]) for g in gold)
     assert (out["labelled"], out["teacher_precision"], out["length_finish"]) == (30, 1.0, 0)
     assert out["teacher_recall"] == round((spans - 1) / spans, 4) and out["headlines_per_s"] == 1.5
@@ -60,6 +82,11 @@ def test_gold_check(tmp_path):
 def test_case_study_scale():
     out = bench("case_study_scale.py", "--headlines", "2000", "--sample-size", "80", timeout=600)
     assert out["headlines"] == 2000 and out["labelled"] > 1900 and out["valid"] == out["labelled"]
-    assert abs(out["sampled"] - 80) <= 0.02 * 80 and set(out["stage_s"]) == {"fetch", "llm_label", "cluster_sample", "split"}
+    assert abs(out["sampled"] - 80) <= 0.02 * 80 and set(out["stage_s"]) == {
+        "fetch",
+        "llm_label",
+        "cluster_sample",
+        "split",
+    }
     assert 0 < out["peak_rss_mb"] < 1536 and 0 <= out["client_share_of_wall"] < 1
     assert out["plan"]["requests_to_make"] == out["server"]["answered"]  # one request per distinct headline

@@ -1,7 +1,8 @@
 """The adaptive limit on a simulated clock: it finds capacity, backs off on rejections and on queueing."""
+
 import pytest
 
-from stages.common.concurrency import AdaptiveLimit
+from stages.http.concurrency import AdaptiveLimit
 
 
 class Clock:

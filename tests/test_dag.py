@@ -1,12 +1,14 @@
 """dvc.yaml and the code agree: each stage declares exactly the shared modules its code imports, and no
 stage imports another stage (all stages stand side by side above stages/common)."""
+
 import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stages.common import stage_params, student_params
+from stages.core import stage_params
+from stages.students import config as student_params
 from tests.conftest import ROOT
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -18,8 +20,11 @@ def imported_modules(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages"):
             found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if (ROOT / node.module.replace(".", "/") / f"{alias.name}.py").exists())
+            found.update(
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if (ROOT / node.module.replace(".", "/") / f"{alias.name}.py").exists()
+            )
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("stages"))
     return {m for m in found if (ROOT / (m.replace(".", "/") + ".py")).exists()}
@@ -38,8 +43,11 @@ def shared_closure(module: str) -> set[str]:
 
 @pytest.mark.parametrize("stage", sorted(DVC["stages"]))
 def test_declared_shared_deps_are_exactly_what_the_code_imports(stage):
-    declared = {d.removesuffix(".py").replace("/", ".") for d in DVC["stages"][stage]["deps"]
-                if isinstance(d, str) and d.startswith("stages/common/") and d.endswith(".py")}
+    declared = {
+        d.removesuffix(".py").replace("/", ".")
+        for d in DVC["stages"][stage]["deps"]
+        if isinstance(d, str) and d.startswith("stages/common/") and d.endswith(".py")
+    }
     assert f"stages/{stage}.py" in DVC["stages"][stage]["deps"]
     assert declared == shared_closure(f"stages.{stage}"), "dvc.yaml deps of this stage and its imports differ"
 
@@ -57,9 +65,14 @@ def sections_loaded(module: str) -> set[str]:
     """params.yaml sections a stage module reads with load_params(SomeParams)."""
     tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
     models = {**vars(stage_params), **vars(student_params)}
-    return {models[node.args[0].id].SECTION for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "load_params"
-            and node.args and isinstance(node.args[0], ast.Name)}
+    return {
+        models[node.args[0].id].SECTION
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "load_params"
+        and node.args
+        and isinstance(node.args[0], ast.Name)
+    }
 
 
 @pytest.mark.parametrize("stage", sorted(DVC["stages"]))

@@ -2,10 +2,9 @@ import json
 
 import polars as pl
 import pytest
-
 import yaml
 
-from stages.common.stage_params import FetchParams, HfDataset
+from stages.core.stage_params import FetchParams, HfDataset
 from stages.fetch import headline_id, normalise, read_file, read_hf_dataset
 from tests.conftest import ROOT
 
@@ -26,8 +25,11 @@ def raw(rows, **extra):
 
 
 def test_ids_are_stable_and_duplicates_counted():
-    frame, counts = normalise(raw([("Apple Up", "2015-03-01 10:00:00"), ("Apple Up", "2015-03-01"),
-                                   (" Tesla Down ", "2019-01-02")]), PARAMS, "f.csv")
+    frame, counts = normalise(
+        raw([("Apple Up", "2015-03-01 10:00:00"), ("Apple Up", "2015-03-01"), (" Tesla Down ", "2019-01-02")]),
+        PARAMS,
+        "f.csv",
+    )
     assert frame["text"].to_list() == ["Apple Up", "Tesla Down"]
     assert frame["id"][0] == headline_id("2015-03-01", "Apple Up")
     assert counts["duplicates_dropped"] == 1 and counts["rows_out"] == 2
@@ -41,9 +43,12 @@ def test_missing_column_names_the_file():
 
 def test_bad_rows_name_the_row_or_are_dropped_and_counted(tmp_path):
     path = tmp_path / "h.csv"
-    path.write_bytes(b"title,published\nApple Up,2015-03-01\nTesla Down,March 5th\n,2016-01-01\n"
-                     b"Bad \xff Bytes,2016-02-02\n")
-    with pytest.raises(SystemExit, match=r"h.csv: line 3: unparsable date 'March 5th' \(accepted: YYYY-MM-DD.*\) \(3 bad row"):
+    path.write_bytes(
+        b"title,published\nApple Up,2015-03-01\nTesla Down,March 5th\n,2016-01-01\nBad \xff Bytes,2016-02-02\n"
+    )
+    with pytest.raises(
+        SystemExit, match=r"h.csv: line 3: unparsable date 'March 5th' \(accepted: YYYY-MM-DD.*\) \(3 bad row"
+    ):
         normalise(read_file(path), PARAMS, str(path))
     frame, counts = normalise(read_file(path), PARAMS.model_copy(update={"on_bad_row": "drop"}), str(path))
     assert frame["text"].to_list() == ["Apple Up"]
@@ -54,11 +59,17 @@ def test_bad_rows_name_the_row_or_are_dropped_and_counted(tmp_path):
 
 
 def test_filters_date_range_and_kept_columns():
-    rows = raw([("Apple Up", "2012-01-01"), ("Tesla Down", "2013-01-01"), ("Visa Flat", "2021-01-01")],
-               Url=["https://www.benzinga.com/a", "https://other.com/b", "https://www.benzinga.com/c"])
-    params = fetch_params(source="mine", columns={"text": "title", "date": "published"},
-                          filters=[{"column": "Url", "contains": "benzinga.com"}], keep_columns=["Url"],
-                          date_range={"start": "2010-01-01", "end": "2020-12-31"})
+    rows = raw(
+        [("Apple Up", "2012-01-01"), ("Tesla Down", "2013-01-01"), ("Visa Flat", "2021-01-01")],
+        Url=["https://www.benzinga.com/a", "https://other.com/b", "https://www.benzinga.com/c"],
+    )
+    params = fetch_params(
+        source="mine",
+        columns={"text": "title", "date": "published"},
+        filters=[{"column": "Url", "contains": "benzinga.com"}],
+        keep_columns=["Url"],
+        date_range={"start": "2010-01-01", "end": "2020-12-31"},
+    )
     frame, counts = normalise(rows, params, "f")
     assert frame["text"].to_list() == ["Apple Up"] and frame.columns[-1] == "Url"
     assert (counts["filtered_out"], counts["outside_date_range"]) == (1, 1)
@@ -76,16 +87,30 @@ def test_reads_jsonl_and_rejects_unknown_types(tmp_path):
 
 def test_hf_dataset_path_streams_a_local_dataset_of_fnspid_schema(tmp_path):
     """The hub code path (datasets.load_dataset, streaming) on a local stand-in with FNSPID's columns."""
-    rows = [{"Date": f"2019-0{i % 9 + 1}-01 10:00:00 UTC", "Article_title": f"Apple Headline {i}",
-             "Stock_symbol": "AAPL", "Url": f"https://www.{'benzinga' if i % 2 else 'other'}.com/{i}",
-             "Publisher": "x", "Article": "body"} for i in range(10)]
+    rows = [
+        {
+            "Date": f"2019-0{i % 9 + 1}-01 10:00:00 UTC",
+            "Article_title": f"Apple Headline {i}",
+            "Stock_symbol": "AAPL",
+            "Url": f"https://www.{'benzinga' if i % 2 else 'other'}.com/{i}",
+            "Publisher": "x",
+            "Article": "body",
+        }
+        for i in range(10)
+    ]
     (tmp_path / "news.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    params = fetch_params(source="fnspid", columns={"text": "Article_title", "date": "Date"},
-                          keep_columns=["Stock_symbol"], filters=[{"column": "Url", "contains": "benzinga.com"}])
-    local = HfDataset(path=str(tmp_path), name=None, revision="no-pin-for-a-local-dir", data_files="news.jsonl",
-                      split="train")
-    frame, rows_read = read_hf_dataset(local, ["Article_title", "Date", "Stock_symbol", "Url"], params.filters,
-                                       batch_rows=3)
+    params = fetch_params(
+        source="fnspid",
+        columns={"text": "Article_title", "date": "Date"},
+        keep_columns=["Stock_symbol"],
+        filters=[{"column": "Url", "contains": "benzinga.com"}],
+    )
+    local = HfDataset(
+        path=str(tmp_path), name=None, revision="no-pin-for-a-local-dir", data_files="news.jsonl", split="train"
+    )
+    frame, rows_read = read_hf_dataset(
+        local, ["Article_title", "Date", "Stock_symbol", "Url"], params.filters, batch_rows=3
+    )
     # filtered while streaming: only the Benzinga rows are ever held, each with its place in the source
     assert rows_read == 10 and frame["__row"].to_list() == [f"row {i}" for i in range(1, 10, 2)]
     table, counts = normalise(frame, params, "fnspid", rows_read)
@@ -101,8 +126,17 @@ def test_a_date_is_read_only_when_the_whole_field_is_a_date(date):
         normalise(raw([("Apple Up", date)]), PARAMS, "f")
 
 
-@pytest.mark.parametrize("date", ["2015-01-05", "2015-01-05 10:00", "2015-01-05 10:00:00 UTC", "2015-01-05T10:00:00Z",
-                                  "2015-01-05 10:00:00-04:00", " 2015-01-05 "])
+@pytest.mark.parametrize(
+    "date",
+    [
+        "2015-01-05",
+        "2015-01-05 10:00",
+        "2015-01-05 10:00:00 UTC",
+        "2015-01-05T10:00:00Z",
+        "2015-01-05 10:00:00-04:00",
+        " 2015-01-05 ",
+    ],
+)
 def test_whole_field_date_formats_are_accepted(date):
     assert normalise(raw([("Apple Up", date)]), PARAMS, "f")[0]["date"].cast(str).to_list() == ["2015-01-05"]
 
@@ -125,8 +159,11 @@ def test_jsonl_syntax_and_utf8_errors_name_their_line(tmp_path):
 
 
 def test_a_filter_on_a_column_the_source_lacks_names_the_file_and_the_key(tmp_path):
-    params = fetch_params(source="mine", columns={"text": "title", "date": "published"},
-                          filters=[{"column": "Url", "contains": "benzinga.com"}])
+    params = fetch_params(
+        source="mine",
+        columns={"text": "title", "date": "published"},
+        filters=[{"column": "Url", "contains": "benzinga.com"}],
+    )
     with pytest.raises(SystemExit, match=r"f.csv: missing column\(s\) \['Url'\].*filters"):
         normalise(raw([("Apple Up", "2015-03-01")]), params, "f.csv")
 

@@ -1,4 +1,5 @@
 """The llm_label stage as users run it (a subprocess in a project directory) against a real local server."""
+
 import datetime as dt
 import json
 import os
@@ -14,15 +15,15 @@ import polars as pl
 import pytest
 import yaml
 
-from stages.common.answer_cache import AnswerCache
-from stages.common.params import load_params
-from stages.common.stage_params import Endpoint, LlmLabelParams
-from stages.common.schema import HEADLINE_COLUMNS
 from stages import llm_label
-from stages.common import teacher_labels
-from stages.common.spans import locate
-from stages.common.teacher_endpoint import endpoint_token
-from stages.common.teacher_labels import consensus_row
+from stages.core.params import load_params
+from stages.core.schema import HEADLINE_COLUMNS
+from stages.core.spans import locate
+from stages.core.stage_params import Endpoint, LlmLabelParams
+from stages.http.answer_cache import AnswerCache
+from stages.teacher import labels as teacher_labels
+from stages.teacher.endpoint import endpoint_token
+from stages.teacher.labels import consensus_row
 from tests.conftest import ROOT
 from tests.dvc_repo import LABELLED, repo, sh  # noqa: F401 (repo: fixture)
 
@@ -37,9 +38,15 @@ def fetched(n: int) -> pl.DataFrame:
     """n headlines as fetch writes them: the fixture's, then numbered variants of them."""
     rows = [FIXTURE[i % len(FIXTURE)] for i in range(n)]
     texts = [r["text"] + (f" #{i // len(FIXTURE)}" if i >= len(FIXTURE) else "") for i, r in enumerate(rows)]
-    return pl.DataFrame({"id": [f"h{i:03d}" for i in range(n)], "text": texts,
-                         "date": [dt.date.fromisoformat(r["date"]) for r in rows], "source": ["fixture"] * n},
-                        schema=HEADLINE_COLUMNS)
+    return pl.DataFrame(
+        {
+            "id": [f"h{i:03d}" for i in range(n)],
+            "text": texts,
+            "date": [dt.date.fromisoformat(r["date"]) for r in rows],
+            "source": ["fixture"] * n,
+        },
+        schema=HEADLINE_COLUMNS,
+    )
 
 
 def project(tmp_path: Path, server, **overrides) -> Path:
@@ -57,13 +64,27 @@ def project(tmp_path: Path, server, **overrides) -> Path:
 
 
 def label(directory: Path, *args: str, wait: bool = True, **popen):
-    command = [sys.executable, "-m", "stages.llm_label", "--headlines", "data/fetched/headlines.parquet",
-               "--cache-dir", "data/llm_cache", "--out", "data/labels/llm_labels.parquet",
-               "--metrics", "metrics/llm_label.json", "--concurrency-plot", "metrics/llm_label_concurrency.csv", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "stages.llm_label",
+        "--headlines",
+        "data/fetched/headlines.parquet",
+        "--cache-dir",
+        "data/llm_cache",
+        "--out",
+        "data/labels/llm_labels.parquet",
+        "--metrics",
+        "metrics/llm_label.json",
+        "--concurrency-plot",
+        "metrics/llm_label_concurrency.csv",
+        *args,
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if not wait:
-        return subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                **popen)
+        return subprocess.Popen(
+            command, cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen
+        )
     return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=300, **popen)
 
 
@@ -91,16 +112,27 @@ def test_plan_calls_nothing_and_counts_what_is_missing(tmp_path, fake_teacher):
 
 
 def test_added_headlines_ask_only_for_new_ones_and_metrics_account(tmp_path, fake_teacher):
-    directory = project(tmp_path, fake_teacher, cost={"usd_per_million_prompt_tokens": 1.0,
-                                                       "usd_per_million_completion_tokens": 2.0})
+    directory = project(
+        tmp_path, fake_teacher, cost={"usd_per_million_prompt_tokens": 1.0, "usd_per_million_completion_tokens": 2.0}
+    )
     assert label(directory).returncode == 0
     first = labels(directory)
     edit(directory, lambda section: section.update(limit=60))
     assert label(directory).returncode == 0
     assert sum(fake_teacher.requests.values()) == 60 and max(fake_teacher.requests.values()) == 1
     assert set(first["id"]) <= set(labels(directory)["id"])
-    assert labels(directory).columns == [*HEADLINE_COLUMNS, "valid", "error", "raw_answer", "finish_reason", "mentions",
-                                         "names", "teacher_spans", "hallucinated", "agreement"]
+    assert labels(directory).columns == [
+        *HEADLINE_COLUMNS,
+        "valid",
+        "error",
+        "raw_answer",
+        "finish_reason",
+        "mentions",
+        "names",
+        "teacher_spans",
+        "hallucinated",
+        "agreement",
+    ]
     metrics = json.loads((directory / "metrics/llm_label.json").read_text())
     assert metrics["headlines"] == 60 and metrics["answers"] == 60
     assert (metrics["prompt_tokens"], metrics["completion_tokens"]) == (6000, 1200)
@@ -125,8 +157,9 @@ def test_a_concurrency_change_with_nothing_to_ask_changes_no_metric(tmp_path, fa
 
 
 def test_a_remote_endpoint_without_its_token_fails_naming_the_variable():
-    remote = Endpoint(base_url="https://x.endpoints.huggingface.cloud", model="m", token_env="MY_TEACHER_TOKEN",
-                      response_format="tgi")
+    remote = Endpoint(
+        base_url="https://x.endpoints.huggingface.cloud", model="m", token_env="MY_TEACHER_TOKEN", response_format="tgi"
+    )
     with pytest.raises(SystemExit, match="MY_TEACHER_TOKEN"):
         endpoint_token(remote, {})
     assert endpoint_token(remote, {"MY_TEACHER_TOKEN": "t"}) == "t"
@@ -194,12 +227,15 @@ def test_consensus_keeps_spans_a_majority_agrees_on(monkeypatch):
     monkeypatch.setattr(teacher_labels, "locate", lambda *args: calls.append(args) or locate(*args))
 
     def answer(names):
-        return {"content": json.dumps({"companies": [{"mention": n, "name": n} for n in names]}),
-                "finish_reason": "stop"}
+        return {
+            "content": json.dumps({"companies": [{"mention": n, "name": n} for n in names]}),
+            "finish_reason": "stop",
+        }
 
     text = "Apple And Tesla Rally As Visa Slips"
-    row = consensus_row(text, [answer(["Apple", "Tesla"]), answer(["Apple", "Nvidia"]), answer(["Apple", "Visa"])],
-                        None, "all")
+    row = consensus_row(
+        text, [answer(["Apple", "Tesla"]), answer(["Apple", "Nvidia"]), answer(["Apple", "Visa"])], None, "all"
+    )
     assert [s["text"] for s in row["teacher_spans"]] == ["Apple"]
     assert (row["mentions"], row["names"]) == (["Apple"], ["Apple"])
     assert row["hallucinated"] == ["Nvidia"] and row["agreement"] == pytest.approx(1 / 3) and row["valid"]
@@ -217,10 +253,11 @@ def test_bad_params_stop_the_stage_before_any_request(tmp_path, fake_teacher):
     run = label(directory)
     assert run.returncode == 1 and sum(fake_teacher.requests.values()) == 0
     problems = run.stderr.strip().splitlines()[-3:]
-    assert problems == ["params.yaml: llm_label.concurrency: missing (params.yaml must set it)",
-                        "params.yaml: llm_label.occurrences: 'firts' is not allowed: Input should be 'all' or 'first'",
-                        "params.yaml: llm_label.concurency: unknown key (a typo? allowed keys are the ones in the "
-                        "shipped params.yaml)"], problems
+    assert problems == [
+        "params.yaml: llm_label.concurrency: missing (params.yaml must set it)",
+        "params.yaml: llm_label.occurrences: 'firts' is not allowed: Input should be 'all' or 'first'",
+        "params.yaml: llm_label.concurency: unknown key (a typo? allowed keys are the ones in the shipped params.yaml)",
+    ], problems
     assert not (directory / "data/labels").exists()
 
 
@@ -233,9 +270,12 @@ def test_a_full_disk_stops_the_stage_with_one_line_and_every_answer_written_is_k
 
     run = label(directory, preexec_fn=small_disk)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
-    assert re.fullmatch(r"llm_label: cannot write the answer cache: \[Errno \d+\] File too large: '\S+answers-\S+"
-                        r"\.jsonl'; every answer received before it is cached, so once that is fixed `dvc repro` "
-                        r"asks only for the rest", run.stderr.strip().splitlines()[-1])
+    assert re.fullmatch(
+        r"llm_label: cannot write the answer cache: \[Errno \d+\] File too large: '\S+answers-\S+"
+        r"\.jsonl'; every answer received before it is cached, so once that is fixed `dvc repro` "
+        r"asks only for the rest",
+        run.stderr.strip().splitlines()[-1],
+    )
     cached, asked = cached_lines(directory), sum(fake_teacher.requests.values())
     assert 0 < cached < 40 and asked <= cached + 4  # it stopped asking: only the 4 in flight found no room
     assert AnswerCache(directory / "data/llm_cache").skipped == 0  # no line was left half written
@@ -256,7 +296,8 @@ def test_an_old_cache_is_reused_and_a_param_no_request_carries_asks_nothing(tmp_
     for shard in shards:
         shard.unlink()
     (directory / "data/llm_cache/answers-00000.jsonl").write_text(
-        "".join(json.dumps({**line, "key": legacy[line["key"]]}) + "\n" for line in lines))
+        "".join(json.dumps({**line, "key": legacy[line["key"]]}) + "\n" for line in lines)
+    )
 
     assert label(directory).returncode == 0
     assert sum(fake_teacher.requests.values()) == 40
@@ -284,16 +325,17 @@ def test_plan_runs_on_a_fresh_clone_the_way_the_readme_runs_it(repo, fake_teache
     assert "dvc repro fetch" in dry and "python -m stages.llm_label --plan" in dry
     sh(repo, "dvc", "repro", "fetch")
     output = sh(repo, "python", "-m", "stages.llm_label", "--plan")
-    plan = json.loads(output[output.index("{"):output.rindex("}") + 1])
+    plan = json.loads(output[output.index("{") : output.rindex("}") + 1])
     assert plan["requests_to_make"] == LABELLED and plan["estimated_prompt_tokens"] > 0
     assert plan["estimated_minutes"] > 0 and "estimated_cost_usd" in plan
     assert sum(fake_teacher.requests.values()) == 0 and not (repo / "data/labels/llm_labels.parquet").exists()
     run = subprocess.run([sys.executable, "-m", "stages.llm_label"], cwd=repo, capture_output=True, text=True)
-    assert run.returncode == 2 and "--headlines, --cache-dir, --out, --metrics, --concurrency-plot required" in run.stderr
+    assert (
+        run.returncode == 2 and "--headlines, --cache-dir, --out, --metrics, --concurrency-plot required" in run.stderr
+    )
 
 
-def test_batches_give_the_table_one_batch_gives_and_a_repeated_text_is_asked_once(tmp_path, fake_teacher,
-                                                                                  monkeypatch):
+def test_batches_give_the_table_one_batch_gives_and_a_repeated_text_is_asked_once(tmp_path, fake_teacher, monkeypatch):
     """The feed is read, asked and written BATCH_ROWS headlines at a time; a headline text that comes back in a later
     batch (another date) is asked once, and the plan counts it once."""
     directory = project(tmp_path, fake_teacher, limit=None)
@@ -301,8 +343,18 @@ def test_batches_give_the_table_one_batch_gives_and_a_repeated_text_is_asked_onc
     pl.concat([fetched(200), repeated]).sort("id").write_parquet(directory / "data/fetched/headlines.parquet")
     monkeypatch.chdir(directory)
     monkeypatch.setattr(llm_label, "BATCH_ROWS", 7)
-    command = ["--headlines", "data/fetched/headlines.parquet", "--cache-dir", "data/llm_cache", "--out", "b.parquet",
-               "--metrics", "b.json", "--concurrency-plot", "b.csv"]
+    command = [
+        "--headlines",
+        "data/fetched/headlines.parquet",
+        "--cache-dir",
+        "data/llm_cache",
+        "--out",
+        "b.parquet",
+        "--metrics",
+        "b.json",
+        "--concurrency-plot",
+        "b.csv",
+    ]
     params = load_params(LlmLabelParams)
     total, batches = llm_label.headline_batches(Path("data/fetched/headlines.parquet"), None, 0)
     with AnswerCache("data/llm_cache") as cache:

@@ -1,4 +1,5 @@
 """The DVC flows users rely on, on a scratch copy of the repo with a real local teacher server."""
+
 import json
 
 import pytest
@@ -54,7 +55,10 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
 
     # 5. a prompt edit reruns labelling (every headline asked again, once) and everything downstream
     prompt = repo / "data/prompts/company_ner.yaml"
-    prompt.write_text(prompt.read_text().replace(
-        "system: |\n", f"system: |\n  Count stock indices as companies too ({INDICES_MARKER}).\n", 1))
+    prompt.write_text(
+        prompt.read_text().replace(
+            "system: |\n", f"system: |\n  Count stock indices as companies too ({INDICES_MARKER}).\n", 1
+        )
+    )
     assert stages_run(sh(repo, "dvc", "repro")) == ALL_STAGES - {"fetch"}
     assert sum(fake_teacher.requests.values()) == 2 * LABELLED

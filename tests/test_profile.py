@@ -1,4 +1,5 @@
 """The switch from the demo to the case study: a profile written into params.yaml, comments kept, validated."""
+
 import shutil
 import subprocess
 import sys
@@ -11,8 +12,19 @@ ENDPOINT = "https://my-llama.endpoints.huggingface.cloud"
 
 
 def apply(params, *sets):
-    return subprocess.run([sys.executable, "scripts/apply_profile.py", "case_study", "--params", str(params),
-                           *(arg for s in sets for arg in ("--set", s))], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            "scripts/apply_profile.py",
+            "case_study",
+            "--params",
+            str(params),
+            *(arg for s in sets for arg in ("--set", s)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_the_case_study_profile_turns_the_demo_into_the_case_studys_run(tmp_path):
@@ -21,11 +33,16 @@ def test_the_case_study_profile_turns_the_demo_into_the_case_studys_run(tmp_path
     run = apply(params, f"llm_label.endpoint.base_url={ENDPOINT}")
     assert run.returncode == 0, run.stderr
     written = yaml.safe_load(params.read_text())
-    assert written["fetch"]["kind"] == "hf_dataset" and written["fetch"]["filters"] == [{"column": "Url", "contains": "benzinga.com"}]
+    assert written["fetch"]["kind"] == "hf_dataset" and written["fetch"]["filters"] == [
+        {"column": "Url", "contains": "benzinga.com"}
+    ]
     assert written["llm_label"]["endpoint"]["base_url"] == ENDPOINT and written["llm_label"]["limit"] is None
     assert written["llm_label"]["extractive"]["free_names"] is True
     assert written["cluster_sample"]["sample_size"] == 2714
-    assert (written["finetune_gliner"]["recipe"], written["finetune_spanmarker"]["recipe"]) == ("case_study", "hub_orgs")
+    assert (written["finetune_gliner"]["recipe"], written["finetune_spanmarker"]["recipe"]) == (
+        "case_study",
+        "hub_orgs",
+    )
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert written["split"] == shipped["split"] and written["evaluate"] == shipped["evaluate"]  # the rest stays
     assert "# One section per stage" in params.read_text()  # and so do the comments

@@ -1,18 +1,23 @@
 """The real-headline run's pure parts: which headlines it takes, the dates it gives them, capitalised and company-only scoring."""
+
 import datetime as dt
 import sys
 
 import yaml
 
-from stages.common.stage_params import Bootstrap, SplitParams
+from stages.core.stage_params import Bootstrap, SplitParams
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import real_headlines  # noqa: E402
 
-RANGES = SplitParams(ranges={"train": {"start": "2010-01-01", "end": "2010-01-03"},
-                             "valid": {"start": "2017-01-01", "end": "2018-12-31"},
-                             "test": {"start": "2019-01-01", "end": "2020-12-31"}})
+RANGES = SplitParams(
+    ranges={
+        "train": {"start": "2010-01-01", "end": "2010-01-03"},
+        "valid": {"start": "2017-01-01", "end": "2018-12-31"},
+        "test": {"start": "2019-01-01", "end": "2020-12-31"},
+    }
+)
 
 
 def rows(n: int) -> list[dict]:

@@ -1,4 +1,5 @@
 """The embedded sample is what users see first: check it covers what the issue promised."""
+
 import csv
 import json
 import re
@@ -24,7 +25,7 @@ def test_sample_csv_matches_gold_and_spans_point_at_their_text(gold):
     assert 1400 <= len(rows) <= 1600
     for g in gold:
         for span in g["spans"]:
-            assert g["text"][span["start"]:span["end"]] == span["text"]
+            assert g["text"][span["start"] : span["end"]] == span["text"]
 
 
 def test_sample_covers_the_hard_cases(gold):
@@ -36,15 +37,17 @@ def test_sample_covers_the_hard_cases(gold):
     for index in ("Dow Jones", "S&P 500", "CAC 40"):
         assert index in all_text
     assert any(g["text"].isupper() for g in gold) and any(g["text"].islower() for g in gold)
-    assert any("'s" in g["text"][s["end"]:s["end"] + 2] for g in gold for s in g["spans"])
-    assert any(g["text"][s["start"] - 1:s["start"]] == "(" for g in gold for s in g["spans"] if s["start"])
+    assert any("'s" in g["text"][s["end"] : s["end"] + 2] for g in gold for s in g["spans"])
+    assert any(g["text"][s["start"] - 1 : s["start"]] == "(" for g in gold for s in g["spans"] if s["start"])
     assert any(s["text"] in ("Target", "Gap", "Visa", "Square", "Snap") for g in gold for s in g["spans"])
     assert not any(re.fullmatch(r"Dow Jones|S&P 500|CAC 40", s["text"]) for g in gold for s in g["spans"])
 
 
 def test_generator_reproduces_the_committed_files(tmp_path):
-    code = ("import sys; sys.path.insert(0, 'scripts'); import make_sample_headlines as m; "
-            "import json; print(json.dumps(m.generate()))")
+    code = (
+        "import sys; sys.path.insert(0, 'scripts'); import make_sample_headlines as m; "
+        "import json; print(json.dumps(m.generate()))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     regenerated = json.loads(out)
     with open(ROOT / "data/sample/reviewer_labels.jsonl", encoding="utf-8") as f:

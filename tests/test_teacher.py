@@ -1,18 +1,19 @@
 """The teacher's request, answer cache and client, against a real local HTTP server that speaks the
 chat-completions protocol."""
+
 import asyncio
 import json
 
 import pytest
 
-from stages.common import answer_cache
-from stages.common.answer_cache import AnswerCache
-from stages.common.candidates import candidate_mentions
-from stages.common.stage_params import ConcurrencyRange
-from stages.common.spans import clean_mention, locate
-from stages.common.teacher_client import ClientSettings, ask_all
-from stages.common.teacher_request import RESPONSE_FORMATS, Extractive, Prompt, RequestSpec, parse_answer
-from stages.common.teacher_labels import label_row
+from stages.core.spans import clean_mention, locate
+from stages.core.stage_params import ConcurrencyRange
+from stages.http import answer_cache
+from stages.http.answer_cache import AnswerCache
+from stages.http.client import ClientSettings, ask_all
+from stages.teacher.candidates import candidate_mentions
+from stages.teacher.labels import label_row
+from stages.teacher.request import RESPONSE_FORMATS, Extractive, Prompt, RequestSpec, parse_answer
 from tests.conftest import ROOT
 
 PROMPT = Prompt.load(ROOT / "data/prompts/company_ner.yaml")
@@ -21,9 +22,14 @@ HEADLINES = [json.loads(line)["text"] for line in (ROOT / "tests/data/headlines.
 
 
 def spec(prompt=PROMPT, temperature=0.1, extractive=EXTRACTIVE, model_file_sha256=None):
-    return RequestSpec(model="fake", prompt=prompt, response_format="llama_cpp",
-                       generation={"temperature": temperature, "max_tokens": 512, "seed": 0},
-                       extractive=extractive, model_file_sha256=model_file_sha256)
+    return RequestSpec(
+        model="fake",
+        prompt=prompt,
+        response_format="llama_cpp",
+        generation={"temperature": temperature, "max_tokens": 512, "seed": 0},
+        extractive=extractive,
+        model_file_sha256=model_file_sha256,
+    )
 
 
 def answer(*pairs):
@@ -31,8 +37,14 @@ def answer(*pairs):
 
 
 def run(server, headlines, cache, concurrency=4, request_spec=None, timeout_s=10.0, max_attempts=5, **settings):
-    options = ClientSettings(base_url=server.url, concurrency=concurrency, timeout_s=timeout_s,
-                             max_attempts=max_attempts, backoff_s=0.05, **settings)
+    options = ClientSettings(
+        base_url=server.url,
+        concurrency=concurrency,
+        timeout_s=timeout_s,
+        max_attempts=max_attempts,
+        backoff_s=0.05,
+        **settings,
+    )
     return asyncio.run(ask_all([(request_spec or spec(), h) for h in headlines], cache, options))
 
 
@@ -42,8 +54,9 @@ def test_answers_are_cached_and_not_asked_twice(fake_teacher, tmp_path):
     assert failed == {} and stats.calls == 3 and sum(fake_teacher.requests.values()) == 3
     cache = AnswerCache(tmp_path)  # a new process sees every answer on disk
     answer = cache.get(spec().cache_key("Tesla Acquires Nokia"))
-    assert json.loads(answer["content"]) == {"companies": [{"mention": "Tesla", "name": "Tesla"},
-                                                           {"mention": "Nokia", "name": "Nokia"}]}
+    assert json.loads(answer["content"]) == {
+        "companies": [{"mention": "Tesla", "name": "Tesla"}, {"mention": "Nokia", "name": "Nokia"}]
+    }
     assert answer["concurrency"] == 4  # what this answer's latency is divided by when it is priced
     todo = [h for h in headlines + ["Visa Slips"] if spec().cache_key(h) not in cache]
     run(fake_teacher, todo, cache)
@@ -68,11 +81,14 @@ def test_request_carries_prompt_the_headlines_own_schema_and_a_bounded_length(fa
     assert len(longest) <= body["max_tokens"] <= 2 * len(longest)  # bounded by what the schema allows
 
 
-@pytest.mark.parametrize("backend, expected", [
-    ("llama_cpp", lambda s: {"type": "json_object", "schema": s}),
-    ("tgi", lambda s: {"type": "json", "value": s}),
-    ("openai", lambda s: {"type": "json_schema", "json_schema": {"name": "companies", "schema": s}}),
-])
+@pytest.mark.parametrize(
+    "backend, expected",
+    [
+        ("llama_cpp", lambda s: {"type": "json_object", "schema": s}),
+        ("tgi", lambda s: {"type": "json", "value": s}),
+        ("openai", lambda s: {"type": "json_schema", "json_schema": {"name": "companies", "schema": s}}),
+    ],
+)
 def test_each_backend_gets_the_per_headline_schema_its_own_way(backend, expected):
     request = RequestSpec(model="m", prompt=PROMPT, response_format=backend, generation={}, extractive=EXTRACTIVE)
     assert request.body("Apple Up")["response_format"] == expected(EXTRACTIVE.schema("Apple Up"))
@@ -89,28 +105,53 @@ def test_free_names_are_bounded_text():
 
 
 def test_candidates_are_cleaned_word_ngrams_that_cross_no_punctuation_or_function_word():
-    assert candidate_mentions("Earnings Preview: What To Expect From Bank of America (BAC)", 4) == \
-        ["Bank of America", "BAC"]  # "America" alone is a place
-    assert candidate_mentions("Apple's CEO Sells Shares; AAPL, TSLA And MSFT Slip 5%", 4) == \
-        ["Apple", "Sells", "AAPL", "TSLA", "MSFT", "MSFT Slip", "Slip"]
+    assert candidate_mentions("Earnings Preview: What To Expect From Bank of America (BAC)", 4) == [
+        "Bank of America",
+        "BAC",
+    ]  # "America" alone is a place
+    assert candidate_mentions("Apple's CEO Sells Shares; AAPL, TSLA And MSFT Slip 5%", 4) == [
+        "Apple",
+        "Sells",
+        "AAPL",
+        "TSLA",
+        "MSFT",
+        "MSFT Slip",
+        "Slip",
+    ]
     assert candidate_mentions("Johnson & Johnson Beats", 4) == ["Johnson", "Johnson & Johnson"]
     assert candidate_mentions("Gold Up 5% In 2019", 4) == ["Gold"]
     assert candidate_mentions("Up 5% In 2019", 4) == []
-    assert candidate_mentions("Advanced Micro Devices Corp Rallies", 2) == ["Advanced", "Advanced Micro", "Micro",
-                                                                          "Micro Devices", "Devices",
-                                                                          "Devices Corp", "Corp Rallies", "Rallies"]
+    assert candidate_mentions("Advanced Micro Devices Corp Rallies", 2) == [
+        "Advanced",
+        "Advanced Micro",
+        "Micro",
+        "Micro Devices",
+        "Devices",
+        "Devices Corp",
+        "Corp Rallies",
+        "Rallies",
+    ]
 
 
 def test_candidates_of_real_headlines_leave_out_lone_designators_quoted_people_places_and_lowercase_words():
     # a designator names no company alone, but ends one; before one a generic word is part of the name
-    assert candidate_mentions("Kotak Mahindra Bank Shares Up", 4) == ["Kotak", "Kotak Mahindra", "Kotak Mahindra Bank",
-                                                                        "Mahindra", "Mahindra Bank"]
+    assert candidate_mentions("Kotak Mahindra Bank Shares Up", 4) == [
+        "Kotak",
+        "Kotak Mahindra",
+        "Kotak Mahindra Bank",
+        "Mahindra",
+        "Mahindra Bank",
+    ]
     assert candidate_mentions("News Corp Falls", 4) == ["News Corp"]  # "falls" is a generic word
     # sentence case: a word without a capital is no name, a person quoted at the end is no company ...
     assert candidate_mentions("4200 is key level for Titan: Ashwani Gujral", 4) == ["Titan"]
     assert candidate_mentions("Promoter group sells stake in Infosys", 4) == ["Infosys"]
-    assert candidate_mentions("Optimistic on auto, auto ancillaries: Mayuresh Joshi, Angel Broking", 4) == \
-        ["Optimistic", "Angel", "Angel Broking", "Broking"]  # the person before the comma, not the brokerage
+    assert candidate_mentions("Optimistic on auto, auto ancillaries: Mayuresh Joshi, Angel Broking", 4) == [
+        "Optimistic",
+        "Angel",
+        "Angel Broking",
+        "Broking",
+    ]  # the person before the comma, not the brokerage
     assert candidate_mentions("Excellent valuations make BEL a buy: P Phani Sekhar", 4) == ["Excellent", "BEL"]
     # places are no companies, but start some
     assert candidate_mentions("Maharashtra set to get new plant", 4) == []
@@ -132,10 +173,14 @@ def test_every_candidate_aligns_to_exactly_itself():
 
 def test_prompt_generation_schema_or_weights_change_misses_the_cache():
     edited = Prompt(system=PROMPT.system + "\nBe brief.", examples=PROMPT.examples)
-    keys = {spec().cache_key("Apple Up"), spec(edited).cache_key("Apple Up"),
-            spec(temperature=0.7).cache_key("Apple Up"), spec(extractive=None).cache_key("Apple Up"),
-            spec(extractive=Extractive(4, 2, False, 40)).cache_key("Apple Up"),
-            spec(model_file_sha256="a" * 64).cache_key("Apple Up")}
+    keys = {
+        spec().cache_key("Apple Up"),
+        spec(edited).cache_key("Apple Up"),
+        spec(temperature=0.7).cache_key("Apple Up"),
+        spec(extractive=None).cache_key("Apple Up"),
+        spec(extractive=Extractive(4, 2, False, 40)).cache_key("Apple Up"),
+        spec(model_file_sha256="a" * 64).cache_key("Apple Up"),
+    }
     assert len(keys) == 6
     assert spec().cache_key("Apple Up") == spec().cache_key("Apple Up")
 
@@ -151,8 +196,7 @@ def test_retry_after_is_respected_and_errors_retried(fake_teacher, tmp_path):
 def test_failures_are_recorded_with_their_kind_not_raised(fake_teacher, tmp_path):
     fake_teacher.script = {"Apple Up": ["500"] * 5, "Tesla Down": ["slow", "slow"]}
     cache = AnswerCache(tmp_path)
-    stats, failed = run(fake_teacher, ["Apple Up", "Tesla Down", "Visa Up"], cache, max_attempts=2,
-                        timeout_s=1.0)
+    stats, failed = run(fake_teacher, ["Apple Up", "Tesla Down", "Visa Up"], cache, max_attempts=2, timeout_s=1.0)
     assert failed == {"Apple Up": "http_500", "Tesla Down": "timeout"}
     assert stats.failures == {"http_500": 1, "timeout": 1}
     assert spec().cache_key("Visa Up") in cache and spec().cache_key("Apple Up") not in cache
@@ -174,13 +218,20 @@ def test_invalid_and_truncated_answers_are_kept_and_flagged(fake_teacher, tmp_pa
 
 def test_pairs_keep_mentions_and_names_aligned_and_flag_hallucinations():
     content = answer(("Apple", "Apple Inc."), ("AAPL", "Apple Inc."), ("Apple", "Apple Computer"), ("Nvidia", "Nvidia"))
-    assert parse_answer(content) == {"valid": True, "error": None, "mentions": ["Apple", "AAPL", "Nvidia"],
-                                     "names": ["Apple Inc.", "Apple Inc.", "Nvidia"]}
+    assert parse_answer(content) == {
+        "valid": True,
+        "error": None,
+        "mentions": ["Apple", "AAPL", "Nvidia"],
+        "names": ["Apple Inc.", "Apple Inc.", "Nvidia"],
+    }
     row = label_row("Apple (AAPL) Rallies", {"content": content, "finish_reason": "stop"}, None, "all")
     assert row["valid"] and (row["mentions"], row["names"]) == (["Apple", "AAPL"], ["Apple Inc.", "Apple Inc."])
     assert [s["text"] for s in row["teacher_spans"]] == ["Apple", "AAPL"] and row["hallucinated"] == ["Nvidia"]
-    for wrong in ('{"mentions": ["Apple"], "names": ["Apple"]}', '{"companies": [{"mention": "Apple"}]}',
-                  '{"companies": "Apple"}'):
+    for wrong in (
+        '{"mentions": ["Apple"], "names": ["Apple"]}',
+        '{"companies": [{"mention": "Apple"}]}',
+        '{"companies": "Apple"}',
+    ):
         assert parse_answer(wrong)["valid"] is False
 
 
@@ -215,8 +266,9 @@ def test_capacity_dropping_mid_run_is_followed_and_nothing_is_lost_or_asked_twic
     fake_teacher.capacity = lambda answered: 8 if answered < 150 else 2  # half the replicas go away
     headlines = [f"Apple Headline Number {i}" for i in range(300)]
     cache = AnswerCache(tmp_path)
-    stats, failed = run(fake_teacher, headlines, cache, concurrency=ConcurrencyRange(min=1, start=8, max=16),
-                        max_attempts=20)
+    stats, failed = run(
+        fake_teacher, headlines, cache, concurrency=ConcurrencyRange(min=1, start=8, max=16), max_attempts=20
+    )
     assert failed == {} and all(spec().cache_key(h) in cache for h in headlines)
     assert set(fake_teacher.answered.values()) == {1} and len(fake_teacher.answered) == 300
     assert fake_teacher.rejected > 0 and stats.limit_summary["final"] <= 3, stats.limit_summary

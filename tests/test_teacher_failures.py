@@ -1,5 +1,6 @@
 """The teacher's failure paths (issue 19): malformed replies, odd answers and old caches, a full disk, shard
 names, unreadable cache lines, the token. Nothing paid for is lost and nothing ends a run but a full disk."""
+
 import asyncio
 import errno
 import json
@@ -13,23 +14,31 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from stages.common import answer_cache
-from stages.common.answer_cache import AnswerCache, CacheWriteError
-from stages.common.teacher_client import ClientSettings, ask_all
-from stages.common.teacher_request import Extractive, Prompt, RequestSpec
-from stages.common.teacher_usage import usage_totals
-from stages.common.teacher_endpoint import describe_failures
-from stages.common.teacher_labels import label_row, label_table
+from stages.http import answer_cache
+from stages.http.answer_cache import AnswerCache, CacheWriteError
+from stages.http.client import ClientSettings, ask_all
 from stages.llm_label import missing_answers
+from stages.teacher.endpoint import describe_failures
+from stages.teacher.labels import label_row, label_table
+from stages.teacher.request import Extractive, Prompt, RequestSpec
+from stages.teacher.usage import usage_totals
 from tests.dvc_repo import edit_params, repo, sh, stages_run  # noqa: F401 (repo: fixture)
 from tests.test_teacher import run, spec
 
 # behaviour -> how its headline ends: an invalid answer cached with this error, or a failure of this kind
-INVALID = {"message_null": "no_content: message is null, not an object",
-           "content_list": 'no_content: content is [{"type":"text","text":"Apple"}], not text',
-           "content_number": "no_content: content is 42, not text"}
-FAILED = {"not_utf8": "bad_response", "no_choices": "bad_response", "empty_choices": "bad_response",
-          "choices_not_list": "bad_response", "bad_body": "bad_response", "not_utf8_500": "http_500"}
+INVALID = {
+    "message_null": "no_content: message is null, not an object",
+    "content_list": 'no_content: content is [{"type":"text","text":"Apple"}], not text',
+    "content_number": "no_content: content is 42, not text",
+}
+FAILED = {
+    "not_utf8": "bad_response",
+    "no_choices": "bad_response",
+    "empty_choices": "bad_response",
+    "choices_not_list": "bad_response",
+    "bad_body": "bad_response",
+    "not_utf8_500": "http_500",
+}
 
 
 def test_a_malformed_reply_is_an_invalid_answer_or_a_retried_failure_and_ends_nothing(fake_teacher, tmp_path):
@@ -62,18 +71,23 @@ def test_a_malformed_reply_is_an_invalid_answer_or_a_retried_failure_and_ends_no
 def test_odd_answers_in_an_old_cache_are_read_not_crashed_on(tmp_path):
     """Lines today's code would never write, but older code or a hand edit did: each reads as an answer."""
     key = spec().cache_key
-    lines = [{"key": key("Apple Up"), "content": ["Apple"], "usage": {"prompt_tokens": None}},
-             {"key": key("Tesla Up"), "content": 7, "usage": None, "latency_s": None, "concurrency": 0},
-             {"key": key("Visa Up"), "finish_reason": 3, "usage": {"prompt_tokens": "many", "completion_tokens": 2}},
-             {"key": key("Nokia Up"), "content": '{"companies": []}', "error": None, "attempts": None}]
+    lines = [
+        {"key": key("Apple Up"), "content": ["Apple"], "usage": {"prompt_tokens": None}},
+        {"key": key("Tesla Up"), "content": 7, "usage": None, "latency_s": None, "concurrency": 0},
+        {"key": key("Visa Up"), "finish_reason": 3, "usage": {"prompt_tokens": "many", "completion_tokens": 2}},
+        {"key": key("Nokia Up"), "content": '{"companies": []}', "error": None, "attempts": None},
+    ]
     (tmp_path / "answers-00000.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     headlines = pl.DataFrame({"id": ["a", "t", "v", "n"], "text": ["Apple Up", "Tesla Up", "Visa Up", "Nokia Up"]})
     with AnswerCache(tmp_path) as cache:
         table = label_table(headlines, [spec()], cache, {}, "all")
         totals = usage_totals(cache.answers())
     assert table["valid"].to_list() == [False, False, False, True]
-    assert table["error"].to_list()[:3] == ['no_content: content is ["Apple"], not text',
-                                            "no_content: content is 7, not text", "no_content: content is null, not text"]
+    assert table["error"].to_list()[:3] == [
+        'no_content: content is ["Apple"], not text',
+        "no_content: content is 7, not text",
+        "no_content: content is null, not text",
+    ]
     assert table["raw_answer"].to_list() == ['["Apple"]', "7", "null", '{"companies": []}']
     assert table["finish_reason"].to_list() == [None] * 4
     assert (totals["prompt_tokens"], totals["completion_tokens"], totals["retries"]) == (0, 2, 0)
@@ -82,15 +96,23 @@ def test_odd_answers_in_an_old_cache_are_read_not_crashed_on(tmp_path):
 def test_a_cache_written_before_the_key_change_is_found_and_refiled(tmp_path):
     # Keys computed by the code before issue 19 (commit e2f6d38) for this spec and headline: answers cached
     # under them are paid for, so they must be found without asking.
-    prompt = Prompt(system="Name the companies.",
-                    examples=(("Apple Up", '{"companies": [{"mention": "Apple", "name": "Apple"}]}'),))
-    old_keys = {Extractive(4, 4, False, 40): "4389d07bed1a71f9759ff49e1919c12a2f8b4ec16b228b186faaba1fbbabf787",
-                None: "a083621fde185aa79800318fe905ef3fa30859b9bd5dc962f285164fb12d5917"}
+    prompt = Prompt(
+        system="Name the companies.", examples=(("Apple Up", '{"companies": [{"mention": "Apple", "name": "Apple"}]}'),)
+    )
+    old_keys = {
+        Extractive(4, 4, False, 40): "4389d07bed1a71f9759ff49e1919c12a2f8b4ec16b228b186faaba1fbbabf787",
+        None: "a083621fde185aa79800318fe905ef3fa30859b9bd5dc962f285164fb12d5917",
+    }
     headline = "Tesla (TSLA) Beats Estimates"
     for extractive, old_key in old_keys.items():
-        request = RequestSpec(model="m", prompt=prompt, response_format="llama_cpp",
-                              generation={"temperature": 0.1, "max_tokens": 512, "seed": 0}, extractive=extractive,
-                              model_file_sha256="ab" * 32)
+        request = RequestSpec(
+            model="m",
+            prompt=prompt,
+            response_format="llama_cpp",
+            generation={"temperature": 0.1, "max_tokens": 512, "seed": 0},
+            extractive=extractive,
+            model_file_sha256="ab" * 32,
+        )
         assert request.legacy_cache_key(headline) == old_key and request.cache_key(headline) != old_key
         directory = tmp_path / str(extractive is None)
         with AnswerCache(directory) as cache:
@@ -106,13 +128,17 @@ def test_a_cache_written_before_the_key_change_is_found_and_refiled(tmp_path):
 
 def test_the_key_covers_what_reaches_the_endpoint_only():
     def keyed(max_tokens, extractive=Extractive(4, 4, False, 40)):
-        request = RequestSpec(model="m", prompt=Prompt(system="s", examples=()), response_format="llama_cpp",
-                              generation={"temperature": 0.1, "max_tokens": max_tokens, "seed": 0},
-                              extractive=extractive)
+        request = RequestSpec(
+            model="m",
+            prompt=Prompt(system="s", examples=()),
+            response_format="llama_cpp",
+            generation={"temperature": 0.1, "max_tokens": max_tokens, "seed": 0},
+            extractive=extractive,
+        )
         return request.body("Apple Up"), request.cache_key("Apple Up")
 
     assert keyed(512)[0] == keyed(256)[0] and keyed(512)[1] == keyed(256)[1]  # the schema sets max_tokens
-    assert keyed(512, None)[1] != keyed(256, None)[1]                          # here max_tokens is sent
+    assert keyed(512, None)[1] != keyed(256, None)[1]  # here max_tokens is sent
 
 
 def test_a_failed_write_stops_the_run_after_the_answers_in_flight_are_cached(fake_teacher, tmp_path, monkeypatch):
@@ -143,7 +169,7 @@ def test_a_full_disk_leaves_whole_lines_and_names_the_shard(tmp_path, monkeypatc
     def write(fd, data):  # a disk with 300 bytes free: a short write, then ENOSPC
         if room[0] <= 0:
             raise OSError(errno.ENOSPC, "No space left on device")
-        written = real_write(fd, bytes(data[:room[0]]))
+        written = real_write(fd, bytes(data[: room[0]]))
         room[0] -= written
         return written
 
@@ -182,7 +208,8 @@ def test_shard_names_are_unique_sorted_by_arrival_and_never_appended_to(tmp_path
 def test_unreadable_lines_are_counted_with_the_first_one_named_and_a_bom_is_read(tmp_path):
     (tmp_path / "answers-00000.jsonl").write_bytes(
         b"\xef\xbb\xbf" + b'{"key": "a", "content": "{}"}\n{"key": "b", "con\n\n["not", "an", "answer"]\n'
-        b'{"key": "c", "content": "{}"}\n{"key": 5}\n')
+        b'{"key": "c", "content": "{}"}\n{"key": 5}\n'
+    )
     (tmp_path / "answers-00001.jsonl").write_bytes(b'{"key": "d", "content": "{}"}\n{"key": "e", "cont')
     cache = AnswerCache(tmp_path)
     assert [a["key"] for a in cache.answers()] == ["a", "c", "d"]
@@ -191,8 +218,9 @@ def test_unreadable_lines_are_counted_with_the_first_one_named_and_a_bom_is_read
 
 
 def test_the_token_is_in_the_authorization_header_only(fake_teacher, tmp_path):
-    settings = ClientSettings(base_url=fake_teacher.url, concurrency=1, timeout_s=5, max_attempts=1,
-                              token="sk-secret-123")
+    settings = ClientSettings(
+        base_url=fake_teacher.url, concurrency=1, timeout_s=5, max_attempts=1, token="sk-secret-123"
+    )
     assert "sk-secret-123" not in repr(settings) and "sk-secret-123" not in str(settings)
     asyncio.run(ask_all([(spec(), "Apple Up")], AnswerCache(tmp_path), settings))
     assert fake_teacher.headers[0]["Authorization"] == "Bearer sk-secret-123"
@@ -212,8 +240,14 @@ def test_dvc_repro_against_an_endpoint_sending_every_malformed_reply(repo, fake_
 
     edit_params(repo, lambda params: params["llm_label"].update(max_attempts=2))
     fake_teacher.plan = lambda headline: [kind(headline)] * (2 if kind(headline) in FAILED else 1)
-    first = subprocess.run(["dvc", "repro", "llm_label"], cwd=repo, capture_output=True, text=True, timeout=600,
-                           env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
+    first = subprocess.run(
+        ["dvc", "repro", "llm_label"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"),
+    )
     table = pl.read_parquet(repo / "data/labels/llm_labels.parquet")
     by_kind = {text: kind(text) for text in table["text"]}
     failing = sorted(text for text, k in by_kind.items() if k in FAILED)

@@ -1,5 +1,6 @@
 """A user's own headlines with the demo's label file still in params (issue 20): the file's labels of headlines
 this run does not have are counted, never an error, and the labelled headlines the run has join the sample."""
+
 import json
 
 import polars as pl
@@ -26,8 +27,9 @@ def test_a_users_own_csv_runs_with_the_demo_label_file_still_in_params(repo):
         params["cluster_sample"].update(sample_size=5)
 
     edit_params(repo, own_data)
-    assert {"fetch", "llm_label", "cluster_sample", "split", "argilla_review"} <= \
-        stages_run(sh(repo, "dvc", "repro", "argilla_review"))
+    assert {"fetch", "llm_label", "cluster_sample", "split", "argilla_review"} <= stages_run(
+        sh(repo, "dvc", "repro", "argilla_review")
+    )
     sample = pl.read_parquet(repo / "data/sampled/sample.parquet")
     joined = sample.filter(pl.col("text").is_in([h["text"] for h in shared]))
     assert joined.height == 3 and sample.height <= 5 + 3
@@ -36,6 +38,8 @@ def test_a_users_own_csv_runs_with_the_demo_label_file_still_in_params(repo):
     review = json.loads((repo / "metrics/review.json").read_text())["label_files"]
     assert review["labels_not_in_run"] == len(demo) - 3 and review["fetched_not_in_sample"] == 0
     assert review["first_not_in_run"][0] == f"{DEMO_LABELS.relative_to(ROOT)}:2"
-    human = sum(json.loads((repo / "metrics/review.json").read_text())[s]["human_from_files"]
-                for s in ("train", "valid", "test"))
+    human = sum(
+        json.loads((repo / "metrics/review.json").read_text())[s]["human_from_files"]
+        for s in ("train", "valid", "test")
+    )
     assert human == 3  # the three shared headlines train and score on their human labels

@@ -1,0 +1,71 @@
+"""The label columns of a reviewed table and what counts as a human label, written once.
+
+From llm_label on, a table carries the teacher's character spans in `teacher_spans` (with `valid`: the teacher
+answered in form). argilla_review keeps them and adds the label a record trains and is scored on:
+`label_spans`, with `label_source` saying whose it is (human | llm | none: no usable label), `reviewed`,
+`discarded` and `human_origin` (argilla | file). Stages and scripts read labels through the records below:
+{id, text, spans, label_source}, where `spans` is the one label that record stands for.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+
+from stages.core.schema import seeded_rank
+
+HUMAN, LLM, NONE = "human", "llm", "none"  # the values of label_source
+LABEL_COLUMNS = ["label_source", "label_spans", "teacher_spans", "valid"]  # what labelled_records reads
+HUMAN_LABELLED = pl.col("label_source") == HUMAN
+
+
+def is_human(record: dict) -> bool:
+    return record["label_source"] == HUMAN
+
+
+def human_records(records: list[dict]) -> list[dict]:
+    return [r for r in records if is_human(r)]
+
+
+def labelled_records(frame: pl.DataFrame, labels: Literal["reviewed", "teacher"] = "reviewed") -> list[dict]:
+    """Records with a usable label, sorted by id for a fixed order.
+
+    labels="reviewed": the label argilla_review chose (human where there is one, else the teacher's);
+    labels="teacher": the teacher's label of every validly answered headline (what the weak-vs-human
+    comparison trains on), so its label_source is llm whoever reviewed the headline.
+    """
+    if labels == "reviewed":
+        usable, column = frame.filter(pl.col("label_source") != NONE), "label_spans"
+    else:
+        usable, column = frame.filter(pl.col("valid")), "teacher_spans"
+    return [
+        {
+            "id": r["id"],
+            "text": r["text"],
+            "spans": r[column] or [],
+            "label_source": r["label_source"] if labels == "reviewed" else LLM,
+        }
+        for r in usable.sort("id").iter_rows(named=True)
+    ]
+
+
+def human_or_all(records: list[dict]) -> list[dict]:
+    """The human-labelled records when there are any, else all: the teacher's labels must not pick the best
+    epoch (or grade a model) when humans have labelled something."""
+    return human_records(records) or records
+
+
+def unreviewed_rule(records: list[dict], rule: Literal["keep", "drop"]) -> list[dict]:
+    """How headlines no human labelled enter training: with the teacher's labels (keep) or not at all (drop).
+    Weak labels can cost more than they add when the teacher is weak, so this is a choice, not a default.
+    (A loss weight below 1 is not offered: neither library's trainer takes per-example weights cleanly.)"""
+    return records if rule == "keep" else human_records(records)
+
+
+def seeded_subset(records: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """The first `limit` records in a seeded order (nested: a smaller limit is a subset of a larger one)."""
+    if not limit or limit >= len(records):
+        return records
+    ranked = sorted(records, key=lambda r: seeded_rank(seed, r["id"]))
+    return sorted(ranked[:limit], key=lambda r: r["id"])

@@ -1,0 +1,159 @@
+"""A student behind Hugging Face Inference Endpoints' custom-handler contract, so existing clients work unchanged.
+
+`EndpointHandler(path)` loads the student saved or exported in `path` with the student's own `load` (the predict
+`evaluate` scores); `handler({"inputs": str | [str, ...], "parameters": {...}})` returns the token-classification
+output: for a string, a list of `{"entity_group", "score", "word", "start", "end"}` (character offsets); for a
+list, one such list per string. Parameters (all optional): `threshold` keeps entities scoring at least it (the
+model decodes at its own threshold, so a lower one finds nothing more), `ignore_labels` drops those labels,
+`batch_size` is the model's batch. A bad body raises BadRequest (a ValueError) with the HTTP status it deserves.
+
+An exported folder carries this module and the code it imports, with a `handler.py` that imports it
+(stages/students/runtime.py), so Inference Endpoints runs it with no checkout of this repository;
+scripts/serve.py serves the same handler locally.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.students.settings import read_settings
+
+MAX_TEXTS = 64  # texts in one request: more is refused (413), so one client cannot hold the model for long
+MAX_CHARS = 2000  # characters in one text (a headline has ~80; GLiNER reads at most 128 tokens anyway)
+PARAMETERS = ("batch_size", "ignore_labels", "threshold")
+
+
+class BadRequest(ValueError):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Request:
+    texts: list[str]
+    single: bool  # inputs was one string: the answer is one list of entities, not a list of them
+    threshold: float | None = None
+    ignore_labels: tuple[str, ...] = ()
+    batch_size: int = 32
+
+    @property
+    def options(self) -> tuple:
+        """What must be equal for two requests to share one model call."""
+        return self.threshold, self.ignore_labels, self.batch_size
+
+
+def _number(parameters: dict, key: str, kind: type, low: float, high: float):
+    value = parameters[key]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float) if kind is float else int)
+        or not low <= value <= high
+    ):
+        raise BadRequest(
+            f"parameters.{key} must be {'a number' if kind is float else 'an integer'} from {low} to "
+            f"{high}; got {value!r}"
+        )
+    return kind(value)
+
+
+def parse_request(data, max_texts: int = MAX_TEXTS, max_chars: int = MAX_CHARS) -> Request:
+    """The request in an Inference Endpoints body, checked; BadRequest names what is wrong. Empty strings are
+    allowed (no entities); an empty list gives an empty list."""
+    if not isinstance(data, dict):
+        raise BadRequest(
+            f'the body must be a JSON object {{"inputs": "..." or ["...", ...], "parameters": {{...}}}}; '
+            f"got {type(data).__name__}"
+        )
+    if "inputs" not in data:
+        raise BadRequest('missing "inputs": a string or a list of strings')
+    inputs = data["inputs"]
+    single = isinstance(inputs, str)
+    texts = [inputs] if single else inputs
+    if not isinstance(texts, list):
+        raise BadRequest(f'"inputs" must be a string or a list of strings; got {type(inputs).__name__}')
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise BadRequest(f'"inputs"[{i}] must be a string; got {type(text).__name__}')
+        if len(text) > max_chars:
+            raise BadRequest(f'"inputs"[{i}] has {len(text)} characters; at most {max_chars} are served', 413)
+    if len(texts) > max_texts:
+        raise BadRequest(
+            f'"inputs" has {len(texts)} texts; at most {max_texts} per request (send several requests)', 413
+        )
+    parameters = {} if data.get("parameters") is None else data["parameters"]
+    if not isinstance(parameters, dict):
+        raise BadRequest(f'"parameters" must be an object; got {type(parameters).__name__}')
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        raise BadRequest(f"unknown parameter(s) {unknown}; allowed: {list(PARAMETERS)}")
+    request = {"texts": texts, "single": single}
+    if parameters.get("threshold") is not None:
+        request["threshold"] = _number(parameters, "threshold", float, 0, 1)
+    if parameters.get("batch_size") is not None:
+        request["batch_size"] = _number(parameters, "batch_size", int, 1, 256)
+    labels = parameters.get("ignore_labels")
+    if labels is not None:
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise BadRequest(f"parameters.ignore_labels must be a list of strings; got {labels!r}")
+        request["ignore_labels"] = tuple(sorted(set(labels)))
+    return Request(**request)
+
+
+def entities(text: str, spans: list[dict], label: str, request: Request) -> list[dict]:
+    """A student's spans in the token-classification output shape, filtered by the request's parameters."""
+    if label in request.ignore_labels:
+        return []
+    return [
+        {
+            "entity_group": label,
+            "score": float(s["score"]),
+            "word": text[s["start"] : s["end"]],
+            "start": s["start"],
+            "end": s["end"],
+        }
+        for s in spans
+        if request.threshold is None or s["score"] >= request.threshold
+    ]
+
+
+class EndpointHandler:
+    """What Inference Endpoints instantiates once per replica and calls per request (see the module docstring).
+
+    `student_module` names the stages.common module that loads the folder; exports record theirs in their predict
+    settings, a saved (fp32) model needs it given."""
+
+    def __init__(
+        self,
+        path: str | Path = "",
+        student_module: str | None = None,
+        max_texts: int = MAX_TEXTS,
+        max_chars: int = MAX_CHARS,
+    ):
+        model_dir = Path(path or ".")
+        settings = read_settings(model_dir)
+        student_module = student_module or settings.get("student_module")
+        if not student_module:
+            raise SystemExit(
+                f"{model_dir}: its predict settings name no student module (exports do); pass "
+                f"student_module, e.g. stages.students.gliner"
+            )
+        self.predict = importlib.import_module(student_module).load(model_dir)
+        self.label, self.max_texts, self.max_chars = settings["entity_label"], max_texts, max_chars
+
+    def __call__(self, data: dict) -> list:
+        request = parse_request(data, self.max_texts, self.max_chars)
+        found = self.run(request.texts, request.batch_size)
+        results = [entities(text, spans, self.label, request) for text, spans in zip(request.texts, found)]
+        return results[0] if request.single else results
+
+    def run(self, texts: list[str], batch_size: int = 32) -> list[list[dict]]:
+        """The student's spans (with scores) for each text; blank texts get none without asking the model."""
+        asked = [i for i, text in enumerate(texts) if text.strip()]
+        found = self.predict([texts[i] for i in asked], batch_size) if asked else []
+        spans: list[list[dict]] = [[] for _ in texts]
+        for i, predicted in zip(asked, found):
+            spans[i] = predicted
+        return spans

@@ -1,0 +1,125 @@
+"""How both students train: per-epoch validation F1 keeps the best checkpoint, on the device params choose."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from stages.core.io import log, replacing_dir
+from stages.core.metrics import entity_scores
+from stages.students.config import GlinerTraining, SpanMarkerTraining
+from stages.students.settings import write_settings
+
+Predictor = Callable[..., list[list[dict]]]  # predict(texts, batch_size=32) -> spans per text
+HISTORY_FIELDS = ["epoch", "train_loss", "valid_precision", "valid_recall", "valid_f1"]  # one row per epoch
+
+
+class BestByValidF1(TrainerCallback):
+    """After every epoch: entity F1 on the validation records; the best model so far is saved.
+
+    Stops early after `patience` epochs without improvement (0 disables early stopping).
+    """
+
+    def __init__(
+        self, predict: Predictor, save: Callable[[Path], None], valid: list[dict], staging: Path, patience: int = 0
+    ):
+        self.predict, self.save, self.valid, self.staging, self.patience = predict, save, valid, staging, patience
+        self.history: list[dict] = []
+        self.best_f1, self.best_epoch = -1.0, 0
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        epoch = round(state.epoch or len(self.history) + 1)
+        scores = entity_scores([r["spans"] for r in self.valid], self.predict([r["text"] for r in self.valid]))
+        self.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": None,
+                "valid_precision": scores["precision"],
+                "valid_recall": scores["recall"],
+                "valid_f1": scores["f1"],
+            }
+        )
+        log.info("epoch %d: valid P %.3f R %.3f F1 %.3f", epoch, scores["precision"], scores["recall"], scores["f1"])
+        if scores["f1"] > self.best_f1:
+            self.best_f1, self.best_epoch = scores["f1"], epoch
+            if self.staging.exists():
+                shutil.rmtree(self.staging)
+            self.save(self.staging)
+        elif self.patience and epoch - self.best_epoch >= self.patience:
+            log.info("early stop: no valid F1 gain for %d epochs", self.patience)
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # With logging_strategy="epoch" the epoch's mean loss is logged just after on_epoch_end.
+        if logs and "loss" in logs and self.history and self.history[-1]["train_loss"] is None:
+            self.history[-1]["train_loss"] = round(float(logs["loss"]), 4)
+
+
+def fit(
+    save_model: Callable[[Path], None],
+    make_trainer: Callable[[dict, list], object],
+    predict: Predictor,
+    settings: dict,
+    valid: list[dict],
+    out_dir: Path,
+    training: GlinerTraining | SpanMarkerTraining,
+) -> dict:
+    """Train with per-epoch validation; the best epoch's model (plus its predict settings) ends in out_dir.
+
+    make_trainer(args, callbacks) builds the library's trainer from the shared TrainingArguments kwargs;
+    save_model(directory) writes a self-contained, reloadable model.
+    """
+
+    def save(directory: Path) -> None:
+        save_model(directory)
+        write_settings(directory, settings)
+
+    with replacing_dir(out_dir) as staging, tempfile.TemporaryDirectory() as scratch:
+        best = BestByValidF1(predict, save, valid, staging, training.patience)
+        args = {
+            "output_dir": scratch,
+            "learning_rate": training.learning_rate,
+            "weight_decay": training.weight_decay,
+            "warmup_ratio": training.warmup_ratio,
+            "per_device_train_batch_size": training.batch_size,
+            "num_train_epochs": training.epochs,
+            "seed": training.seed,
+            "data_seed": training.seed,
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            "logging_strategy": "epoch",
+            "dataloader_num_workers": 0,
+            "report_to": "none",
+            **device_args(training.device),
+        }
+        run = make_trainer(args, [best]).train()
+        if not staging.exists():
+            raise SystemExit(f"no checkpoint was saved in {staging}: did training run at least one epoch?")
+    return {
+        "history": best.history,
+        "best_epoch": best.best_epoch,
+        "best_valid_f1": best.best_f1,
+        "train_steps_per_s": run.metrics.get("train_steps_per_second"),
+    }
+
+
+def device_args(choice: str) -> dict:
+    """TrainingArguments for `device: auto | cpu | cuda`: auto takes the GPU when torch sees one; on CUDA, bf16
+    mixed precision where the card has it (else fp16). A GPU run gives other, equally valid checkpoints."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if choice == "cuda" and not cuda:
+        raise SystemExit(
+            "params.yaml: device: 'cuda' is not allowed here: torch sees no GPU (install a CUDA build of "
+            "torch, or set device: auto / cpu)"
+        )
+    if choice == "cpu" or not cuda:
+        return {"use_cpu": True}
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"use_cpu": False, "bf16": bf16, "fp16": not bf16}
