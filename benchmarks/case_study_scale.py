@@ -11,7 +11,7 @@ client_share_of_wall: the fraction of llm_label's wall time in which the server 
 i.e. what our own side (reading, keys, labelling, writing, dvc) cost on top of the endpoint's time. "plan" is
 what `python -m stages.llm_label --plan` (make plan) said before the run: requests, tokens, minutes and USD at the
 profile's endpoint price and expected speed (nothing cached yet, so a rough guess).
-Prints one JSON line. Usage: python benchmarks/case_study_scale.py [--headlines 900000] [--sample-size 2714]
+Prints one JSON line. Usage: python -m benchmarks.case_study_scale [--headlines 900000] [--sample-size 2714]
 (the test suite runs it with --headlines 3000 --sample-size 100).
 """
 
@@ -33,10 +33,10 @@ from pathlib import Path
 import polars as pl
 from aiohttp import web
 
+from scripts.worktree import copy_worktree
+from stages.teacher.local_server import free_port, wait_until_up
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from scripts.worktree import copy_worktree  # noqa: E402
-from stages.teacher.local_server import free_port, wait_until_up  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"  # what the profile names and the server says it serves
 STAGES = ("fetch", "llm_label", "cluster_sample", "split")
@@ -206,14 +206,16 @@ def main() -> None:
     server = subprocess.Popen(
         [
             sys.executable,
-            __file__,
+            "-m",
+            "benchmarks.case_study_scale",
             "--serve",
             str(port),
             "--latency-ms",
             str(args.latency_ms),
             "--capacity",
             str(args.capacity),
-        ]
+        ],
+        cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -235,7 +237,8 @@ def main() -> None:
             run(
                 repo,
                 sys.executable,
-                "scripts/apply_profile.py",
+                "-m",
+                "scripts.apply_profile",
                 "case_study",
                 *(f"--set={key}={value}" for key, value in sets.items()),
                 env=env,

@@ -4,7 +4,7 @@ Generates --names distinct, realistic company-name variants (seeded: base names,
 typos), clusters them with stages.cluster_sample.cluster_names (ratio, threshold 85), and times a raw
 process.cdist over a row subset of the same all-pairs matrix (the full N x N matrix does not fit).
 Then runs the whole cluster_sample core on --headlines synthetic teacher labels.
-Prints one JSON line. Usage: python benchmarks/cluster_names.py [--names 100000] [--headlines 900000]
+Prints one JSON line. Usage: python -m benchmarks.cluster_names [--names 100000] [--headlines 900000]
 (the test suite runs it with --names 2000 --headlines 5000 --raw-rows 100)
 """
 
@@ -14,7 +14,6 @@ import argparse
 import json
 import random
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -22,11 +21,11 @@ import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
 
+from stages.cluster_sample import cluster_names, cluster_table, headline_names, sample
+from stages.core.params import load_params
+from stages.core.stage_params import ClusterSampleParams
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.cluster_sample import cluster_names, cluster_table, headline_names, sample  # noqa: E402
-from stages.core.params import load_params  # noqa: E402
-from stages.core.stage_params import ClusterSampleParams  # noqa: E402
 
 SYLLABLES = [
     "ap",

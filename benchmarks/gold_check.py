@@ -4,7 +4,7 @@ run's hallucinated mentions, answers cut by length, invalid answers and headline
 
 Run after `dvc repro llm_label` (or `make demo`). Prints one JSON line. The students are scored against
 human labels by the evaluate stage.
-Usage: python benchmarks/gold_check.py [--labels data/labels/llm_labels.parquet] [--metrics metrics/llm_label.json]
+Usage: python -m benchmarks.gold_check [--labels data/labels/llm_labels.parquet] [--metrics metrics/llm_label.json]
        [--gold data/sample/reviewer_labels.jsonl]
 """
 
@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import polars as pl
 
+from stages.core.metrics import entity_scores
+from stages.core.paths import dvc_paths
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.core.metrics import entity_scores  # noqa: E402
-from stages.core.paths import dvc_paths  # noqa: E402
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ included): once with the adaptive limit (min 1, start 4, max 64), once fixed at 
 each against a fresh server. "Ideal" is a client that knew the capacity: 6,000 answers in
 2000 * 0.05 * (1/4 + 1/16 + 1/8) s. Prints one JSON line.
 
-Usage: python benchmarks/llm_label_capacity.py [--answers-per-phase 2000]  (the tests run --answers-per-phase 20)
+Usage: python -m benchmarks.llm_label_capacity [--answers-per-phase 2000]  (the tests run --answers-per-phase 20)
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,13 +23,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from stages.core.stage_params import ConcurrencyRange
+from stages.http.answer_cache import AnswerCache
+from stages.http.client import ClientSettings
+from stages.teacher.endpoint import ask_all
+from stages.teacher.local_server import free_port
+from stages.teacher.request import Prompt, RequestSpec
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.core.stage_params import ConcurrencyRange  # noqa: E402
-from stages.http.answer_cache import AnswerCache  # noqa: E402
-from stages.http.client import ClientSettings, ask_all  # noqa: E402
-from stages.teacher.local_server import free_port  # noqa: E402
-from stages.teacher.request import Prompt, RequestSpec  # noqa: E402
 
 LATENCY_S = 0.05
 CAPACITY = (4, 16, 8)

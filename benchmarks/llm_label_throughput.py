@@ -5,7 +5,7 @@ aiohttp loop sending the same --requests requests; then a child process streams 
 through the llm_label stage itself (its main: read, ask, cache, label table in batches, Parquet, metrics),
 reports (c) the same command rerun with every answer cached (the labelling path of a cached `dvc repro`),
 and gives (d) its peak RSS.
-Prints one JSON line. Usage: python benchmarks/llm_label_throughput.py [--requests 20000] [--stream 200000]
+Prints one JSON line. Usage: python -m benchmarks.llm_label_throughput [--requests 20000] [--stream 200000]
 (the test suite runs it with --requests 200 --stream 300)
 """
 
@@ -29,12 +29,12 @@ import polars as pl
 import yaml
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages import llm_label  # noqa: E402
-from stages.http.answer_cache import AnswerCache  # noqa: E402
-from stages.http.client import ClientSettings, ask_all  # noqa: E402
-from stages.teacher.local_server import free_port, wait_until_up  # noqa: E402
-from stages.teacher.request import Extractive, Prompt, RequestSpec  # noqa: E402
+from stages import llm_label
+from stages.http.answer_cache import AnswerCache
+from stages.http.client import ClientSettings
+from stages.teacher.endpoint import ask_all
+from stages.teacher.local_server import free_port, wait_until_up
+from stages.teacher.request import Extractive, Prompt, RequestSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = {
@@ -159,7 +159,7 @@ def main() -> None:
         return stream(args.stream_child, args.stream, args.concurrency)
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.llm_label_throughput", "--serve", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, server, 30)
@@ -170,7 +170,8 @@ def main() -> None:
         child = subprocess.run(
             [
                 sys.executable,
-                __file__,
+                "-m",
+                "benchmarks.llm_label_throughput",
                 "--stream-child",
                 url,
                 "--stream",
@@ -178,6 +179,7 @@ def main() -> None:
                 "--concurrency",
                 str(args.concurrency),
             ],
+            cwd=ROOT,
             check=True,
             capture_output=True,
             text=True,

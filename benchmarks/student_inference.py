@@ -19,17 +19,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from stages.core.metrics import entity_scores
+from stages.core.paths import dvc_paths
+from stages.serving.package import servable_folder
+from stages.students.registry import STUDENTS, training_params
+from stages.students.runtime import is_exported
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.core.metrics import entity_scores  # noqa: E402
-from stages.core.paths import dvc_paths  # noqa: E402
-from stages.students.registry import STUDENTS, training_params  # noqa: E402
-from stages.students.runtime import is_exported  # noqa: E402
 
 TINY = {"headlines": 16, "f1_headlines": 16, "train_records": 24}
 GOLD = ROOT / "data/sample/reviewer_labels.jsonl"
@@ -86,7 +86,7 @@ def main() -> None:
             if not is_exported(export_dir):
                 export_dir = Path(scratch) / f"{name}_export"
                 started = time.perf_counter()
-                student.export(model_dir, export_dir)
+                servable_folder(student, model_dir, export_dir)
                 result[f"{name}_export_s"] = round(time.perf_counter() - started, 1)
             f1 = {}
             for variant, (directory, int8) in {
@@ -104,7 +104,7 @@ def main() -> None:
                 training = training_params(name, ROOT / "params.yaml").model_copy(update={"epochs": 1})
                 records = gold_records(args.train_records)
                 trained = student.train(training, records[:-16], records[-16:], Path(scratch) / f"{name}_trained")
-                result[f"{name}_train_steps_per_s"] = round(trained["train_steps_per_s"], 2)
+                result[f"{name}_train_steps_per_s"] = round(trained.train_steps_per_s, 2)
     print(json.dumps(result | {"headlines": len(texts), "batch_size": args.batch_size, "f1_headlines": len(test)}))
 
 

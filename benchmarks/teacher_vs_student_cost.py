@@ -9,7 +9,7 @@ the same --n headlines; F1 (stages.core.metrics) is on the human-labelled ones.
   (an empty answer cache) through the stage's own client, priced as llm_label prices it (llm_label.cost, from each
   answer's latency and the concurrency it was asked at).
 - each student (--students), fp32 (the saved model) and export (int8 ONNX), in-process (predict at --batch-size)
-  and served over HTTP by scripts/serve.py (requests of --batch-size headlines, --clients at a time), priced at
+  and served over HTTP by `python -m scripts.serve` (requests of --batch-size headlines, --clients at a time), priced at
   evaluate.cpu_usd_per_hour. `times_cheaper` is the teacher's USD per million over each student's.
 
 Models: --models DIR (DIR/<student>, DIR/<student>_export), else dvc.yaml's paths (run `make demo` first).
@@ -28,23 +28,25 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
+from stages.core.io import read_table
+from stages.core.metrics import entity_scores, usd_per_million
+from stages.core.params import load_params
+from stages.core.paths import dvc_paths
+from stages.core.stage_params import EvaluateParams, LlmLabelParams
+from stages.http.answer_cache import AnswerCache
+from stages.http.client import ClientSettings
+from stages.labels.records import LABEL_COLUMNS, human_records, labelled_records
+from stages.llm_label import LOCAL, request_specs
+from stages.students.registry import STUDENTS
+from stages.teacher.endpoint import ask_all
+from stages.teacher.labels import consensus_row
+from stages.teacher.local_server import free_port, gguf_path, gguf_sha256, local_teacher
+from stages.teacher.usage import estimate_cost, usage_totals
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.core.io import read_table  # noqa: E402
-from stages.core.metrics import entity_scores, usd_per_million  # noqa: E402
-from stages.core.params import load_params  # noqa: E402
-from stages.core.paths import dvc_paths  # noqa: E402
-from stages.core.stage_params import EvaluateParams, LlmLabelParams  # noqa: E402
-from stages.http.answer_cache import AnswerCache  # noqa: E402
-from stages.http.client import ClientSettings, ask_all  # noqa: E402
-from stages.labels.records import LABEL_COLUMNS, human_records, labelled_records  # noqa: E402
-from stages.llm_label import LOCAL, request_specs  # noqa: E402
-from stages.students.registry import STUDENTS  # noqa: E402
-from stages.teacher.labels import consensus_row  # noqa: E402
-from stages.teacher.local_server import free_port, gguf_path, gguf_sha256, local_teacher  # noqa: E402
-from stages.teacher.usage import estimate_cost, usage_totals  # noqa: E402
 
 TINY = {"n": 16, "batch_size": 8}
 
@@ -89,7 +91,7 @@ def teacher_run(texts: list[str], test: list[dict], url: str | None) -> dict:
         rows = [consensus_row(t, a, None if all(a) else "failed", params.occurrences) for t, a in zip(texts, answers)]
         totals = usage_totals(a for per_text in answers for a in per_text if a)
     price = estimate_cost(totals["prompt_tokens"], totals["completion_tokens"], totals["endpoint_s"], params.cost)
-    predicted = [r["teacher_spans"] for r in rows[: len(test)]]
+    predicted = [r.teacher_spans for r in rows[: len(test)]]
     return {
         "headlines_per_s": round(len(texts) / totals["endpoint_s"], 3) if totals["endpoint_s"] else None,
         "wall_headlines_per_s": round(len(texts) / wall_s, 3),
@@ -115,11 +117,12 @@ def post(url: str, texts: list[str]) -> list:
 
 
 def served(name: str, directory: Path, texts: list[str], batch_size: int, clients: int) -> tuple[float, list]:
-    """Headlines/s through scripts/serve.py: requests of batch_size headlines, `clients` of them in flight."""
+    """Headlines/s through `python -m scripts.serve`: requests of batch_size headlines, `clients` of them in flight."""
     port = free_port()
     command = [
         sys.executable,
-        str(ROOT / "scripts/serve.py"),
+        "-m",
+        "scripts.serve",
         str(directory),
         "--port",
         str(port),
@@ -128,7 +131,7 @@ def served(name: str, directory: Path, texts: list[str], batch_size: int, client
         "--student",
         name,
     ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 300
@@ -138,7 +141,7 @@ def served(name: str, directory: Path, texts: list[str], batch_size: int, client
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"scripts/serve.py {directory} did not come up")
+                    raise SystemExit(f"scripts.serve {directory} did not come up") from None
                 time.sleep(0.3)
         chunks = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
         post(url, chunks[0])  # warm-up
@@ -184,8 +187,8 @@ def main() -> None:
         for form in ("", "_export"):
             directory = args.models / f"{name}{form}" if args.models else paths[f"{name}{form}"]
             for how, measure in (
-                ("", lambda: in_process(STUDENTS[name], directory, texts, args.batch_size)),
-                ("_served", lambda: served(name, directory, texts, args.batch_size, args.clients)),
+                ("", partial(in_process, STUDENTS[name], directory, texts, args.batch_size)),
+                ("_served", partial(served, name, directory, texts, args.batch_size, args.clients)),
             ):
                 rate, predicted = measure()
                 models[f"{name}{form}{how}"] = {

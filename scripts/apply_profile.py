@@ -1,7 +1,7 @@
 """Apply a params profile (profiles/NAME.yaml) to params.yaml: its keys replace params.yaml's, everything else
 and every comment stays, and the result is validated before anything is written.
 
-Usage: python scripts/apply_profile.py NAME [--set dotted.key=value ...] [--params params.yaml]
+Usage: python -m scripts.apply_profile NAME [--set dotted.key=value ...] [--params params.yaml]
 A profile value REQUIRED must be given with --set (values are YAML: --set llm_label.limit=1000).
 """
 
@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from pathlib import Path
 
 import yaml
 from ruamel.yaml import YAML
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from stages.core import stage_params
-from stages.core.params import Section, validate  # noqa: E402
-from stages.students import config as student_params  # noqa: E402
+from stages.core.params import Section, validate
+from stages.students import config as student_params
+
+ROOT = Path(__file__).resolve().parents[1]
 
 REQUIRED = "REQUIRED"
 MODELS = {

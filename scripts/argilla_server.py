@@ -1,9 +1,9 @@
 """A real Argilla server on 127.0.0.1, without Docker: argilla-server in its own venv (.venv-argilla) with
 noida-db standing in for Elasticsearch and Redis. Data lives in --data-dir and survives restarts.
 
-  python scripts/argilla_server.py install  # the server's own venv (.venv-argilla)
-  python scripts/argilla_server.py up     # install if needed, start, print URL, login and API key
-  python scripts/argilla_server.py down   # stop (data is kept)
+  python -m scripts.argilla_server install  # the server's own venv (.venv-argilla)
+  python -m scripts.argilla_server up     # install if needed, start, print URL, login and API key
+  python -m scripts.argilla_server down   # stop (data is kept)
 Only the standard library: it runs before, and beside, the project's own venv.
 """
 

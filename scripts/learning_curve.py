@@ -6,7 +6,7 @@ the bootstrap CI that `evaluate` uses. Reads what the last `dvc repro` wrote (th
 writes metrics/learning_curve.csv (DVC plot data: `dvc plots show metrics/learning_curve.csv`) and
 metrics/learning_curve.png.
 
-  python scripts/learning_curve.py [--sizes 50 100 200 all] [--students gliner spanmarker] [--seeds 0 1]
+  python -m scripts.learning_curve [--sizes 50 100 200 all] [--students gliner spanmarker] [--seeds 0 1]
 
 Many trainings, so a script rather than a stage: GLiNER at the demo's sizes takes about 6 minutes on 2 cores.
 """
@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 
 import polars as pl
-from student_runs import (
+
+from scripts.student_runs import (
     ROOT,
     human_test,
     plot_f1,
@@ -26,8 +27,8 @@ from student_runs import (
     train_and_score,
     validation,
 )
-
-from stages.core.io import log, setup_logging, write_csv
+from stages.core.cli import setup_logging
+from stages.core.io import log, write_csv
 from stages.labels.records import HUMAN_LABELLED, labelled_records, seeded_subset
 from stages.students.registry import STUDENTS
 

@@ -4,7 +4,7 @@ The headlines are written by us from templates and a list of real listed compani
 from a news source. Outputs:
   data/sample/headlines.csv      date,text            (what the pipeline reads)
   data/sample/reviewer_labels.jsonl  text, date, spans   (the demo's stand-in for human reviewers)
-Run: python scripts/make_sample_headlines.py  (deterministic: same seed, same files)
+Run: python -m scripts.make_sample_headlines  (deterministic: same seed, same files)
 """
 
 from __future__ import annotations

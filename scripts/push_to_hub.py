@@ -1,7 +1,7 @@
 """Upload an exported student to the Hugging Face Hub, ready for Inference Endpoints (custom handler).
 
-    HF_HUB_OFFLINE=0 HF_TOKEN=hf_... python scripts/push_to_hub.py <user>/<repo> [models/gliner_export] [--private]
-    python scripts/push_to_hub.py <user>/<repo> models/gliner_export --dry-run   # checks and prints, sends nothing
+    HF_HUB_OFFLINE=0 HF_TOKEN=hf_... python -m scripts.push_to_hub <user>/<repo> [models/gliner_export] [--private]
+    python -m scripts.push_to_hub <user>/<repo> models/gliner_export --dry-run   # checks and prints, sends nothing
 
 The folder must be an export (the finetune stage writes it: model.onnx, tokenizer, predict settings, handler.py,
 code/, requirements.txt, README.md). What is uploaded is a copy whose model card also carries evaluate's test
@@ -17,15 +17,16 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
+from stages.serving.layout import CODE_DIR
+from stages.students.card import with_test_results
+from stages.students.registry import student_name
+from stages.students.runtime import EXPORT_FILE
+from stages.students.settings import SETTINGS_FILE, read_settings
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.students.card import with_test_results  # noqa: E402
-from stages.students.runtime import CODE_DIR, EXPORT_FILE  # noqa: E402
-from stages.students.settings import SETTINGS_FILE, read_settings  # noqa: E402
 
 REQUIRED = (
     "README.md",
@@ -42,21 +43,21 @@ def check_folder(folder: Path) -> dict:
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
         raise SystemExit(
-            f"{folder}: not an exported student ready for the hub, missing {missing} (the finetune "
-            f"stages write models/<student>_export: dvc repro)"
+            f"{folder}: not an exported student ready for the hub, missing {missing} (the export "
+            f"stage writes models/<student>_export: dvc repro)"
         )
     return read_settings(folder)
 
 
-def metrics_key(settings: dict) -> str:
-    """The folder's entry in metrics/metrics.json: gliner_export for stages.students.gliner's export."""
-    return settings["student_module"].rsplit(".", 1)[-1].removesuffix("_student") + "_export"
+def metrics_key(folder: Path, settings: dict) -> str:
+    """The folder's entry in metrics/metrics.json: gliner_export for the export of the gliner student."""
+    return student_name(settings, folder) + "_export"
 
 
 def staged_copy(folder: Path, metrics_path: Path | None, scratch: Path) -> tuple[Path, str]:
     """A copy of the folder to upload, its card with the test scores where metrics has them; and a note on that."""
     staging = Path(shutil.copytree(folder, scratch / folder.name))
-    key = metrics_key(check_folder(folder))
+    key = metrics_key(folder, check_folder(folder))
     if metrics_path is None or not metrics_path.exists():
         return staging, f"no test scores added: {metrics_path} not found"
     metrics = json.loads(metrics_path.read_text())

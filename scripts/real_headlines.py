@@ -22,7 +22,7 @@ The company-only reference is also scored as if it were a model ("company_only_r
 the most a model that names companies only, and nothing SEntFiN calls a sector or index, can score there.
 Writes metrics/real_headlines.json. About 15-25 minutes on 2 cores (the local teacher labels ~1 headline/s).
 
-  python scripts/real_headlines.py [--headlines 500] [--extra 1000] [--workdir DIR]
+  python -m scripts.real_headlines [--headlines 500] [--extra 1000] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ from pathlib import Path
 
 import yaml
 
+from scripts.worktree import copy_worktree
+from stages.core.metrics import score
+from stages.core.params import load_params
+from stages.core.stage_params import Bootstrap, EvaluateParams, SplitParams
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from scripts.worktree import copy_worktree  # noqa: E402
-from stages.core.metrics import score  # noqa: E402
-from stages.core.params import load_params  # noqa: E402
-from stages.core.stage_params import Bootstrap, EvaluateParams, SplitParams  # noqa: E402
 
 SOURCE = ROOT / "data/real_headlines/sentfin_dev.jsonl"
 NOT_COMPANIES = ROOT / "data/real_headlines/not_companies.yaml"

@@ -1,20 +1,28 @@
-"""Write the README's results table from metrics/metrics.json and metrics/speed.json, and its cost table from
-metrics/teacher_vs_student_cost.json (benchmarks/teacher_vs_student_cost.py --out), never typed by hand; print them.
+"""Write the generated blocks of README.md and docs/, never typed by hand, and print them:
 
-Usage: python scripts/results_table.py [--check]   (--check: exit 1 if README.md is not up to date)
+- README.md, results: the demo's test scores and speeds (metrics/metrics.json, metrics/speed.json);
+- README.md, stages: one row per dvc.yaml stage (its `desc:` and main outs; a foreach stage is one row);
+- docs/benchmarks.md, cost: teacher vs students (metrics/teacher_vs_student_cost.json, written by
+  `python -m benchmarks.teacher_vs_student_cost --out metrics/teacher_vs_student_cost.json`), when that file exists.
+
+Usage: python -m scripts.results_table [--check]   (--check: exit 1 if any block is stale or its markers are missing)
+Only the standard library and PyYAML.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-COST_START, COST_END = "<!-- cost:start -->", "<!-- cost:end -->"
+README = ROOT / "README.md"
+BENCHMARKS_DOC = ROOT / "docs/benchmarks.md"
 COST_FILE = ROOT / "metrics/teacher_vs_student_cost.json"
 FORMS = {
     "": "fp32, in-process",
@@ -85,28 +93,153 @@ def cost_table(cost: dict) -> str:
                     f"| {NAMES[student].split()[0]} | {how} | {m['f1']:.3f} | {m['headlines_per_s']} | "
                     f"{m['usd_per_million_headlines']:.2f} | {m['times_cheaper']:g} |"
                 )
+    kept = [
+        f"{cost[key]}x ({NAMES[student].split()[0]})"
+        for student in ("gliner", "spanmarker")
+        if (key := f"{student}_export_served_over_in_process") in cost
+    ]
+    if kept:
+        lines += ["", f"Served over HTTP, the int8 exports keep {' and '.join(kept)} of their in-process speed."]
     return "\n".join(lines)
 
 
-def between(text: str, start: str, end: str, body: str) -> str:
-    return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
+# --- the stage table, from dvc.yaml ----------------------------------------------------------------------------
+
+INTERPOLATION = re.compile(r"\$\{\s*([^}]+?)\s*\}")
+
+
+def lookup(context: dict, expr: str):
+    value = context
+    for part in expr.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(expr)
+        value = value[part]
+    return value
+
+
+def render(template: str, contexts: list[dict]) -> str:
+    """Interpolate ${...} in every member's context; a value the members disagree on is written {a,b}."""
+
+    def one(match: re.Match) -> str:
+        values = []
+        for context in contexts:
+            try:
+                value = str(lookup(context, match.group(1)))
+            except KeyError:
+                return match.group(0)  # not ours to resolve (left as DVC would show it unresolved)
+            if value not in values:
+                values.append(value)
+        return values[0] if len(values) == 1 else "{" + ",".join(values) + "}"
+
+    return INTERPOLATION.sub(one, template)
+
+
+def global_context(dvc: dict) -> dict:
+    """params.yaml (DVC's default vars) under the vars of dvc.yaml: inline mappings and files (`file[:key]`)."""
+    context: dict = {}
+    sources = [ROOT / "params.yaml"] if (ROOT / "params.yaml").exists() else []
+    for entry in [*sources, *dvc.get("vars", [])]:
+        if isinstance(entry, dict):
+            context.update(entry)
+            continue
+        name, _, key = str(entry).partition(":")
+        loaded = yaml.safe_load((ROOT / name).read_text()) or {}
+        context.update({k: loaded[k] for k in key.split(",")} if key else loaded)
+    return context
+
+
+def members(stage: dict, context: dict) -> tuple[list[str], list[dict], dict]:
+    """(member names, one context each, the stage body) for a plain, foreach or matrix stage."""
+    if "foreach" in stage:
+        items = stage["foreach"]
+        if isinstance(items, str):  # foreach: ${some.var}
+            items = lookup(context, INTERPOLATION.fullmatch(items.strip()).group(1))
+        if isinstance(items, dict):
+            pairs = [(str(key), {"key": key, "item": item}) for key, item in items.items()]
+        else:
+            # DVC names a member by its value, or by its index when the value is a mapping or a list
+            names = [str(i) if isinstance(item, (dict, list)) else str(item) for i, item in enumerate(items)]
+            pairs = [(name, {"item": item}) for name, item in zip(names, items)]
+        return [name for name, _ in pairs], [{**context, **extra} for _, extra in pairs], stage["do"]
+    if "matrix" in stage:
+        axes = stage["matrix"]
+        combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+        body = {k: v for k, v in stage.items() if k != "matrix"}
+        return ["-".join(map(str, combo.values())) for combo in combos], [{**context, "item": c} for c in combos], body
+    return [], [context], stage
+
+
+def out_paths(entries: list) -> list[tuple[str, dict]]:
+    return [(next(iter(e)), next(iter(e.values())) or {}) if isinstance(e, dict) else (e, {}) for e in entries or []]
+
+
+def main_outs(body: dict) -> list[str]:
+    """The cached outs; a stage whose outs are all uncached (metrics-only) shows its metrics and outs."""
+    outs = out_paths(body.get("outs"))
+    cached = [path for path, options in outs if options.get("cache", True)]
+    return cached or [path for path, _ in out_paths(body.get("metrics")) + outs]
+
+
+def stage_table(dvc: dict) -> str:
+    context = global_context(dvc)
+    lines = ["| stage | what it does | main outs |", "|---|---|---|"]
+    for name, stage in dvc["stages"].items():
+        names, contexts, body = members(stage, context)
+        label = f"{name}@{{{','.join(names)}}}" if len(names) > 1 else f"{name}@{names[0]}" if names else name
+        desc = " ".join(render(str(body.get("desc", "")), contexts).split()).replace("|", "\\|")
+        outs = ", ".join(f"`{render(path, contexts)}`" for path in main_outs(body))
+        lines.append(f"| `{label}` | {desc} | {outs} |")
+    return "\n".join(lines)
+
+
+# --- writing and checking --------------------------------------------------------------------------------------
+
+
+def between(text: str, marker: str, body: str) -> str | None:
+    """text with the block between <!-- marker:start --> and <!-- marker:end --> replaced; None without them."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), flags=re.S)
+    if not pattern.search(text):
+        return None
+    return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
+
+
+def blocks() -> list[tuple[Path, str, str]]:
+    metrics = json.loads((ROOT / "metrics/metrics.json").read_text())
+    speed = json.loads((ROOT / "metrics/speed.json").read_text())
+    found = [
+        (README, "results", table(metrics, speed)),
+        (README, "stages", stage_table(yaml.safe_load((ROOT / "dvc.yaml").read_text()))),
+    ]
+    if COST_FILE.exists():
+        found.append((BENCHMARKS_DOC, "cost", cost_table(json.loads(COST_FILE.read_text()))))
+    return found
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--check", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated block is stale; write nothing")
     args = parser.parse_args()
-    metrics = json.loads((ROOT / "metrics/metrics.json").read_text())
-    speed = json.loads((ROOT / "metrics/speed.json").read_text())
-    tables = [table(metrics, speed)] + ([cost_table(json.loads(COST_FILE.read_text()))] if COST_FILE.exists() else [])
-    readme = (ROOT / "README.md").read_text()
-    updated = between(readme, START, END, tables[0])
-    if len(tables) > 1:
-        updated = between(updated, COST_START, COST_END, tables[1])
-    if args.check:
-        sys.exit(0 if updated == readme else "README.md results table is stale: run python scripts/results_table.py")
-    (ROOT / "README.md").write_text(updated)
-    print("\n\n".join(tables))
+    texts: dict[Path, str] = {}
+    problems = []
+    for path, marker, body in blocks():
+        text = texts.setdefault(path, path.read_text() if path.exists() else "")
+        updated = between(text, marker, body)
+        if updated is None:
+            problems.append(f"{path.relative_to(ROOT)}: no <!-- {marker}:start --> ... <!-- {marker}:end --> block")
+            continue
+        if updated != text and args.check:
+            problems.append(f"{path.relative_to(ROOT)}: the {marker} block is stale")
+        texts[path] = updated
+        if not args.check:
+            print(body, end="\n\n")
+    if problems:
+        stale = any(problem.endswith("is stale") for problem in problems)
+        sys.exit("\n".join(problems) + ("\nrun: python -m scripts.results_table" if stale else ""))
+    if not args.check:
+        for path, text in texts.items():
+            if path.read_text() != text:
+                path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Writes metrics/review_priority.json ({"k", "priority_f1", "random_f1"}: means ov
 better of keep/drop for that strategy, plus the details), metrics/review_priority.csv (DVC plot data) and
 metrics/review_priority.png.
 
-  python scripts/review_priority.py [--k 25 50 100] [--seeds 0 1 2]
+  python -m scripts.review_priority [--k 25 50 100] [--seeds 0 1 2]
 
 About 40 trainings: roughly half an hour on 2 cores for the demo.
 """
@@ -20,7 +20,8 @@ import json
 from statistics import mean
 
 import polars as pl
-from student_runs import (
+
+from scripts.student_runs import (
     PATHS,
     ROOT,
     human_test,
@@ -31,8 +32,8 @@ from student_runs import (
     train_and_score,
     validation,
 )
-
-from stages.core.io import log, setup_logging, write_csv, write_json
+from stages.core.cli import setup_logging
+from stages.core.io import log, write_csv, write_json
 from stages.core.schema import seeded_rank
 from stages.labels.records import HUMAN, HUMAN_LABELLED, LLM
 

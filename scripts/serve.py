@@ -2,7 +2,7 @@
 (stages/serving/handler.py, shipped in every export as handler.py), so a client written for the endpoint
 (huggingface_hub.InferenceClient(base_url=...).token_classification, or the `tag` stage) works against either.
 
-    python scripts/serve.py models/gliner_export --host 127.0.0.1 --port 8080 [--max-batch 64]
+    python -m scripts.serve models/gliner_export --host 127.0.0.1 --port 8080 [--max-batch 64]
     make serve MODEL=models/spanmarker_export PORT=8081
 
 Routes: POST / takes {"inputs": str | [str, ...], "parameters": {...}} and answers what the handler returns (for a
@@ -30,17 +30,14 @@ import argparse
 import asyncio
 import json
 import logging
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.serving.handler import MAX_CHARS, MAX_TEXTS, BadRequest, EndpointHandler, Request, entities, parse_request  # noqa: E402
-from stages.students.registry import STUDENTS  # noqa: E402
-from stages.students.settings import read_settings  # noqa: E402
+from stages.serving.handler import MAX_CHARS, MAX_TEXTS, BadRequest, EndpointHandler, Request, entities, parse_request
+from stages.students.registry import STUDENTS
+from stages.students.settings import read_settings
 
 log = logging.getLogger("headline_ner.serve")
 
@@ -180,8 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--max-batch and --max-chars must be at least 1, --batch-wait-ms at least 0")
     if not args.model_dir.is_dir():
         parser.error(f"{args.model_dir}: not a directory (train and export a student first: dvc repro)")
-    module = STUDENTS[args.student].__name__ if args.student else None
-    handler = EndpointHandler(args.model_dir, student_module=module, max_texts=args.max_batch, max_chars=args.max_chars)
+    handler = EndpointHandler(args.model_dir, student=args.student, max_texts=args.max_batch, max_chars=args.max_chars)
     handler.run(["Warm-up headline"])  # the first call builds the runtime's kernels: not the first client's wait
     log.info(
         "serving %s on http://%s:%d (POST /, GET /health), batches of up to %d texts",

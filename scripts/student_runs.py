@@ -3,21 +3,20 @@ test records, and "train a student on these records, score it on those" with eva
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import polars as pl
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from stages.core.metrics import score  # noqa: E402
-from stages.core.params import load_params  # noqa: E402
-from stages.core.paths import dvc_paths  # noqa: E402
-from stages.core.schema import SPLITS  # noqa: E402
+from stages.core.metrics import score
+from stages.core.params import load_params
+from stages.core.paths import dvc_paths
+from stages.core.schema import SPLITS
 from stages.core.stage_params import EvaluateParams
-from stages.labels.records import human_or_all, human_records, labelled_records  # noqa: E402
-from stages.students.registry import STUDENTS, training_params  # noqa: E402
+from stages.labels.records import human_or_all, human_records, labelled_records
+from stages.students.registry import STUDENTS, training_params
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PATHS = dvc_paths(ROOT)
 SCORE_KEYS = ("f1", "f1_ci_low", "f1_ci_high", "precision", "recall")

@@ -15,12 +15,15 @@ Hugging Face DatasetDict (and pushes it to the hub when a repo id is given).
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from stages.core.io import log, read_jsonl, read_table, setup_logging, write_json, write_table
+from stages.core.cli import run_stage, setup_logging, stage_parser
+from stages.core.errors import PipelineError
+from stages.core.io import log, read_jsonl, read_table, write_json, write_table
 from stages.core.metrics import entity_scores
 from stages.core.params import load_params
 from stages.core.schema import SPLITS, seeded_rank
@@ -121,7 +124,7 @@ def review_metrics(merged: pl.DataFrame, conflicts: list[dict]) -> dict:
     }
 
 
-def missing_reviews(merged: dict[str, pl.DataFrame], required: list[str]) -> list[str]:
+def missing_reviews(merged: dict[str, pl.DataFrame], required: Sequence[str]) -> list[str]:
     return [
         f"{name}: {int((~merged[name]['reviewed']).sum())} of {merged[name].height} not reviewed"
         for name in required
@@ -187,13 +190,10 @@ def export(reviewed_dir: Path, directory: str, hub_repo: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split-dir", type=Path)
-    parser.add_argument("--submissions", type=Path)
-    parser.add_argument("--headlines", type=Path)
-    parser.add_argument("--label-dir", type=Path)
+    parser = stage_parser(
+        __doc__.splitlines()[0], optional=("split-dir", "submissions", "headlines", "label-dir", "metrics")
+    )
     parser.add_argument("--out-dir", type=Path, default=Path("data/reviewed"))
-    parser.add_argument("--metrics", type=Path)
     parser.add_argument("--export", metavar="DIR", help="save --out-dir as a Hugging Face DatasetDict")
     parser.add_argument("--hub-repo", help="with --export: also push it to this hub dataset repo")
     args = parser.parse_args(argv)
@@ -215,12 +215,12 @@ def main(argv: list[str] | None = None) -> None:
         merged[name], conflicts[name] = merge(frame, submissions, file_labels[name])
     missing = missing_reviews(merged, params.require_full_review)
     if missing:
-        raise SystemExit(
+        raise PipelineError(
             "argilla_review: training waits for review (argilla_review.require_full_review): "
             + "; ".join(missing)
             + ". Nothing was written."
         )
-    metrics = {"server": params.server, "label_files": file_counts}
+    metrics: dict[str, Any] = {"server": params.server, "label_files": file_counts}
     for name, frame in merged.items():
         metrics[name] = review_metrics(frame, conflicts[name])
         write_table(frame, args.out_dir / f"{name}.parquet")
@@ -249,4 +249,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

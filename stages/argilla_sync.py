@@ -14,13 +14,14 @@ nothing after this cheap check.
 
 from __future__ import annotations
 
-import argparse
 import os
-from pathlib import Path
 
 import polars as pl
 
-from stages.core.io import log, read_jsonl, read_table, setup_logging, write_jsonl
+from stages.core.cli import run_stage, stage_args
+from stages.core.errors import EndpointError
+from stages.core.io import log, read_jsonl, read_table, write_jsonl
+from stages.core.legacy import split_of_snapshot_row
 from stages.core.params import load_params
 from stages.core.schema import COMPANY, SPLITS
 from stages.core.stage_params import LlmLabelParams, ReviewParams
@@ -96,12 +97,11 @@ def missing_from(rows: list[dict], previous: list[dict]) -> dict[str, list[dict]
     seen = {row["id"]: {r["user_id"] for r in row["responses"]} for row in rows}
     missing: dict[str, list[dict]] = {}
     for row in previous:
-        # snapshots written before reviews were keyed by headline id carry the split on the row (and may list an
-        # id once per split: a reviewer still counts once)
+        # an old snapshot may list an id once per split (core/legacy.py): a reviewer still counts once
         for response in row["responses"]:
             if response["user_id"] not in seen.setdefault(row["id"], set()):
                 seen[row["id"]].add(response["user_id"])
-                missing.setdefault(row["id"], []).append({"split": row.get("split")} | response)
+                missing.setdefault(row["id"], []).append({"split": split_of_snapshot_row(row)} | response)
     return missing
 
 
@@ -126,14 +126,14 @@ class ArgillaServer:
         key_env = params.api_key_env
         api_key, url = os.environ.get(key_env), params.api_url
         if not api_key:
-            raise SystemExit(
+            raise EndpointError(
                 f"argilla_sync: set the API key in ${key_env} (make argilla-up prints it); nothing was written"
             )
         try:
             self.client = rg.Argilla(api_url=url, api_key=api_key, timeout=60)
             self.client.me  # noqa: B018 - fails fast on a wrong URL or key
         except Exception as error:  # the SDK raises httpx and its own errors
-            raise SystemExit(
+            raise EndpointError(
                 f"argilla_sync: cannot reach Argilla at {url} ({error.__class__.__name__}: {error}). "
                 f"Start one with `make argilla-up` or fix argilla_review.api_url; nothing was "
                 f"written"
@@ -230,13 +230,7 @@ def sync(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split-dir", type=Path, required=True)
-    parser.add_argument("--priority", type=Path, required=True)
-    parser.add_argument("--guidelines", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
+    args = stage_args(__doc__.splitlines()[0], ("split-dir", "priority", "guidelines", "out"), argv)
     params = load_params(ReviewParams)
     server_kind = params.server
     previous = read_jsonl(args.out) if args.out.exists() else []
@@ -280,4 +274,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

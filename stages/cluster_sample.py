@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 import polars as pl
 from rapidfuzz import process
 
-from stages.core.io import log, read_table, stage_args, write_csv, write_json, write_table
+from stages.core.cli import run_stage, stage_args
+from stages.core.io import log, read_table, write_csv, write_json, write_table
 from stages.core.names import SCORERS, length_ratio_floor, normalise_name
 from stages.core.params import load_params
 from stages.core.schema import seeded_rank
@@ -97,7 +99,7 @@ def cluster_table(names_by_headline: dict[str, list[str]], scorer: str, threshol
 
 def sample_ids(groups: dict[str, list[str]], fraction: float, rng: np.random.Generator) -> set[str]:
     """ceil(fraction * size) ids from each group (so at least one from a non-empty group)."""
-    chosen = set()
+    chosen: set[str] = set()
     for key in sorted(groups):
         ids = sorted(groups[key])
         k = min(len(ids), math.ceil(fraction * len(ids)))
@@ -121,7 +123,7 @@ def quotas(sizes: dict[str, int], total: int, seed: int) -> dict[str, int]:
 
 def sample_sized(strata: dict[str, list[str]], size: int, rng: np.random.Generator, seed: int) -> set[str]:
     """`size` ids (or all there are), each stratum contributing in proportion to its size."""
-    chosen = set()
+    chosen: set[str] = set()
     for key, k in sorted(quotas({key: len(ids) for key, ids in strata.items()}, size, seed).items()):
         ids = sorted(strata[key])
         chosen.update(ids[i] for i in rng.choice(len(ids), size=k, replace=False))
@@ -138,7 +140,7 @@ def sample(
     clusters: pl.DataFrame,
     names_by_headline: dict[str, list[str]],
     params: ClusterSampleParams,
-    labelled: set[str] = frozenset(),
+    labelled: AbstractSet[str] = frozenset(),
 ) -> pl.DataFrame:
     """Fractions of each cluster (at least one headline each), of the headlines without a company and of the
     invalid answers; or, with `sample_size`, that many headlines in all, each cluster (a headline counts in its
@@ -176,8 +178,8 @@ def sample(
     reason = {i: why for why, ids in picked.items() for i in ids}
     reason |= {i: "human_label" for i in sorted(labelled) if i not in reason}
     clusters_of = {h: sorted({to_cluster[f] for f in forms}) for h, forms in names_by_headline.items()}
-    chosen = labels.filter(pl.col("id").is_in(list(reason)))
-    return chosen.with_columns(
+    rows = labels.filter(pl.col("id").is_in(list(reason)))
+    return rows.with_columns(
         sample_reason=pl.col("id").replace_strict(reason, return_dtype=pl.String),
         clusters=pl.col("id").map_elements(lambda i: clusters_of.get(i, []), return_dtype=pl.List(pl.String)),
     )
@@ -225,4 +227,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

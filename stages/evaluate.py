@@ -6,10 +6,10 @@ base that is a real NER checkpoint (a bare encoder is skipped, with a note) and 
 exact-span P/R/F1 with a seeded bootstrap 95% CI, partial-overlap F1 and F1 per year. With no human label
 at all the reference falls back to the teacher's labels (`reference: teacher`) and the teacher is not
 scored against itself; with no usable test headline at all (every one discarded or without a label) nothing
-is scored on the test split (`reference: none`, said in the metrics and the log). `evaluate.extra_test_sets` (labelled files inside `evaluate.test_set_dir`) are
-scored for every student with the same bootstrap CI.
+is scored on the test split (`reference: none`, said in the metrics and the log). `evaluate.extra_test_sets`
+(labelled files inside `evaluate.test_set_dir`) are scored for every student with the same bootstrap CI.
 Each student is scored twice: as saved (fp32, torch) and in its exported CPU-serving form (`<name>_export`: int8
-ONNX Runtime, written by its finetune stage), so metrics and speed show what serving the export costs in F1.
+ONNX Runtime, written by its export stage), so metrics and speed show what serving the export costs in F1.
 Outputs: metrics (deterministic), speed (measured headlines/s and USD per million headlines), the top
 false positives / negatives per model, and plot data; every path comes from dvc.yaml.
 """
@@ -20,11 +20,15 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from stages.core.io import log, read_table, stage_args, write_csv, write_json
+from stages.core.cli import run_stage, stage_args
+from stages.core.errors import PipelineError
+from stages.core.io import log, read_table, write_csv, write_json
+from stages.core.legacy import old_teacher_speed
 from stages.core.metrics import score, usd_per_million
 from stages.core.params import load_params
-from stages.core.schema import span_tuples
+from stages.core.schema import Record, span_tuples
 from stages.core.stage_params import EvaluateParams
 from stages.labels.files import accepted, read_label_file, require_inside
 from stages.labels.records import LABEL_COLUMNS, human_records, labelled_records
@@ -33,7 +37,7 @@ from stages.students.encoder import local_encoder_dir
 from stages.students.registry import STUDENTS, training_params
 
 
-def top_errors(records: list[dict], predicted: list[list[dict]], limit: int) -> list[dict]:
+def top_errors(records: list[Record], predicted: list[list[dict]], limit: int) -> list[dict]:
     """Most frequent false-positive and false-negative span texts, with one headline each."""
     found: dict[str, Counter] = {"false_positive": Counter(), "false_negative": Counter()}
     example: dict[tuple[str, str], str] = {}
@@ -61,12 +65,12 @@ def zero_shot_predictors() -> tuple[dict, dict]:
             continue
         try:
             predictors[f"{name}_zero_shot"] = student.zero_shot(training)
-        except (OSError, SystemExit) as error:
+        except (OSError, PipelineError) as error:
             notes[f"{name}_zero_shot"] = f"skipped: cannot load {training.base_model}: {str(error)[:200]}"
     return predictors, notes
 
 
-def reference_records(test) -> tuple[list[dict], str]:
+def reference_records(test) -> tuple[list[Record], str]:
     """The test records to score on and what their reference is: human labels, or (with none at all) the
     teacher's labels, said as such; "none" when no test headline has a usable label."""
     records = labelled_records(test)
@@ -78,12 +82,7 @@ def teacher_speed(teacher: dict) -> dict:
     """Headlines/s and USD per million headlines from llm_label's metrics (per headline, not per answer)."""
     if "headlines_per_s" in teacher:
         return {k: teacher[k] for k in ("headlines_per_s", "usd_per_million_headlines")}
-    if teacher.get("answers") and teacher.get("endpoint_hours"):  # older metrics: one answer per headline
-        return {
-            "usd_per_million_headlines": round(teacher["estimated_cost_usd"] / teacher["answers"] * 1e6, 4),
-            "headlines_per_s": round(teacher["answers"] / max(teacher["endpoint_hours"] * 3600, 1e-9), 2),
-        }
-    return {}
+    return old_teacher_speed(teacher)
 
 
 def extra_test_set_scores(params: EvaluateParams, test_set_dir: Path, predictors: dict) -> dict:
@@ -140,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     records, reference = reference_records(test)
     dates = dict(zip(test["id"].to_list(), test["date"].to_list()))
     teacher_spans = dict(zip(test["id"].to_list(), test["teacher_spans"].to_list()))
-    records = [r | {"date": dates[r["id"]]} for r in records]
+    for record in records:
+        record["date"] = dates[record["id"]]  # F1 per year
     texts = [r["text"] for r in records]
     sources = dict(sorted(Counter(test["label_source"].to_list()).items()))
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         }
     speed["teacher"] = teacher_speed(json.loads(args.teacher_metrics.read_text()))
 
-    metrics = {
+    metrics: dict[str, Any] = {
         "reference": reference,
         "test_records": len(records),
         "test_headlines_in_split": test.height,
@@ -237,4 +237,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -8,18 +8,20 @@ text, date, source, plus any `keep_columns`.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import hashlib
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 from tqdm import tqdm
 
-from stages.core.io import log, setup_logging, write_json, write_table
+from stages.core.cli import run_stage, stage_args
+from stages.core.errors import InputError
+from stages.core.io import log, write_json, write_table
 from stages.core.params import load_params
 from stages.core.stage_params import FetchParams, HfDataset, RowFilter
 
@@ -48,7 +50,7 @@ def csv_record_lines(path: Path) -> list[str]:
         starts, previous_end = [], reader.line_num
         for record in reader:
             if len(record) > len(header):
-                raise SystemExit(
+                raise InputError(
                     f"{path}: line {previous_end + 1}: {len(record)} fields, but the header has "
                     f"{len(header)} (an unquoted comma in a field?)"
                 )
@@ -66,17 +68,17 @@ def jsonl_record_lines(path: Path) -> list[str]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise SystemExit(f"{path}: line {number}: not UTF-8 ({error.reason} at byte {error.start})") from error
+                raise InputError(f"{path}: line {number}: not UTF-8 ({error.reason} at byte {error.start})") from error
             if not text.strip():
                 continue
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as error:
-                raise SystemExit(
+                raise InputError(
                     f"{path}: line {number}: malformed JSON: {error.msg} (column {error.colno})"
                 ) from error
             if not isinstance(record, dict):
-                raise SystemExit(
+                raise InputError(
                     f'{path}: line {number}: expected a JSON object ({{"column": value, ...}}), '
                     f"found {type(record).__name__}"
                 )
@@ -96,7 +98,7 @@ def read_file(path: Path) -> pl.DataFrame:
     """Every column as text (so that parsing problems are ours to report), plus where each record is in the
     file ('line N' as an editor shows it for CSV and JSONL, 'row N' for Parquet)."""
     if not path.exists():
-        raise SystemExit(f"{path}: source file not found (params.yaml fetch.path)")
+        raise InputError(f"{path}: source file not found (params.yaml fetch.path)")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":  # lossy decoding turns bad bytes into U+FFFD, which the checks report by line
@@ -109,18 +111,18 @@ def read_file(path: Path) -> pl.DataFrame:
             frame = as_text(pl.read_parquet(path))
             positions = [f"row {i}" for i in range(frame.height)]
         else:
-            raise SystemExit(f"{path}: unsupported file type '{suffix}' (csv, jsonl, parquet)")
+            raise InputError(f"{path}: unsupported file type '{suffix}' (csv, jsonl, parquet)")
     except pl.exceptions.PolarsError as error:
-        raise SystemExit(f"{path}: cannot read: {error}") from error
+        raise InputError(f"{path}: cannot read: {error}") from error
     if len(positions) != frame.height:
-        raise SystemExit(
+        raise InputError(
             f"{path}: read {frame.height} records but found {len(positions)}: is it a well-formed {suffix} file?"
         )
     return frame.with_columns(pl.Series(ROW, positions, dtype=pl.String))
 
 
 def read_hf_dataset(
-    spec: HfDataset, columns: list[str], filters: list[RowFilter] = (), batch_rows: int = 50_000
+    spec: HfDataset, columns: list[str], filters: Sequence[RowFilter] = (), batch_rows: int = 50_000
 ) -> tuple[pl.DataFrame, int]:
     """Stream a Hugging Face dataset (a hub id at a pinned revision, or a local dataset directory): the rows that
     pass the filters (applied batch by batch, so a source of millions of rows never sits in memory) and how many
@@ -135,10 +137,10 @@ def read_hf_dataset(
     try:
         stream = load_dataset(spec.path, split=spec.split, streaming=True, **options)
     except Exception as error:  # datasets raises many types for "not reachable / not found"
-        raise SystemExit(f"fetch.hf_dataset {spec.path!r}: cannot open: {error.__class__.__name__}: {error}") from error
+        raise InputError(f"fetch.hf_dataset {spec.path!r}: cannot open: {error.__class__.__name__}: {error}") from error
     missing = [c for c in columns if c not in (stream.column_names or columns)]
     if missing:
-        raise SystemExit(f"{spec.path}: missing column(s) {missing}; it has {stream.column_names}")
+        raise InputError(f"{spec.path}: missing column(s) {missing}; it has {stream.column_names}")
     frames, seen = [], 0
     for batch in tqdm(stream.select_columns(columns).iter(batch_size=batch_rows), desc="fetch", unit="batch"):
         frame = as_text(pl.DataFrame(batch))
@@ -158,10 +160,11 @@ def filter_expression(rule: RowFilter) -> pl.Expr:
         return column == str(rule.equals)
     if rule.contains is not None:
         return column.str.contains(rule.contains, literal=True)
+    assert rule.in_ is not None  # validation allows exactly one of equals, contains, in
     return column.is_in([str(v) for v in rule.in_])
 
 
-def keep_matching(frame: pl.DataFrame, filters: list[RowFilter]) -> pl.DataFrame:
+def keep_matching(frame: pl.DataFrame, filters: Sequence[RowFilter]) -> pl.DataFrame:
     """The rows that pass every filter (applying it twice changes nothing)."""
     return frame.filter(pl.all_horizontal(filter_expression(f) for f in filters)) if filters else frame
 
@@ -175,7 +178,7 @@ def normalise(
     used = list(dict.fromkeys([*columns.values(), *keep, *(f.column for f in params.filters)]))
     missing = [c for c in used if c not in raw.columns]
     if missing:
-        raise SystemExit(
+        raise InputError(
             f"{where}: missing column(s) {missing}; the source has "
             f"{[c for c in raw.columns if c != ROW]} (map them with params.yaml fetch.columns, "
             f"keep_columns and filters)"
@@ -185,7 +188,7 @@ def normalise(
     for name in used:
         if raw.schema[name] != pl.String:
             first = next(iter(raw.filter(pl.col(name).is_not_null())[ROW]), "every row")
-            raise SystemExit(
+            raise InputError(
                 f"{where}: {first}: column {name!r} holds {raw.schema[name]} values (nested JSON), not text"
             )
     rows_read = raw.height if rows_read is None else rows_read
@@ -215,7 +218,7 @@ def normalise(
     if bad.height and params.on_bad_row == "error":
         first = bad.row(0, named=True)
         detail = f" {first['date_raw']!r} (accepted: {DATE_FORMATS})" if first["problem"] == "unparsable_date" else ""
-        raise SystemExit(
+        raise InputError(
             f"{where}: {first['row']}: {PROBLEMS[first['problem']]}{detail} ({bad.height} bad "
             f"row(s) in all; set fetch.on_bad_row: drop to skip and count them)"
         )
@@ -254,16 +257,12 @@ def read_source(params: FetchParams) -> tuple[pl.DataFrame, int, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
+    args = stage_args(__doc__.splitlines()[0], ("out", "metrics"), argv)
     params = load_params(FetchParams)
     raw, rows_read, where = read_source(params)
     table, counts = normalise(raw, params, where, rows_read)
     if not table.height:
-        raise SystemExit(f"{where}: no headlines left after filters and checks: {counts}")
+        raise InputError(f"{where}: no headlines left after filters and checks: {counts}")
     write_table(table, args.out)
     write_json(args.metrics, counts)
     log.info(
@@ -281,4 +280,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -3,9 +3,15 @@ does GLiNER: same records, same best-epoch rule, same outputs (stages/students/f
 
 from __future__ import annotations
 
-from stages.students import spanmarker as spanmarker_student
+from stages.core.cli import run_stage
+from stages.students import spanmarker
 from stages.students.config import FinetuneSpanMarkerParams
 from stages.students.finetune import finetune_main
 
+
+def main(argv: list[str] | None = None) -> None:
+    finetune_main(FinetuneSpanMarkerParams, "SpanMarker company-name student", spanmarker, argv)
+
+
 if __name__ == "__main__":
-    finetune_main(FinetuneSpanMarkerParams, "SpanMarker company-name student", spanmarker_student)
+    run_stage(main)

@@ -9,7 +9,6 @@ data/labels/llm_labels.parquet and metrics/llm_label.json.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -17,6 +16,7 @@ import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -24,14 +24,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from stages.core.io import log, setup_logging, write_csv, write_json
+from stages.core.cli import run_stage, setup_logging, stage_parser
+from stages.core.errors import InputError
+from stages.core.io import log, write_csv, write_json
 from stages.core.params import load_params
 from stages.core.paths import dvc_paths
 from stages.core.schema import HEADLINE_COLUMNS, seeded_rank
 from stages.core.stage_params import Cost, LlmLabelParams
 from stages.http.answer_cache import AnswerCache, CacheWriteError, key_hash
-from stages.http.client import ModelMismatch
-from stages.teacher.endpoint import LOCAL, Asker, describe_failures
+from stages.teacher.endpoint import LOCAL, Asker, ModelMismatch, describe_failures
 from stages.teacher.labels import label_figures, label_table
 from stages.teacher.local_server import gguf_path, gguf_sha256
 from stages.teacher.request import Extractive, Prompt, RequestSpec
@@ -92,7 +93,7 @@ def label_metrics(figures: pl.DataFrame, totals: dict, cost: Cost) -> dict:
         "usd_per_million_headlines": round(price["usd"] / max(1, figures.height) * 1e6, 4),
     }
     if figures["agreement"].is_not_null().any():
-        metrics["self_consistency_agreement"] = round(float(figures["agreement"].mean()), 4)
+        metrics["self_consistency_agreement"] = round(cast(float, figures["agreement"].mean()), 4)
     return metrics
 
 
@@ -137,7 +138,9 @@ def missing_answers(
     """Each text's cache keys (one per spec); the requests with no cached answer, their bodies built once; and
     {legacy key: key} of the answers found only under the key formula of older runs (to re-file under today's
     key, so changing a param no request carries never misses them)."""
-    keys, todo, legacy = {}, [], {}
+    keys: dict[str, list[str]] = {}
+    todo: list[Request] = []
+    legacy: dict[str, str] = {}
     for text in texts:
         keys[text] = []
         for spec in specs:
@@ -161,18 +164,18 @@ def headline_batches(path: Path, limit: int | None, seed: int) -> tuple[int, Ite
     """How many headlines llm_label labels (all, or `limit` of them by seeded rank), and those headlines in
     batches, in file order (fetch writes them sorted by id). The file is checked at once, read lazily."""
     if not path.exists():
-        raise SystemExit(f"{path}: not found (run the upstream stage first: dvc repro)")
+        raise InputError(f"{path}: not found (run the upstream stage first: dvc repro)")
     source = pq.ParquetFile(path)
     missing = [c for c in HEADLINE_COLUMNS if c not in source.schema_arrow.names]
     if missing:
-        raise SystemExit(f"{path}: missing column(s) {missing}; has {source.schema_arrow.names}")
+        raise InputError(f"{path}: missing column(s) {missing}; has {source.schema_arrow.names}")
     chosen = None
     if limit and limit < source.metadata.num_rows:
-        chosen = select_headlines(pl.from_arrow(source.read(columns=["id"])), limit, seed)["id"]
+        chosen = select_headlines(cast(pl.DataFrame, pl.from_arrow(source.read(columns=["id"]))), limit, seed)["id"]
 
     def batches() -> Iterator[pl.DataFrame]:
         for batch in source.iter_batches(BATCH_ROWS):
-            frame = pl.from_arrow(pa.Table.from_batches([batch]))
+            frame = cast(pl.DataFrame, pl.from_arrow(pa.Table.from_batches([batch])))
             frame = frame if chosen is None else frame.filter(pl.col("id").is_in(chosen))
             if frame.height:
                 yield frame
@@ -183,7 +186,7 @@ def headline_batches(path: Path, limit: int | None, seed: int) -> tuple[int, Ite
 def count_missing(specs: list[RequestSpec], batches: Iterator[pl.DataFrame], cache: AnswerCache) -> tuple[int, int]:
     """(headlines, requests a run would make), without calling anything: a text repeated in later batches is
     counted once, as the run asks it once (8 bytes a request to remember)."""
-    headlines, counted = 0, set()
+    headlines, counted = 0, set[int]()
     for batch in batches:
         _, todo, _ = missing_answers(specs, batch["text"].unique(maintain_order=True), cache)
         headlines += batch.height
@@ -192,9 +195,9 @@ def count_missing(specs: list[RequestSpec], batches: Iterator[pl.DataFrame], cac
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("headlines", "cache-dir", "out", "metrics", "concurrency-plot"):
-        parser.add_argument(f"--{name}", type=Path)
+    parser = stage_parser(
+        __doc__.splitlines()[0], optional=("headlines", "cache-dir", "out", "metrics", "concurrency-plot")
+    )
     parser.add_argument(
         "--plan",
         action="store_true",
@@ -279,7 +282,9 @@ def label_all(
 ) -> tuple[pl.DataFrame, dict[str, str], list[dict], dict]:
     """Ask for what is missing and write the label table, a batch at a time. Returns the per-headline figures,
     the failed headlines, the concurrency plot and the usage totals of every answer used."""
-    figures, failures, used = [], {}, array("Q")  # used: where each answer read lies in the cache
+    figures: list[pl.DataFrame] = []
+    failures: dict[str, str] = {}
+    used = array("Q")  # used: where each answer read lies in the cache
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(out.suffix + ".tmp")
     with contextlib.ExitStack() as stack:
@@ -301,7 +306,7 @@ def label_all(
             progress.n = sum(f.height for f in figures)  # cached headlines too, and exact after each batch
             progress.refresh()
     if writer is None:
-        raise SystemExit("llm_label: no headline to label (fetch's output is empty)")
+        raise InputError("llm_label: no headline to label (fetch's output is empty)")
     os.replace(partial, out)
     usage = UsageTotals()
     for answer in cache.answers_at(np.unique(np.frombuffer(used, dtype=np.uint64))):  # in arrival order
@@ -311,4 +316,4 @@ def label_all(
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -13,16 +13,18 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 
-from stages.core.io import log, read_table, stage_args, write_json, write_table
+from stages.core.cli import run_stage, stage_args
+from stages.core.io import log, read_table, write_json, write_table
 from stages.core.metrics import entity_scores
 from stages.core.params import load_params
 from stages.core.schema import SPANS, SPLITS, seeded_rank
 from stages.core.stage_params import ScoutParams
 from stages.students import gliner as gliner_student
-from stages.students.config import FinetuneGlinerParams
+from stages.students.config import FinetuneGlinerParams, GlinerTraining
 
 SIGNALS = ("disagreement", "invalid", "low_agreement", "dropped_mentions")
 
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         .training()
         .model_copy(update={"epochs": params.epochs, "seed": params.seed, "patience": 0})
     )
+    assert isinstance(gliner, GlinerTraining)  # what FinetuneGlinerParams.training() builds
     columns = ["id", "text", "valid", "teacher_spans", "hallucinated", "agreement"]
     rows = [
         r | {"split": name}
@@ -133,12 +136,13 @@ def main(argv: list[str] | None = None) -> None:
     table = priorities(rows, scout_spans, params.weights.model_dump(), params.seed)
     write_table(table, args.out)
     top = table.filter(pl.col("rank") <= max(1, table.height // 10))
-    metrics = {
+    # a mean of a float column is a float (polars types it as any value)
+    metrics: dict[str, Any] = {
         "headlines": table.height,
         "folds": params.folds,
-        "mean": {name: round(float(table[name].mean()), 4) for name in (*SIGNALS, "priority")},
+        "mean": {name: round(float(cast(float, table[name].mean())), 4) for name in (*SIGNALS, "priority")},
         "scout_vs_teacher": entity_scores([r["teacher_spans"] for r in rows], [scout_spans[r["id"]] for r in rows]),
-        "top_decile_mean_priority": round(float(top["priority"].mean()), 4),
+        "top_decile_mean_priority": round(float(cast(float, top["priority"].mean())), 4),
     }
     write_json(args.metrics, metrics)
     log.info(
@@ -152,4 +156,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -30,15 +31,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from stages.core.io import log, read_table, stage_args, write_json
+from stages.core.cli import run_stage, stage_args
+from stages.core.errors import EndpointError, InputError, ModelError, PipelineError
+from stages.core.io import log, read_table, write_json
 from stages.core.metrics import usd_per_million
 from stages.core.names import CanonicalNames
 from stages.core.params import load_params
 from stages.core.stage_params import ClusterSampleParams, EvaluateParams, TagParams
 from stages.http.answer_cache import AnswerCache
-from stages.http.client import ClientSettings, ask, ask_each
+from stages.http.client import BadReply, ClientSettings, ask, ask_each
+from stages.serving.layout import model_files
 from stages.students.registry import STUDENTS
-from stages.teacher.request import BadReply
 
 COLUMNS = ["id", "date", "text"]
 READ_ROWS = 8192  # rows pyarrow reads at a time
@@ -61,11 +64,12 @@ Spans = list[list[dict]]  # per headline: {start, end, score}
 
 
 def model_version(directory: Path) -> str:
-    """A hash of every file of the model directory (names and bytes): what makes its predictions."""
+    """A hash of the model folder's files that make its predictions (names and bytes; serving.package.model_files):
+    the card or the handler's code can change without re-tagging the feed."""
     if not directory.is_dir():
-        raise SystemExit(f"{directory}: not found (train the student first: dvc repro)")
+        raise ModelError(f"{directory}: not found (train the student first: dvc repro)")
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in model_files(directory):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
@@ -80,7 +84,7 @@ def headline_batches(path: Path, batch_size: int) -> Iterator[pa.Table]:
     parquet = pq.ParquetFile(path)
     missing = [c for c in COLUMNS if c not in parquet.schema_arrow.names]
     if missing:
-        raise SystemExit(f"{path}: missing column(s) {missing}; has {parquet.schema_arrow.names}")
+        raise InputError(f"{path}: missing column(s) {missing}; has {parquet.schema_arrow.names}")
     pending, rows = [], 0
     for read in parquet.iter_batches(batch_size=max(READ_ROWS, batch_size), columns=COLUMNS):
         pending.append(read)
@@ -179,15 +183,17 @@ def ask_served(
     """POST every batch the cache lacks to the served student (llm_label's client: retries, backoff, adaptive
     requests in flight); each answer goes to the cache as it arrives. Batches that still fail stop the stage
     after the others are cached, so the next run asks only for those."""
+    url = params.url
+    assert url is not None  # main asks a served student only when params name its URL
     token = os.environ.get(params.token_env) if params.token_env else None
     settings = ClientSettings(
-        base_url=params.url,
+        base_url=url,
         concurrency=params.concurrency,
         timeout_s=params.timeout_s,
         max_attempts=params.max_attempts,
         token=token,
     )
-    run = {"batches": 0, "batches_computed": 0, "headlines_computed": 0}
+    run: dict[str, Any] = {"batches": 0, "batches_computed": 0, "headlines_computed": 0}
 
     def missing() -> Iterator[tuple[str, list[str]]]:
         for batch in batches:
@@ -202,7 +208,7 @@ def ask_served(
     async def answer(session, gate, stats, job: tuple[str, list[str]]) -> None:
         key, texts = job
         body = {"inputs": texts, "parameters": {"batch_size": params.batch_size}}  # the batches in-process uses
-        reply = await ask(session, params.url, body, settings, stats, gate, read_reply=served_reply(texts))
+        reply = await ask(session, url, body, settings, stats, gate, read_reply=served_reply(texts))
         cache.put({"key": key, "model": version, "headlines": len(texts), **reply})
         run["batches_computed"] += 1
         run["headlines_computed"] += len(texts)
@@ -217,7 +223,7 @@ def ask_served(
         "concurrency": stats.limit_summary,
     }
     if failed:
-        raise SystemExit(
+        raise EndpointError(
             f"tag: {len(failed)} batch(es) failed at {params.url}: "
             f"{dict(sorted(Counter(failed.values()).items()))} (after up to {params.max_attempts} "
             f"attempts each); every answered batch is cached, so `dvc repro` asks only for these"
@@ -228,10 +234,10 @@ def ask_served(
 def cached_spans(cache: AnswerCache, key: str, texts: list[str]) -> Spans:
     answer = cache.get(key)
     if answer is None:
-        raise SystemExit(f"tag: no cached spans for a batch starting {texts[0]!r} (key {key[:12]})")
+        raise PipelineError(f"tag: no cached spans for a batch starting {texts[0]!r} (key {key[:12]})")
     spans = orjson.loads(answer["content"])
     if len(spans) != len(texts):
-        raise SystemExit(f"tag: the cached answer {key[:12]} has {len(spans)} headlines, its batch {len(texts)}")
+        raise PipelineError(f"tag: the cached answer {key[:12]} has {len(spans)} headlines, its batch {len(texts)}")
     return spans
 
 
@@ -326,7 +332,10 @@ def main(argv: list[str] | None = None) -> None:
     version = model_version(model_dir)
     total = pq.ParquetFile(args.headlines).metadata.num_rows
     via = "in_process" if params.url is None else "served"
-    batches = lambda: headline_batches(args.headlines, params.batch_size)
+
+    def batches():
+        return headline_batches(args.headlines, params.batch_size)
+
     with AnswerCache(args.cache_dir) as cache:
         with tqdm(total=total, desc="tag", unit="headline") as progress:
             if params.url is None:
@@ -334,7 +343,10 @@ def main(argv: list[str] | None = None) -> None:
                 run = predict_missing(predict, batches(), cache, version, params.batch_size, progress.update)
             else:
                 run = ask_served(batches(), cache, params, version, progress.update)
-        spans_of = lambda texts: cached_spans(cache, batch_key(version, via, texts), texts)
+
+        def spans_of(texts):
+            return cached_spans(cache, batch_key(version, via, texts), texts)
+
         counts = write_tagged(args.out, batches(), spans_of, canonical, model, version)
     per_s = run["headlines_computed"] / run["seconds"] if run["seconds"] else None
     # speed and price of this run's predictions (null when every batch came from the cache)
@@ -367,4 +379,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

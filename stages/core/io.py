@@ -1,46 +1,32 @@
-"""Deterministic reading and writing of the pipeline's tables, metrics files and model directories, and a
-stage's command line."""
+"""Deterministic reading and writing of the pipeline's tables, metrics files and model directories."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from stages.core.errors import InputError
+
 log = logging.getLogger("headline_ner")
-
-
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-
-def stage_args(description: str, paths: Iterable[str], argv: list[str] | None) -> argparse.Namespace:
-    """A stage's command line: every option a required path (dvc.yaml names them all); logging set up."""
-    parser = argparse.ArgumentParser(description=description)
-    for name in paths:
-        parser.add_argument(f"--{name}", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
-    return args
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pl.DataFrame:
     path = Path(path)
     if not path.exists():
-        raise SystemExit(f"{path}: not found (run the upstream stage first: dvc repro)")
+        raise InputError(f"{path}: not found (run the upstream stage first: dvc repro)")
     frame = pl.read_parquet(path)
     missing = [c for c in columns or [] if c not in frame.columns]
     if missing:
-        raise SystemExit(f"{path}: missing column(s) {missing}; has {frame.columns}")
+        raise InputError(f"{path}: missing column(s) {missing}; has {frame.columns}")
     return frame
 
 
@@ -65,7 +51,7 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
 def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
-        raise SystemExit(f"{path}: not found (run the upstream stage first: dvc repro)")
+        raise InputError(f"{path}: not found (run the upstream stage first: dvc repro)")
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 

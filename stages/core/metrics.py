@@ -4,15 +4,20 @@ measured speed costs per million headlines."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from stages.core.schema import span_tuples
 from stages.core.stage_params import Bootstrap
 
+# One headline's spans, {start, end, ...} dicts as span_tuples reads them: core.schema.Span, or a student's
+# predictions (spans with a score, the plain dicts its predict returns).
+HeadlineSpans = list[Any]
 
-def entity_scores(gold: Iterable[list[dict] | None], predicted: Iterable[list[dict] | None]) -> dict:
+
+def entity_scores(gold: Iterable[HeadlineSpans | None], predicted: Iterable[HeadlineSpans | None]) -> dict:
     tp = fp = fn = 0
     for gold_spans, predicted_spans in zip(gold, predicted, strict=True):
         g, p = span_tuples(gold_spans), span_tuples(predicted_spans)
@@ -32,11 +37,11 @@ def entity_scores(gold: Iterable[list[dict] | None], predicted: Iterable[list[di
     }
 
 
-def counts_per_headline(gold: list[list[dict]], predicted: list[list[dict]]) -> np.ndarray:
+def counts_per_headline(gold: list[HeadlineSpans], predicted: list[HeadlineSpans]) -> np.ndarray:
     """(tp, fp, fn) per headline, the unit the bootstrap resamples."""
     rows = []
-    for g, p in zip(gold, predicted, strict=True):
-        g, p = span_tuples(g), span_tuples(p)
+    for gold_spans, predicted_spans in zip(gold, predicted, strict=True):
+        g, p = span_tuples(gold_spans), span_tuples(predicted_spans)
         rows.append((len(g & p), len(p - g), len(g - p)))
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
@@ -57,15 +62,15 @@ def bootstrap_f1_ci(counts: np.ndarray, resamples: int, seed: int) -> tuple[floa
     return round(float(np.percentile(scores, 2.5)), 4), round(float(np.percentile(scores, 97.5)), 4)
 
 
-def partial_f1(gold: list[list[dict]], predicted: list[list[dict]]) -> float:
+def partial_f1(gold: list[HeadlineSpans], predicted: list[HeadlineSpans]) -> float:
     """F1 where a span counts as found when it overlaps any span on the other side."""
 
     def overlaps(a, spans):
         return any(a[0] < b[1] and b[0] < a[1] for b in spans)
 
     hit_pred = total_pred = hit_gold = total_gold = 0
-    for g, p in zip(gold, predicted, strict=True):
-        g, p = sorted(span_tuples(g)), sorted(span_tuples(p))
+    for gold_spans, predicted_spans in zip(gold, predicted, strict=True):
+        g, p = sorted(span_tuples(gold_spans)), sorted(span_tuples(predicted_spans))
         hit_pred += sum(overlaps(s, g) for s in p)
         hit_gold += sum(overlaps(s, p) for s in g)
         total_pred, total_gold = total_pred + len(p), total_gold + len(g)
@@ -74,7 +79,7 @@ def partial_f1(gold: list[list[dict]], predicted: list[list[dict]]) -> float:
     return round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0
 
 
-def score(records: list[dict], predicted: list[list[dict]], bootstrap: Bootstrap) -> dict:
+def score(records: Sequence[Mapping[str, Any]], predicted: list[HeadlineSpans], bootstrap: Bootstrap) -> dict:
     """Reported scores of predictions against the records' spans (each record may carry a date)."""
     gold = [r["spans"] for r in records]
     result = entity_scores(gold, predicted)

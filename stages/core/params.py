@@ -15,6 +15,8 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stages.core.errors import ParamsError
+
 PARAMS_FILE = Path("params.yaml")
 
 
@@ -25,7 +27,7 @@ class Section(BaseModel):
 
 
 Fraction = Field(ge=0, le=1)
-Model = TypeVar("Model", bound=BaseModel)
+Model = TypeVar("Model", bound=Section)
 
 
 def problems(section: str, error: ValidationError) -> list[str]:
@@ -48,7 +50,7 @@ def validate(model: type[Model], raw: Any, path: Path = PARAMS_FILE) -> Model:
     try:
         return model.model_validate(raw if raw is not None else {})
     except ValidationError as error:
-        raise SystemExit(f"{path}: " + f"\n{path}: ".join(problems(model.SECTION, error))) from None
+        raise ParamsError(f"{path}: " + f"\n{path}: ".join(problems(model.SECTION, error))) from None
 
 
 def load_params(model: type[Model], path: Path = PARAMS_FILE) -> Model:
@@ -56,5 +58,5 @@ def load_params(model: type[Model], path: Path = PARAMS_FILE) -> Model:
     with open(path, encoding="utf-8") as f:
         params = yaml.safe_load(f) or {}
     if model.SECTION not in params:
-        raise SystemExit(f"{path}: missing section '{model.SECTION}'")
+        raise ParamsError(f"{path}: missing section '{model.SECTION}'")
     return validate(model, params[model.SECTION], path)

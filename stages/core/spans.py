@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stages.core.schema import Span
 
 WORD_TOKEN = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the word splitter GLiNER uses, kept for both students
 # What is never part of a company mention at its edges. One definition for the candidates offered to the
@@ -87,7 +91,7 @@ def longest_first(offsets: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return sorted(kept)
 
 
-def as_spans(text: str, offsets: Iterable[tuple[int, int]]) -> list[dict]:
+def as_spans(text: str, offsets: Iterable[tuple[int, int]]) -> list[Span]:
     return [{"start": s, "end": e, "text": text[s:e]} for s, e in offsets]
 
 

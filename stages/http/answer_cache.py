@@ -40,7 +40,8 @@ class AnswerCache:
     def __init__(self, directory: str | Path, fsync_every_s: float = 1.0):
         self.directory = Path(directory)
         self.fsync_every_s = fsync_every_s
-        self.skipped, self.first_skipped = 0, None  # unreadable lines (a torn last line is not one), "file:line"
+        self.skipped = 0  # unreadable lines (a torn last line is not one)
+        self.first_skipped: str | None = None  # the first of them, "file:line"
         self._shards = sorted(self.directory.glob("answers-*.jsonl"))  # older runs' numbered names sort first
         self._index = KeyIndex()
         for number, shard in enumerate(self._shards):
@@ -89,8 +90,16 @@ class AnswerCache:
 
     def refile(self, new_keys: dict[str, str]) -> None:
         """Store the answers of these old keys under their new keys too, in the order they arrived."""
-        for old in sorted(new_keys, key=self._index.get):
-            self.put({**self.get(old), "key": new_keys[old]})
+
+        def arrival(old: str) -> int:
+            where = self._index.get(old)
+            assert where is not None  # refile is given keys the cache holds
+            return where
+
+        for old in sorted(new_keys, key=arrival):
+            answer = self.get(old)
+            assert answer is not None
+            self.put({**answer, "key": new_keys[old]})
 
     def put(self, entry: dict) -> None:
         """Write one answer; a failed write (a full disk) leaves no partial line and raises CacheWriteError."""
@@ -98,6 +107,7 @@ class AnswerCache:
         try:
             if self._writer is None:
                 self._open_shard()
+            assert self._writer is not None  # _open_shard opened one
             offset = self._size
             try:
                 view = memoryview(line)
@@ -139,6 +149,7 @@ class AnswerCache:
     def _drop_partial_line(self, offset: int) -> None:
         """Cut what a failed write left, so the next answer is not glued to a fragment; if even that fails,
         the fragment stays this shard's torn last line and the next answer opens a new shard."""
+        assert self._writer is not None  # only put() calls it, with a shard open
         try:
             os.ftruncate(self._writer, offset)
         except OSError:
@@ -186,7 +197,7 @@ class KeyIndex:
 
     MERGE_EVERY = 65536
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._hashes = np.empty(0, np.uint64)  # sorted
         self._locations = np.empty(0, np.uint64)  # beside their hashes
         self._recent: dict[int, int] = {}  # hashes not in the arrays

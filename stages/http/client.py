@@ -1,31 +1,32 @@
-"""The async client for any OpenAI-compatible chat endpoint: POST {base_url}/v1/chat/completions with
-retries, backoff and an adaptive number of requests in flight; answers go to the answer cache."""
+"""The async HTTP client every endpoint is asked through (the teacher's chat completions, a served student):
+JSON POSTs with retries, backoff and an adaptive number of requests in flight. It knows nothing of what it asks:
+callers give the body, read the reply (read_reply) and file the answer."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import aiohttp
 import orjson
 
 from stages.core.stage_params import ConcurrencyRange
-from stages.http.answer_cache import AnswerCache
 from stages.http.concurrency import AdaptiveLimit, Gate
-from stages.teacher.request import BadReply, RequestSpec, reply_answer
 
 
-class ModelMismatch(Exception):
-    """The server says another model answered than the one the cache key names: its answer is kept under that
-    model's key, and the run stops before more are filed under the wrong one."""
+class BadReply(ValueError):
+    """A 200 whose body is not what the caller reads (read_reply raises it): a proxy's error page or a cut transfer
+    says nothing about the request, so the client retries it like a 500."""
 
 
-class TeacherError(Exception):
+class RequestError(Exception):
+    """A request that failed for good; `kind` (timeout, connection, bad_response, http_<status>) is what callers
+    count and report."""
+
     def __init__(self, kind: str, detail: str = ""):
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
@@ -84,14 +85,14 @@ async def ask(
     settings: ClientSettings,
     stats: RunStats,
     gate: Gate,
-    read_reply: Callable[[bytes], dict] = reply_answer,
+    read_reply: Callable[[bytes], dict],
 ) -> dict:
     """One chat completion (or, with another read_reply, any JSON POST) with retries, each attempt holding a
     permit of the gate (a retry waits without one). Returns content, finish_reason, usage (what read_reply reads
     of the reply) and the limit it ran under (an answer with no text carries `error`: see reply_answer); raises
-    TeacherError. A 200 that is no chat completion (BadReply) is retried like a 500: nothing of it is an answer,
+    RequestError. A 200 that is no chat completion (BadReply) is retried like a 500: nothing of it is an answer,
     and a proxy's error page is usually gone on the next attempt."""
-    last = TeacherError("unknown")
+    last = RequestError("unknown")
     for attempt in range(settings.max_attempts):
         if attempt:
             stats.retries += 1
@@ -114,7 +115,7 @@ async def ask(
                             "attempts": attempt + 1,
                             "concurrency": concurrency,
                         }
-                    last = TeacherError(f"http_{response.status}", raw[:200].decode(errors="replace"))
+                    last = RequestError(f"http_{response.status}", raw[:200].decode(errors="replace"))
                     if response.status not in RETRYABLE_STATUS:
                         raise last
                     if response.status in OVERLOAD_STATUS:
@@ -122,72 +123,14 @@ async def ask(
                     retry_after = response.headers.get("Retry-After")
         except TimeoutError:
             gate.limit.on_rejection()
-            last = TeacherError("timeout", f"no answer in {settings.timeout_s}s")
+            last = RequestError("timeout", f"no answer in {settings.timeout_s}s")
         except aiohttp.ClientError as error:
-            last = TeacherError("connection", str(error)[:200])
+            last = RequestError("connection", str(error)[:200])
         except BadReply as error:
-            last = TeacherError("bad_response", str(error)[:200])
+            last = RequestError("bad_response", str(error)[:200])
         if attempt + 1 < settings.max_attempts:
             await asyncio.sleep(retry_delay(attempt, settings, retry_after))
     raise last
-
-
-def api_url(base_url: str, route: str) -> str:
-    """The URL of an OpenAI route ("chat/completions", "models") under a base URL written with or without /v1
-    (vLLM and OpenAI document theirs with)."""
-    return f"{base_url.rstrip('/').removesuffix('/v1')}/v1/{route}"
-
-
-def served_models(base_url: str, token: str | None, timeout_s: float = 10) -> list[str] | None:
-    """The model ids the endpoint lists at /v1/models (TGI, vLLM, llama.cpp and OpenAI all serve it), or None
-    when it lists none or cannot be asked: the answers' own `model` field is checked all the same."""
-    request = urllib.request.Request(
-        api_url(base_url, "models"), headers={"Authorization": f"Bearer {token}"} if token else {}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            listed = orjson.loads(response.read()).get("data")
-        ids = [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)]
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None
-    return ids or None
-
-
-def filed_under(spec: RequestSpec, body: dict, answer: dict, settings: ClientSettings) -> tuple[str, str]:
-    """(cache key, model) an answer is filed under: the spec's, or the served model's when the server says another
-    one answered (then the run stops: ModelMismatch)."""
-    served = answer.get("served_model")
-    if not settings.check_served_model or served in (None, spec.model):
-        return spec.body_key(body), spec.model
-    return replace(spec, model=served).body_key({**body, "model": served}), served
-
-
-async def ask_all(
-    jobs: Iterable[tuple[RequestSpec, str] | tuple[RequestSpec, str, dict]],
-    cache: AnswerCache,
-    settings: ClientSettings,
-    on_done: Callable[[], None] = lambda: None,
-    limit: AdaptiveLimit | None = None,
-) -> tuple[RunStats, dict[str, str]]:
-    """Ask every (spec, headline) job (callers pass cache misses, with the request body as a third item where they
-    built it already: building one takes a while); answers go to the cache as they arrive. Returns run stats and
-    the error kind per failed headline (see ask_each). A caller asking in batches passes one `limit` to all of
-    them, so what it learnt of the endpoint carries over."""
-    url = api_url(settings.base_url, "chat/completions")
-
-    async def answer(session: aiohttp.ClientSession, gate: Gate, stats: RunStats, job: tuple) -> None:
-        spec, headline, *built = job
-        body = built[0] if built else spec.body(headline)
-        reply = await ask(session, url, body, settings, stats, gate)
-        key, model = filed_under(spec, body, reply, settings)
-        # concurrency (recorded in the answer): its share of the endpoint's time is latency / concurrency
-        cache.put({"key": key, "model": model, "headline": headline, **reply})
-        if model != spec.model:
-            raise ModelMismatch(
-                f"the endpoint answered as model '{model}', but llm_label.endpoint.model is '{spec.model}'"
-            )
-
-    return await ask_each(jobs, settings, answer, lambda job: job[1], on_done, limit)
 
 
 Job = TypeVar("Job")
@@ -206,7 +149,7 @@ async def ask_each(
     answer calling `ask`).
 
     Jobs are pulled lazily, so memory does not grow with the input, and a slow answer holds up only its
-    own worker. A TeacherError fails its job: returns run stats (with how the limit moved) and the error kind
+    own worker. A RequestError fails its job: returns run stats (with how the limit moved) and the error kind
     per name(job). Anything else (a full disk, a bug) stops the run, but only after the requests in flight are
     answered and cached: it is raised once every worker has stopped.
     """
@@ -231,7 +174,7 @@ async def ask_each(
                     return
                 try:
                     await answer(session, gate, stats, job)
-                except TeacherError as error:
+                except RequestError as error:
                     failed[name(job)] = error.kind
                     stats.failures[error.kind] = stats.failures.get(error.kind, 0) + 1
                 except Exception as error:  # raised below, once the other workers have cached what is in flight

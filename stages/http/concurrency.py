@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -31,7 +32,7 @@ class AdaptiveLimit:
     latency_tolerance: float = 2.0  # smoothed latency / floor latency that counts as queueing
     probe_s: float = 0.25  # shortest time between two upward probes
     max_probe_s: float = 2.0  # longest (after repeated rejected probes)
-    clock: object = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     limit: float = field(init=False)
     history: list[tuple[float, int]] = field(init=False)  # (seconds since start, limit) at each change
 

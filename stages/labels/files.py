@@ -20,11 +20,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stages.core.errors import InputError, ParamsError
 from stages.core.stage_params import EvaluateParams, ReviewParams
 from stages.labels.records import is_human
 
 
-class LabelFileError(SystemExit):
+class LabelFileError(InputError):
     def __init__(self, where: str, problem: str):
         super().__init__(f"{where}: {problem}")
 
@@ -68,7 +69,7 @@ def require_inside(path: str | Path, directory: Path, key: str) -> None:
     """Label files must sit inside the directory dvc.yaml declares as a dependency, or DVC would not see
     them change (DVC cannot take a list of files from params as dependencies)."""
     if directory.resolve() not in Path(path).resolve().parents:
-        raise SystemExit(
+        raise ParamsError(
             f"params.yaml: {key}: {path} is not inside {directory}, the directory dvc.yaml declares as "
             f"a dependency; move it there (or point the directory param at where it is)"
         )
@@ -193,6 +194,7 @@ def _read_conll(path: Path, types: _SpanTypes) -> list[FileLabel]:
     def close_entity(last: int) -> None:
         nonlocal open_entity
         if open_entity and open_entity[2]:
+            assert current is not None  # an entity is open only inside a headline
             current.token_spans.append((open_entity[1], last))
         open_entity = None
 
@@ -227,6 +229,7 @@ def _read_conll(path: Path, types: _SpanTypes) -> list[FileLabel]:
             token, tag = columns[0], columns[-1]
             if current is None:
                 current = FileLabel(where=where, tokens=[])
+            assert current.tokens is not None  # every CoNLL label is made with its token list
             index = len(current.tokens)
             current.tokens.append(token)
             current.token_lines.append(number)

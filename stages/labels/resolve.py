@@ -17,6 +17,7 @@ _WHITESPACE = re.compile(r"\s+")
 
 def _char_spans_of_tokens(label: FileLabel, text: str) -> list[dict]:
     """Place each token in the text in order (whitespace between tokens may differ from the file's)."""
+    assert label.tokens is not None  # a CoNLL label: checked_spans calls this only then
     offsets, position, file = [], 0, label.where.rsplit(":", 1)[0]
     for token, line in zip(label.tokens, label.token_lines):
         while position < len(text) and text[position].isspace():
@@ -42,7 +43,7 @@ def checked_spans(label: FileLabel, text: str) -> list[dict]:
     """The label's spans as {start, end, text} in the headline, after checking each against the text."""
     if label.tokens is not None:
         return _char_spans_of_tokens(label, text)
-    spans = []
+    spans: list[dict] = []
     for span in sorted(label.spans, key=lambda s: (s["start"], s["end"])):
         start, end = span["start"], span["end"]
         if not 0 <= start < end <= len(text):
@@ -104,6 +105,7 @@ def matching(labels: list[FileLabel], headlines: list[dict]) -> Iterator[tuple[F
         elif label.tokens is not None:
             targets = by_squeezed.get(_squeezed("".join(label.tokens)), [])
         else:
+            assert label.text is not None  # a label without an id or tokens has its text (files.py checks)
             targets = [h for h in by_text.get(label.text, []) if label.date is None or str(h["date"]) == label.date]
         yield label, targets
 
@@ -122,7 +124,8 @@ def candidates(labels: list[FileLabel], headlines: pl.DataFrame) -> list[dict]:
 
 def resolve(labels: list[FileLabel], headlines: list[dict]) -> Resolved:
     """File labels tied to these headlines, each span checked against its headline's text."""
-    resolved, elsewhere = {}, []
+    resolved: dict[str, dict] = {}
+    elsewhere: list[FileLabel] = []
     for label, targets in matching(labels, headlines):
         if not targets:
             elsewhere.append(label)

@@ -8,16 +8,17 @@ model decodes at its own threshold, so a lower one finds nothing more), `ignore_
 `batch_size` is the model's batch. A bad body raises BadRequest (a ValueError) with the HTTP status it deserves.
 
 An exported folder carries this module and the code it imports, with a `handler.py` that imports it
-(stages/students/runtime.py), so Inference Endpoints runs it with no checkout of this repository;
+(stages/serving/package.py), so Inference Endpoints runs it with no checkout of this repository;
 scripts/serve.py serves the same handler locally.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from stages.students import registry
 from stages.students.settings import read_settings
 
 MAX_TEXTS = 64  # texts in one request: more is refused (413), so one client cannot hold the model for long
@@ -89,7 +90,7 @@ def parse_request(data, max_texts: int = MAX_TEXTS, max_chars: int = MAX_CHARS) 
     unknown = sorted(set(parameters) - set(PARAMETERS))
     if unknown:
         raise BadRequest(f"unknown parameter(s) {unknown}; allowed: {list(PARAMETERS)}")
-    request = {"texts": texts, "single": single}
+    request: dict[str, Any] = {"texts": texts, "single": single}  # Request's fields
     if parameters.get("threshold") is not None:
         request["threshold"] = _number(parameters, "threshold", float, 0, 1)
     if parameters.get("batch_size") is not None:
@@ -122,25 +123,20 @@ def entities(text: str, spans: list[dict], label: str, request: Request) -> list
 class EndpointHandler:
     """What Inference Endpoints instantiates once per replica and calls per request (see the module docstring).
 
-    `student_module` names the stages.common module that loads the folder; exports record theirs in their predict
-    settings, a saved (fp32) model needs it given."""
+    The folder's predict settings name its student by registry name; `student` overrides that for a folder whose
+    settings name none (a model saved by hand)."""
 
     def __init__(
         self,
         path: str | Path = "",
-        student_module: str | None = None,
+        student: str | None = None,
         max_texts: int = MAX_TEXTS,
         max_chars: int = MAX_CHARS,
     ):
         model_dir = Path(path or ".")
         settings = read_settings(model_dir)
-        student_module = student_module or settings.get("student_module")
-        if not student_module:
-            raise SystemExit(
-                f"{model_dir}: its predict settings name no student module (exports do); pass "
-                f"student_module, e.g. stages.students.gliner"
-            )
-        self.predict = importlib.import_module(student_module).load(model_dir)
+        self.student = student or registry.student_name(settings, model_dir)
+        self.predict = registry.student(self.student).load(model_dir)
         self.label, self.max_texts, self.max_chars = settings["entity_label"], max_texts, max_chars
 
     def __call__(self, data: dict) -> list:

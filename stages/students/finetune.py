@@ -1,49 +1,48 @@
-"""The one main() of both finetune stages: reviewed splits in; the best-epoch model with its model card, metrics,
-per-epoch history and int8 ONNX export (with its own card: the folder to upload) out. Only these stages import the
-card, so editing it reruns only them."""
+"""The one main() of both finetune stages: reviewed splits in; the best-epoch model (with its predict settings and
+a training summary beside it), metrics and per-epoch history out. The servable folder and its model card are the
+export stage's (stages/export.py), so editing them retrains nothing."""
 
 from __future__ import annotations
 
-import time
-from types import ModuleType
-
-from stages.core.io import log, read_table, stage_args, write_csv, write_json
-from stages.core.metrics import entity_scores
+from stages.core.cli import stage_args
+from stages.core.errors import InputError
+from stages.core.io import log, read_table, write_csv, write_json
 from stages.core.params import load_params
-from stages.core.stage_params import FetchParams
+from stages.core.schema import Record
 from stages.labels.records import LABEL_COLUMNS, human_or_all, human_records, labelled_records, unreviewed_rule
-from stages.students.card import CardData, label_examples, render
 from stages.students.config import ChoosesRecipe
-from stages.students.runtime import EXPORT_FORMAT
+from stages.students.interface import Student
+from stages.students.settings import TrainingSummary, write_summary
 from stages.students.training import HISTORY_FIELDS
 
 
-def card_params(section) -> dict:
-    """What the card shows as the run's params: every key of the finetune section but `recipes`, with the chosen
+def run_params(section) -> dict:
+    """The run's params as the card shows them: every key of the finetune section but `recipes`, with the chosen
     recipe's keys."""
     return section.model_dump(exclude={"recipes"}) | section.recipes[section.recipe].model_dump()
 
 
+def label_examples(records: list[Record], count: int = 3) -> list[dict]:
+    """The first few training records that name a company (records come sorted by id: a fixed choice)."""
+    return [{"text": r["text"], "spans": r["spans"]} for r in records if r["spans"]][:count]
+
+
 def finetune_main(
-    params_model: type[ChoosesRecipe], title: str, student: ModuleType, argv: list[str] | None = None
+    params_model: type[ChoosesRecipe], title: str, student: Student, argv: list[str] | None = None
 ) -> None:
-    """`student` is the stages.common module of the student (gliner_student, ...): see students.py."""
+    """`student` is the student's module, as the registry holds it (registry.py)."""
     section_name = params_model.SECTION
     args = stage_args(
-        f"{section_name}: fine-tune on the reviewed train split",
-        ("train", "valid", "out", "export", "metrics", "history"),
-        argv,
+        f"{section_name}: fine-tune on the reviewed train split", ("train", "valid", "out", "metrics", "history"), argv
     )
     section = load_params(params_model)
-    fetch = load_params(FetchParams)  # dvc.yaml declares the keys read: fetch.kind, fetch.hf_dataset.path
-    datasets = [fetch.hf_dataset.path] if fetch.kind == "hf_dataset" else []
     training = section.training()
     records = {
         "train": unreviewed_rule(labelled_records(read_table(args.train, LABEL_COLUMNS)), training.unreviewed),
         "valid": human_or_all(labelled_records(read_table(args.valid, LABEL_COLUMNS))),
     }
     if not records["train"] or not records["valid"]:
-        raise SystemExit(
+        raise InputError(
             f"{section_name}: need labelled train and valid records, have {len(records['train'])} and "
             f"{len(records['valid'])}"
         )
@@ -59,23 +58,20 @@ def finetune_main(
         training.base_model,
     )
     result = student.train(training, records["train"], records["valid"], args.out)
-    best_row = next(h for h in result["history"] if h["epoch"] == result["best_epoch"])
-    card = CardData(
+    summary = TrainingSummary(
+        student=student.NAME,
         title=title,
-        module=student.__name__.rsplit(".", 1)[-1],
-        directory=str(args.out),
         base_model=training.base_model,
         revision=training.revision,
         entity_label=training.entity_label,
         epochs=training.epochs,
         sizes=sizes,
-        best=best_row,
-        params=card_params(section),
+        best=result.best_row,
+        params=run_params(section),
         examples=label_examples(records["train"]),
-        datasets=datasets,
     )
-    (args.out / "README.md").write_text(render(card))
-    write_csv(args.history, result["history"], HISTORY_FIELDS)
+    write_summary(args.out, summary)
+    write_csv(args.history, result.history, HISTORY_FIELDS)
     write_json(
         args.metrics,
         {
@@ -83,31 +79,8 @@ def finetune_main(
             "valid_records": sizes["valid"],
             "train_human_labelled": sizes["train_human"],
             "valid_human_labelled": sizes["valid_human"],
-            "best_epoch": result["best_epoch"],
-            "best_valid_f1": result["best_valid_f1"],
+            "best_epoch": result.best_epoch,
+            "best_valid_f1": result.best_valid_f1,
         },
     )
-    log.info(
-        "%s: best epoch %d, valid F1 %.4f -> %s", section_name, result["best_epoch"], result["best_valid_f1"], args.out
-    )
-    started = time.perf_counter()
-    student.export(args.out, args.export)
-    log.info(
-        "%s: exported %s -> %s (%s) in %.1f s",
-        section_name,
-        args.out,
-        args.export,
-        EXPORT_FORMAT,
-        time.perf_counter() - started,
-    )
-    exported = student.load(args.export)([r["text"] for r in records["valid"]])
-    card.export_scores = entity_scores([r["spans"] for r in records["valid"]], exported)
-    (args.export / "README.md").write_text(render(card, exported=True))
-    log.info(
-        "%s: export valid F1 %.4f (saved model %.4f); cards in %s and %s",
-        section_name,
-        card.export_scores["f1"],
-        result["best_valid_f1"],
-        args.out,
-        args.export,
-    )
+    log.info("%s: best epoch %d, valid F1 %.4f -> %s", section_name, result.best_epoch, result.best_valid_f1, args.out)

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from stages.core.spans import char_to_token_spans, word_tokens
 from stages.students.config import GlinerTraining
 from stages.students.encoder import LOCAL_MINILM_HUB_ID, hidden_size, local_encoder_dir, rewrite_json, unreachable
-from stages.students.runtime import EXPORT_FILE, exporting, is_exported, onnx_session, quantize_int8, quantize_onnx
+from stages.students.runtime import EXPORT_FILE, is_exported, onnx_session, quantize_int8, quantize_onnx
 from stages.students.settings import read_settings
-from stages.students.training import Predictor, fit
+from stages.students.training import Predictor, Records, TrainingResult, fit
+
+NAME = "gliner"  # its registry name (registry.py): model folders name their student by it
 
 
-def to_example(record: dict, label: str) -> dict:
+def to_example(record: Mapping[str, Any], label: str) -> dict:
     """GLiNER's training format: word tokens, inclusive token spans, and the label always on offer
     (so headlines without a company teach the model to say no)."""
     tokens = word_tokens(record["text"])
@@ -92,17 +96,18 @@ def load(model_dir: Path, int8: bool = False) -> Predictor:
     )
 
 
-def export(model_dir: Path, export_dir: Path) -> None:
-    """The CPU-serving form of a saved student: GLiNER's own ONNX export, int8-quantized for ONNX Runtime, with
-    its config, tokenizer and predict settings; `load(export_dir)` serves it (no torch weights needed)."""
+def export(model_dir: Path, into: Path) -> None:
+    """The CPU-serving form of a saved student into a new directory: GLiNER's own ONNX export, int8-quantized for
+    ONNX Runtime, with its config and tokenizer; with the predict settings the export stage adds, `load(into)`
+    serves it (no torch weights needed)."""
     from gliner import GLiNER
 
     model = GLiNER.from_pretrained(str(model_dir), load_tokenizer=True)
     model.eval()
-    with exporting(model_dir, export_dir, __name__) as staging, tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch:
         graph = Path(model.export_to_onnx(scratch, quantize=False)["onnx_path"])
-        shutil.copytree(scratch, staging, ignore=shutil.ignore_patterns("*.onnx"))
-        quantize_onnx(graph, staging / EXPORT_FILE)
+        shutil.copytree(scratch, into, ignore=shutil.ignore_patterns("*.onnx"))
+        quantize_onnx(graph, into / EXPORT_FILE)
 
 
 def zero_shot(training: GlinerTraining) -> Predictor:
@@ -112,7 +117,7 @@ def zero_shot(training: GlinerTraining) -> Predictor:
     return lambda texts, batch_size=32: predict(model, texts, training.entity_label, training.threshold, batch_size)
 
 
-def train(training: GlinerTraining, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:
+def train(training: GlinerTraining, train_records: Records, valid_records: Records, out_dir: Path) -> TrainingResult:
     import torch
     from gliner.training import Trainer
 
@@ -144,7 +149,7 @@ def train(training: GlinerTraining, train_records: list[dict], valid_records: li
         lambda directory: save(model, directory),
         make_trainer,
         lambda texts: predict(model, texts, label, threshold),
-        {"entity_label": label, "threshold": threshold},
+        {"student": NAME, "entity_label": label, "threshold": threshold},
         valid_records,
         out_dir,
         training,

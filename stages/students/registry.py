@@ -1,37 +1,57 @@
-"""The students, by name, behind one interface: finetune, evaluate and the scripts and benchmarks pick them here.
+"""The students, by registry name ("gliner", "spanmarker"), behind one interface: every stage, the endpoint
+handler, the scripts and the benchmarks pick them here, and model folders name theirs the same way.
 
-A student module has train(training, train_records, valid_records, out_dir) -> {history, best_epoch,
-best_valid_f1, train_steps_per_s}; load(directory[, int8]) -> predict(texts, batch_size); export(model_dir,
-export_dir); zero_shot(training) -> predict. `training` is the flat model of its finetune section's
-chosen recipe (params.py); records are {id, text, spans[, label_source]} (records.py).
+A student module has NAME; train(training, train_records, valid_records, out_dir) -> TrainingResult;
+load(directory[, int8]) -> predict(texts, batch_size); export(model_dir, into) (writes the int8 ONNX form into a
+directory); zero_shot(training) -> predict. `training` is the flat model of its finetune section's chosen recipe
+(config.py); records are core.schema.Record.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
+from stages.core.errors import ModelError
+from stages.core.legacy import student_of_module
 from stages.core.params import PARAMS_FILE, load_params
-from stages.students import gliner as gliner_student
-from stages.students import spanmarker as spanmarker_student
-from stages.students.config import FinetuneGlinerParams, FinetuneSpanMarkerParams, GlinerTraining, SpanMarkerTraining
+from stages.students import gliner, spanmarker
+from stages.students.config import (
+    ChoosesRecipe,
+    FinetuneGlinerParams,
+    FinetuneSpanMarkerParams,
+    GlinerTraining,
+    SpanMarkerTraining,
+)
+from stages.students.interface import Student
+from stages.students.settings import SETTINGS_FILE, read_settings
 from stages.students.training import Predictor
 
-
-class Student(Protocol):
-    def train(self, training, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict: ...
-
-    def load(self, model_dir: Path, int8: bool = False) -> Predictor: ...
-
-    def export(self, model_dir: Path, export_dir: Path) -> None: ...
-
-    def zero_shot(self, training) -> Predictor: ...
+STUDENTS: dict[str, Student] = {gliner.NAME: gliner, spanmarker.NAME: spanmarker}
 
 
-STUDENTS: dict[str, Student] = {"gliner": gliner_student, "spanmarker": spanmarker_student}
+def student(name: str) -> Student:
+    if name not in STUDENTS:
+        raise ModelError(f"unknown student {name!r}; known: {', '.join(sorted(STUDENTS))}")
+    return STUDENTS[name]
 
 
-SECTIONS = {"gliner": FinetuneGlinerParams, "spanmarker": FinetuneSpanMarkerParams}  # whose SECTION is its stage
+def student_name(settings: dict, model_dir: Path) -> str:
+    """The registry name of the student a folder holds ("gliner"), as its settings give it."""
+    name = settings.get("student") or student_of_module(settings.get("student_module"))
+    if not name:
+        raise ModelError(f'{model_dir / SETTINGS_FILE}: names no student (expected "student": "gliner" or ...)')
+    return name
+
+
+def load(model_dir: Path, int8: bool = False) -> Predictor:
+    """predict(texts, batch_size) of any saved or exported student folder, by the student its settings name."""
+    return student(student_name(read_settings(model_dir), model_dir)).load(model_dir, int8)
+
+
+SECTIONS: dict[str, type[ChoosesRecipe]] = {
+    "gliner": FinetuneGlinerParams,
+    "spanmarker": FinetuneSpanMarkerParams,
+}  # whose SECTION is its stage
 
 
 def training_params(name: str, path: Path = PARAMS_FILE) -> GlinerTraining | SpanMarkerTraining:

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from stages.core.spans import char_to_token_spans, token_to_char_span, word_tokens
 from stages.students.config import SpanMarkerTraining
 from stages.students.encoder import local_encoder_dir, rewrite_json, unreachable
-from stages.students.runtime import EXPORT_FILE, exporting, is_exported, onnx_session, quantize_int8, quantize_onnx
-from stages.students.settings import read_settings
-from stages.students.training import Predictor, fit
+from stages.students.runtime import EXPORT_FILE, is_exported, onnx_session, quantize_int8, quantize_onnx
+from stages.students.settings import SETTINGS_FILE, SUMMARY_FILE, read_settings
+from stages.students.training import Predictor, Records, TrainingResult, fit
+
+NAME = "spanmarker"  # its registry name (registry.py): model folders name their student by it
 
 
-def tag_ids(record: dict, label2id: dict[str, int], label: str) -> tuple[list[str], list[int]]:
+def tag_ids(record: Mapping[str, Any], label2id: dict[str, int], label: str) -> tuple[list[str], list[int]]:
     """Word tokens and their tag ids, in IOB2 when the model's labels have B-/I- forms, else IO."""
     text = record["text"]
     tokens = word_tokens(text)
@@ -156,7 +160,10 @@ def _span_logits_module(model):
             length, width = hidden.size(1), hidden.size(2)
             starts = start_marker_indices.unsqueeze(1) + torch.arange(length // 2).unsqueeze(0)
             ends = starts + num_marker_pairs.unsqueeze(1)
-            pick = lambda rows: torch.gather(hidden, 1, rows.clamp(max=length - 1).unsqueeze(-1).expand(-1, -1, width))
+
+            def pick(rows):
+                return torch.gather(hidden, 1, rows.clamp(max=length - 1).unsqueeze(-1).expand(-1, -1, width))
+
             return self.classifier(torch.cat((pick(starts), pick(ends)), dim=-1))
 
     return SpanLogits().eval()
@@ -165,21 +172,20 @@ def _span_logits_module(model):
 INPUTS = ("input_ids", "attention_mask", "position_ids", "start_marker_indices", "num_marker_pairs")
 
 
-def export(model_dir: Path, export_dir: Path) -> None:
-    """The CPU-serving form of a saved student: SpanMarker's forward traced to ONNX (opset 17), int8-quantized
-    for ONNX Runtime, with the saved config, tokenizer and encoder files; `load(export_dir)` serves it."""
+def export(model_dir: Path, into: Path) -> None:
+    """The CPU-serving form of a saved student into a new directory: SpanMarker's forward traced to ONNX (opset
+    17), int8-quantized for ONNX Runtime, with the saved config, tokenizer and encoder files; with the predict
+    settings the export stage adds, `load(into)` serves it."""
     import torch
     from span_marker import SpanMarkerModel
 
     model = SpanMarkerModel.from_pretrained(str(model_dir), config=_config(model_dir))
     model.eval()
     batch = _batches(model.tokenizer, model.data_collator, model.config, [["Apple", "Buys", "Beats"]] * 2, 2)[0][0][0]
-    with (
-        exporting(model_dir, export_dir, __name__) as staging,
-        tempfile.TemporaryDirectory() as scratch,
-        torch.no_grad(),
-    ):
-        shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "README.md"))
+    with tempfile.TemporaryDirectory() as scratch, torch.no_grad():
+        shutil.copytree(
+            model_dir, into, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", SETTINGS_FILE, SUMMARY_FILE)
+        )
         graph = Path(scratch) / "fp32.onnx"
         torch.onnx.export(
             _span_logits_module(model),
@@ -198,7 +204,7 @@ def export(model_dir: Path, export_dir: Path) -> None:
                 "logits": {0: "batch", 1: "pairs"},
             },
         )
-        quantize_onnx(graph, staging / EXPORT_FILE)
+        quantize_onnx(graph, into / EXPORT_FILE)
 
 
 def _batches(tokenizer, collator, config, token_lists: list[list[str]], batch_size: int):
@@ -234,7 +240,7 @@ def _batches(tokenizer, collator, config, token_lists: list[list[str]], batch_si
 def _decode(tokenizer, config, token_lists, num_words, scores, labels, label: str) -> list[list[dict]]:
     """SpanMarker's own decoding: best-scoring non-O spans first, no overlaps; word indices like its predict()."""
     results = []
-    for tokens, words, score, label_ids in zip(token_lists, num_words, scores, labels):
+    for _tokens, words, score, label_ids in zip(token_lists, num_words, scores, labels):
         spans = list(tokenizer.get_all_valid_spans(words, config.entity_max_length))
         taken, entities = [False] * words, []
         for (start, end), probability, label_id in sorted(
@@ -262,7 +268,8 @@ def fast_predict(run, tokenizer, collator, config, texts: list[str], label: str,
         return []
     offsets = [word_tokens(t) for t in texts]
     token_lists = [[t[s:e] for s, e in o] for t, o in zip(texts, offsets)]
-    scores, labels = [[] for _ in texts], [[] for _ in texts]
+    scores: list[list[float]] = [[] for _ in texts]  # per headline, per marker pair: the best label's probability
+    labels: list[list[int]] = [[] for _ in texts]  # and that label's id
     batches, num_words = _batches(tokenizer, collator, config, token_lists, batch_size)
     for batch, headlines in batches:
         logits = run(batch)
@@ -286,8 +293,13 @@ def load_exported(export_dir: Path, label: str) -> Predictor:
     tokenizer = SpanMarkerTokenizer.from_pretrained(str(export_dir), config=config)
     collator = SpanMarkerDataCollator(tokenizer=tokenizer, marker_max_length=config.marker_max_length)
     session = onnx_session(export_dir / EXPORT_FILE)
-    feeds = lambda batch: {k: batch[k].numpy() for k in INPUTS}
-    run = lambda batch: session.run(["logits"], feeds(batch))[0]
+
+    def feeds(batch):
+        return {k: batch[k].numpy() for k in INPUTS}
+
+    def run(batch):
+        return session.run(["logits"], feeds(batch))[0]
+
     return lambda texts, batch_size=32: fast_predict(run, tokenizer, collator, config, texts, label, batch_size)
 
 
@@ -298,7 +310,9 @@ def zero_shot(training: SpanMarkerTraining) -> Predictor:
     return lambda texts, batch_size=32: predict(model, texts, training.entity_label, batch_size)
 
 
-def train(training: SpanMarkerTraining, train_records: list[dict], valid_records: list[dict], out_dir: Path) -> dict:
+def train(
+    training: SpanMarkerTraining, train_records: Records, valid_records: Records, out_dir: Path
+) -> TrainingResult:
     import torch
     from datasets import Dataset
     from span_marker import Trainer
@@ -318,7 +332,7 @@ def train(training: SpanMarkerTraining, train_records: list[dict], valid_records
         lambda directory: save(model, directory),
         make_trainer,
         lambda texts: predict(model, texts, label),
-        {"entity_label": label},
+        {"student": NAME, "entity_label": label},
         valid_records,
         out_dir,
         training,

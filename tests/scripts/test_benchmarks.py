@@ -1,0 +1,92 @@
+"""Every benchmark at a tiny size, run the way a user runs it (a subprocess printing one JSON line), so none
+can break unnoticed."""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from stages.core.schema import SPANS
+from tests.helpers import ROOT
+
+FIXTURE = ROOT / "tests/data/headlines.jsonl"
+
+
+def bench(module: str, *args: str, timeout: float = 120) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_cluster_names():
+    out = bench("cluster_names", "--names", "2000", "--headlines", "5000", "--raw-rows", "100")
+    assert out["names"] == 2000 and 0 < out["clusters"] < 2000 and out["pairs_per_s"] > 0
+    assert out["stage_headlines"] == 5000 and 0 < out["stage_clusters"] and 0 < out["stage_sample"] < 5000
+
+
+def test_llm_label_throughput():
+    out = bench("llm_label_throughput", "--requests", "200", "--stream", "300", "--concurrency", "8")
+    assert (out["requests"], out["streamed"], out["concurrency"]) == (200, 300, 8)
+    assert min(out["headlines_per_s"], out["raw_http_per_s"], out["cached_headlines_per_s"], out["peak_rss_mb"]) > 0
+
+
+def test_llm_label_capacity():
+    out = bench("llm_label_capacity", "--answers-per-phase", "20")
+    assert out["lost"] == 0 and out["fixed_32_lost"] == 0  # every answer reaches the cache, whatever the limit
+    assert 0 < out["ratio"] and 0 < out["fixed_4_ratio"] and 0 < out["fixed_32_ratio"]
+    assert out["limit"]["min"] >= 1 and out["limit"]["max"] <= 64
+
+
+def test_gold_check(tmp_path):
+    gold = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+    teacher = [g["spans"] for g in gold]
+    teacher[0] = []  # the teacher missed "Apple"
+    labels = pl.DataFrame(
+        {
+            "date": [dt.date.fromisoformat(g["date"]) for g in gold],
+            "text": [g["text"] for g in gold],
+            "teacher_spans": teacher,
+        },
+        schema_overrides={"teacher_spans": SPANS},
+    )
+    labels.write_parquet(tmp_path / "l.parquet")
+    (tmp_path / "m.json").write_text(
+        json.dumps(
+            {"hallucinated_mentions": 0, "finish_reason": {"stop": 30}, "invalid_answers": 0, "headlines_per_s": 1.5}
+        )
+    )
+    out = bench(
+        "gold_check",
+        "--labels",
+        str(tmp_path / "l.parquet"),
+        "--metrics",
+        str(tmp_path / "m.json"),
+        "--gold",
+        str(FIXTURE),
+    )
+    spans = sum(len(g["spans"]) for g in gold)
+    assert (out["labelled"], out["teacher_precision"], out["length_finish"]) == (30, 1.0, 0)
+    assert out["teacher_recall"] == round((spans - 1) / spans, 4) and out["headlines_per_s"] == 1.5
+
+
+@pytest.mark.slow
+def test_case_study_scale():
+    out = bench("case_study_scale", "--headlines", "2000", "--sample-size", "80", timeout=600)
+    assert out["headlines"] == 2000 and out["labelled"] > 1900 and out["valid"] == out["labelled"]
+    assert abs(out["sampled"] - 80) <= 0.02 * 80 and set(out["stage_s"]) == {
+        "fetch",
+        "llm_label",
+        "cluster_sample",
+        "split",
+    }
+    assert 0 < out["peak_rss_mb"] < 1536 and 0 <= out["client_share_of_wall"] < 1
+    assert out["plan"]["requests_to_make"] == out["server"]["answered"]  # one request per distinct headline

@@ -1,0 +1,67 @@
+"""The switch from the demo to the case study: a profile written into params.yaml, comments kept, validated."""
+
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+from tests.helpers import ROOT
+
+ENDPOINT = "https://my-llama.endpoints.huggingface.cloud"
+
+
+def apply(params, *sets):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.apply_profile",
+            "case_study",
+            "--params",
+            str(params),
+            *(arg for s in sets for arg in ("--set", s)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_case_study_profile_turns_the_demo_into_the_case_studys_run(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    run = apply(params, f"llm_label.endpoint.base_url={ENDPOINT}")
+    assert run.returncode == 0, run.stderr
+    written = yaml.safe_load(params.read_text())
+    assert written["fetch"]["kind"] == "hf_dataset" and written["fetch"]["filters"] == [
+        {"column": "Url", "contains": "benzinga.com"}
+    ]
+    assert written["llm_label"]["endpoint"]["base_url"] == ENDPOINT and written["llm_label"]["limit"] is None
+    assert written["llm_label"]["extractive"]["free_names"] is True
+    assert written["cluster_sample"]["sample_size"] == 2714
+    assert (written["finetune_gliner"]["recipe"], written["finetune_spanmarker"]["recipe"]) == (
+        "case_study",
+        "hub_orgs",
+    )
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert written["split"] == shipped["split"] and written["evaluate"] == shipped["evaluate"]  # the rest stays
+    assert "# One section per stage" in params.read_text()  # and so do the comments
+    again = apply(params, f"llm_label.endpoint.base_url={ENDPOINT}")
+    assert "changed 0 key(s)" in again.stdout
+
+
+def test_a_required_value_or_a_bad_one_changes_nothing(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    before = params.read_text()
+    run = apply(params)
+    assert run.returncode == 1 and "give --set llm_label.endpoint.base_url=..." in run.stderr
+    run = apply(params, "llm_label.endpoint.base_url=htp:/oops")
+    assert run.returncode == 1 and "llm_label.endpoint.base_url: 'htp:/oops' is not allowed" in run.stderr
+    assert params.read_text() == before
+
+
+def test_make_case_study_passes_the_endpoint():
+    dry = subprocess.run(["make", "-n", "case-study", f"ENDPOINT={ENDPOINT}"], cwd=ROOT, capture_output=True, text=True)
+    assert f"python -m scripts.apply_profile case_study --set llm_label.endpoint.base_url={ENDPOINT}" in dry.stdout

@@ -1,0 +1,314 @@
+"""The tag stage: exact batches read a slice at a time, cluster names joined to mentions, every batch cached as it is
+made (so a run resumes and reruns are byte-identical), and a real tiny exported GLiNER tagging a feed like its
+own predict, in-process and behind scripts/serve.py."""
+
+import datetime as dt
+import json
+import random
+import shutil
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from rapidfuzz import process
+
+from stages import tag
+from stages.core.errors import PipelineError
+from stages.core.names import SCORERS, CanonicalNames
+from stages.core.params import validate
+from stages.core.stage_params import TagParams
+from stages.http.answer_cache import AnswerCache
+from stages.serving.package import servable_folder
+from stages.students.registry import STUDENTS, training_params
+from stages.teacher.local_server import free_port
+from tests.helpers import ROOT, TINY_RECIPES, Server
+
+SUFFIXES = frozenset({"inc", "corp", "co"})
+
+
+def write_headlines(path, texts: list[str], row_group_size: int | None = None) -> pl.DataFrame:
+    """A fetch-shaped headlines table (sorted by id, as fetch writes it)."""
+    frame = pl.DataFrame(
+        {
+            "id": [f"{i:08x}" for i in range(len(texts))],
+            "text": texts,
+            "date": [dt.date(2015, 1, 1) + dt.timedelta(days=i % 2000) for i in range(len(texts))],
+            "source": ["test"] * len(texts),
+        }
+    )
+    frame.write_parquet(path, row_group_size=row_group_size)
+    return frame
+
+
+def test_headlines_come_in_exact_batches_in_file_order_read_a_slice_at_a_time(tmp_path):
+    path = tmp_path / "headlines.parquet"
+    rows = 200_003
+    frame = write_headlines(
+        path, [f"Company {i} Shares Rise After Quarterly Results Beat" for i in range(rows)], row_group_size=10_000
+    )
+    whole = pq.read_table(path, columns=tag.COLUMNS).nbytes
+    sizes, ids, peak = [], [], 0
+    for batch in tag.headline_batches(path, 32):
+        sizes.append(batch.num_rows)
+        ids.extend(batch["id"].to_pylist())
+        peak = max(peak, pa.total_allocated_bytes())
+        del batch
+    assert sizes == [32] * (rows // 32) + [rows % 32] and ids == frame["id"].to_list()
+    assert peak < 0.25 * whole, f"reading held {peak} bytes of a {whole}-byte table at once"
+    assert [b.num_rows for b in tag.headline_batches(path, 60_000)] == [60_000] * 3 + [20_003]
+
+
+def test_a_mention_gets_its_clusters_canonical_name_as_cluster_sample_would_have_clustered_it():
+    names = ["apple", "microsoft", "microsft", "tesla", "tesla motors"]
+    representatives = ["apple", "microsoft", "microsoft", "tesla", "tesla"]
+    canonical = CanonicalNames(names, representatives, "ratio", 85, SUFFIXES)
+    assert canonical("Apple Inc.") == "apple"  # normalised as cluster_sample does: exact hit
+    assert canonical("MICROSFT Corp") == "microsoft"  # a member of the cluster
+    assert canonical("Microsoftt") == "microsoft"  # not seen, but it would have joined the cluster
+    assert canonical("Tesla Motor") == "tesla"
+    assert canonical("Gold") is None and canonical("...") is None
+
+
+@pytest.mark.parametrize("scorer", sorted(SCORERS))
+def test_the_length_window_finds_what_scoring_every_name_finds(scorer):
+    rng = random.Random(0)
+    letters = "abcdefghij "
+    names = sorted({"".join(rng.choice(letters) for _ in range(rng.randint(3, 14))).strip() for _ in range(400)} - {""})
+    canonical = CanonicalNames(names, [f"rep-{n}" for n in names], scorer, 80, frozenset())
+    members = sorted(names, key=lambda n: (len(n), n))
+    for _ in range(300):
+        query = "".join(rng.choice(letters) for _ in range(rng.randint(2, 16))).strip()
+        if not query or query in names:
+            continue
+        best = process.extractOne(query, members, scorer=SCORERS[scorer], score_cutoff=80)
+        found = canonical(query)
+        if best is None:
+            assert found is None, query
+        else:  # the same score (a tie may pick another member of equal score)
+            assert found is not None and SCORERS[scorer](query, found.removeprefix("rep-")) == best[1], query
+
+
+class CountingStudent:
+    """A stand-in predict: the first word of each headline as its span, with a score; counts its calls and can
+    fail after a number of batches (an interrupted run)."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls, self.fail_after = 0, fail_after
+
+    def __call__(self, texts, batch_size=32):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt
+        assert len(texts) <= batch_size
+        self.calls += 1
+        return [
+            [{"start": 0, "end": t.index(" "), "text": t[: t.index(" ")], "score": 0.5 + i / 100}]
+            if not t.startswith("Gold")
+            else []
+            for i, t in enumerate(texts)
+        ]
+
+
+def run_tag(tmp_path, predict, headlines, canonical, batch_size=4):
+    with AnswerCache(tmp_path / "cache") as cache:
+        run = tag.predict_missing(
+            predict, tag.headline_batches(headlines, batch_size), cache, "v1", batch_size, lambda n: None
+        )
+        counts = tag.write_tagged(
+            tmp_path / "tagged.parquet",
+            tag.headline_batches(headlines, batch_size),
+            lambda texts: tag.cached_spans(cache, tag.batch_key("v1", "in_process", texts), texts),
+            canonical,
+            "stub",
+            "v1",
+        )
+    return run, counts
+
+
+def test_every_batch_is_cached_as_made_so_an_interrupted_run_resumes_and_reruns_are_byte_identical(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(tag, "ROW_GROUP_ROWS", 8)
+    texts = [
+        f"{['Microsft', 'Microsoftt', 'Visa'][i % 3]} Beats Estimates" if i % 5 else "Gold Slips" for i in range(30)
+    ]
+    headlines = tmp_path / "headlines.parquet"
+    write_headlines(headlines, texts)
+    canonical = CanonicalNames(["microsft"], ["microsoft"], "ratio", 85, SUFFIXES)
+
+    interrupted = CountingStudent(fail_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp_path, interrupted, headlines, canonical)
+    resumed = CountingStudent()
+    run, counts = run_tag(tmp_path, resumed, headlines, canonical)
+    assert resumed.calls == 8 - 3 and (run["batches"], run["batches_computed"]) == (8, 5)
+    first = (tmp_path / "tagged.parquet").read_bytes()
+
+    again = CountingStudent()
+    run_tag(tmp_path, again, headlines, canonical)
+    assert again.calls == 0 and (tmp_path / "tagged.parquet").read_bytes() == first
+    shutil.rmtree(tmp_path / "cache")
+    run_tag(tmp_path, CountingStudent(), headlines, canonical)
+    assert (tmp_path / "tagged.parquet").read_bytes() == first, "from the cache or not, the same bytes"
+
+    parquet = pq.ParquetFile(tmp_path / "tagged.parquet")
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [8, 8, 8, 6]
+    table = pl.read_parquet(tmp_path / "tagged.parquet")
+    assert table["text"].to_list() == texts and table["model_version"].unique().to_list() == ["v1"]
+    assert counts == {"headlines": 30, "headlines_with_company": 24, "spans": 24, "spans_with_name": 16}
+    spans = table["spans"].to_list()
+    assert spans[1] == [{"start": 0, "end": 10, "text": "Microsoftt", "score": 0.5 + 1 / 100, "name": "microsoft"}]
+    assert spans[2][0]["name"] is None and spans[0] == []  # Visa is in no cluster; Gold has no company
+
+
+def test_tag_params_take_null_or_an_http_url():
+    raw = {
+        "student": "gliner",
+        "form": "export",
+        "batch_size": 32,
+        "url": None,
+        "token_env": None,
+        "concurrency": {"min": 1, "start": 1, "max": 4},
+        "timeout_s": 10,
+        "max_attempts": 3,
+    }
+    assert validate(TagParams, raw).url is None
+    assert validate(TagParams, raw | {"url": "http://127.0.0.1:8080"}).url == "http://127.0.0.1:8080"
+    with pytest.raises(PipelineError, match=r"tag.url: 'localhost:8080' is not allowed"):
+        validate(TagParams, raw | {"url": "localhost:8080"})
+    with pytest.raises(PipelineError, match=r"tag.student"):
+        validate(TagParams, raw | {"student": "bert"})
+
+
+@pytest.fixture(scope="module")
+def tiny_gliner(labelled_headlines, tmp_path_factory):
+    """models/gliner and models/gliner_export of a tiny real training run (as test_students trains it)."""
+    training = training_params("gliner", ROOT / "params.yaml").model_copy(update=TINY_RECIPES["gliner"])
+    models = tmp_path_factory.mktemp("models")
+    STUDENTS["gliner"].train(training, labelled_headlines[:20], labelled_headlines[20:], models / "gliner")
+    servable_folder(STUDENTS["gliner"], models / "gliner", models / "gliner_export")
+    return models
+
+
+def stage_workdir(tmp_path, models, labelled_headlines, extra_params: dict | None = None) -> tuple:
+    """A working directory with params.yaml, a headlines table and a clusters table, and the stage's argv."""
+    params = (ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(params)
+    if extra_params:
+        import yaml
+
+        loaded = yaml.safe_load(params)
+        loaded["tag"].update(extra_params)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(loaded, sort_keys=False))
+    texts = [r["text"] for r in labelled_headlines] + ["Apple Shares Up 5% After Earnings Beat"]
+    write_headlines(tmp_path / "headlines.parquet", texts)
+    pl.DataFrame({"name": ["apple", "netflix"], "count": [3, 1], "representative": ["apple", "netflix"]}).write_parquet(
+        tmp_path / "clusters.parquet"
+    )
+    argv = [
+        "--headlines",
+        "headlines.parquet",
+        "--clusters",
+        "clusters.parquet",
+        "--fp32",
+        str(models / "gliner"),
+        "--export",
+        str(models / "gliner_export"),
+        "--cache-dir",
+        "cache",
+        "--out",
+        "tagged.parquet",
+        "--metrics",
+        "tag.json",
+    ]
+    return texts, argv
+
+
+@pytest.mark.slow
+def test_the_exported_student_tags_every_headline_like_its_predict_and_a_rerun_is_byte_identical(
+    tiny_gliner, labelled_headlines, tmp_path, monkeypatch
+):  # noqa: F811
+    texts, argv = stage_workdir(tmp_path, tiny_gliner, labelled_headlines, {"batch_size": 8})
+    monkeypatch.chdir(tmp_path)
+    tag.main(argv)
+    table = pl.read_parquet("tagged.parquet")
+    predict = STUDENTS["gliner"].load(tiny_gliner / "gliner_export")
+    expected = [spans for first in range(0, len(texts), 8) for spans in predict(texts[first : first + 8], 8)]
+    got = table["spans"].to_list()
+    assert table["text"].to_list() == texts and sum(map(len, expected)) >= 10
+    assert [[{k: s[k] for k in ("start", "end", "text", "score")} for s in spans] for spans in got] == expected
+    named = {s["text"]: s["name"] for spans in got for s in spans}
+    assert named.get("Apple") == "apple" and all(named[m] is None for m in named if m not in ("Apple", "Netflix"))
+    assert set(table["model"]) == {"gliner_export"} and set(table["model_version"]) == {
+        tag.model_version(tiny_gliner / "gliner_export")
+    }
+    metrics = json.loads((tmp_path / "tag.json").read_text())
+    assert (metrics["headlines"], metrics["batches"], metrics["batches_cached"]) == (len(texts), 4, 0)
+    assert metrics["headlines_per_s"] > 0 and metrics["usd_per_million_headlines"] > 0
+    assert metrics["spans"] == sum(map(len, expected))
+
+    first = (tmp_path / "tagged.parquet").read_bytes()
+    tag.main(argv)
+    assert (tmp_path / "tagged.parquet").read_bytes() == first
+    assert json.loads((tmp_path / "tag.json").read_text())["batches_cached"] == 4
+    shutil.rmtree(tmp_path / "cache")
+    tag.main(argv)
+    assert (tmp_path / "tagged.parquet").read_bytes() == first, "recomputed: the same bytes"
+
+
+def test_a_served_student_that_cannot_be_reached_fails_the_stage_and_writes_nothing(
+    tmp_path, monkeypatch, labelled_headlines
+):  # noqa: F811
+    models = tmp_path / "models"
+    for form in ("gliner", "gliner_export"):
+        (models / form).mkdir(parents=True)
+        (models / form / "weights").write_text(form)
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    _, argv = stage_workdir(tmp_path, models, labelled_headlines, {"url": url, "max_attempts": 1, "batch_size": 8})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match=r"tag: 4 batch\(es\) failed at http://127.0.0.1:\d+: \{'connection': 4\}"):
+        tag.main(argv)
+    assert not (tmp_path / "tagged.parquet").exists() and not (tmp_path / "tag.json").exists()
+
+
+@pytest.mark.slow
+def test_a_served_student_tags_like_in_process_and_a_rerun_asks_only_for_the_batches_not_cached(
+    tiny_gliner, labelled_headlines, tmp_path, monkeypatch
+):  # noqa: F811
+    server = Server(tiny_gliner / "gliner_export")  # python -m scripts.serve, as `make serve` runs it
+    try:
+        one_at_a_time = {"min": 1, "start": 1, "max": 1}  # so the server's model calls are tag's batches
+        texts, argv = stage_workdir(
+            tmp_path,
+            tiny_gliner,
+            labelled_headlines,
+            {"batch_size": 8, "url": server.url, "concurrency": one_at_a_time},
+        )
+        monkeypatch.chdir(tmp_path)
+        tag.main(argv)
+        served = pl.read_parquet("tagged.parquet")
+        metrics = json.loads((tmp_path / "tag.json").read_text())
+        assert (metrics["via"], metrics["requests"], server.health()["requests"]) == ("served", 4, 4)
+        predict = STUDENTS["gliner"].load(tiny_gliner / "gliner_export")
+        expected = [spans for first in range(0, len(texts), 8) for spans in predict(texts[first : first + 8], 8)]
+        got = served["spans"].to_list()
+        assert sum(map(len, expected)) >= 10
+        assert [[(s["start"], s["end"], s["text"]) for s in spans] for spans in got] == [
+            [(s["start"], s["end"], s["text"]) for s in spans] for spans in expected
+        ]
+        assert [s["score"] for spans in got for s in spans] == pytest.approx(
+            [s["score"] for spans in expected for s in spans], abs=1e-6
+        )
+        assert {s["name"] for spans in got for s in spans if s["text"] == "Apple"} == {"apple"}
+        first = (tmp_path / "tagged.parquet").read_bytes()
+
+        # an interrupted run: only the first answer reached the cache; the rerun asks for the other three
+        (shard,) = (tmp_path / "cache").glob("answers-*.jsonl")
+        shard.write_bytes(shard.read_bytes().splitlines(keepends=True)[0])
+        tag.main(argv)
+        assert server.health()["requests"] == 4 + 3
+        assert (tmp_path / "tagged.parquet").read_bytes() == first
+        tag.main(argv)
+        assert server.health()["requests"] == 7, "everything cached: nothing asked"
+    finally:
+        server.stop()
