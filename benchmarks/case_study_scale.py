@@ -284,6 +284,7 @@ def main() -> None:
             wall_s = time.perf_counter() - started
             sampled = pl.read_parquet(repo / "data/sampled/sample.parquet").height
             labels = json.loads((repo / "metrics/llm_label.json").read_text())
+            labels |= json.loads((repo / "metrics/speed/llm_label.json").read_text())  # concurrency, latencies
         stats = server_stats(url)
     finally:
         server.terminate()

@@ -1,11 +1,16 @@
 """Write the generated blocks of README.md and docs/, never typed by hand, and print them:
 
-- README.md, results: the demo's test scores and speeds (metrics/metrics.json, metrics/speed.json);
+- README.md, results: the demo's test scores (metrics/metrics.json) with the speeds of the cost benchmark;
 - README.md, stages: one row per dvc.yaml stage (its `desc:` and main outs; a foreach stage is one row);
 - docs/benchmarks.md, cost: teacher vs students (metrics/teacher_vs_student_cost.json, written by
   `python -m benchmarks.teacher_vs_student_cost --out metrics/teacher_vs_student_cost.json`), when that file exists.
 
-Usage: python -m scripts.results_table [--check]   (--check: exit 1 if any block is stale or its markers are missing)
+Every figure of those blocks is in git. A pipeline run's own speeds are not (metrics/speed/: this machine's
+report, git-ignored and no DVC output), so the README's speeds are the cost benchmark's, measured on purpose;
+`--print` shows this workspace's results table with this run's speeds (what `make demo` ends with), writing nothing.
+
+Usage: python -m scripts.results_table [--check | --print]
+  (--check: exit 1 if any block is stale or its markers are missing; --print: this run's table, nothing written)
 Only the standard library and PyYAML.
 """
 
@@ -24,6 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BENCHMARKS_DOC = ROOT / "docs/benchmarks.md"
 COST_FILE = ROOT / "metrics/teacher_vs_student_cost.json"
+METRICS_FILE = ROOT / "metrics/metrics.json"
+RUN_SPEED_FILE = ROOT / "metrics/speed/evaluate.json"  # this run's report (git-ignored)
+BENCHMARK_SPEEDS = (
+    "Speeds: the [cost benchmark](docs/benchmarks.md#teacher-vs-student-cost) on this project's 2-core CPU, "
+    "in-process (the teacher: its llama.cpp server, one request at a time)."
+)
+RUN_SPEEDS = "Speeds: this run, on this machine (the teacher: as it answered llm_label)."
 FORMS = {
     "": "fp32, in-process",
     "_served": "fp32, served over HTTP",
@@ -41,18 +53,19 @@ NAMES = {
 }
 
 
-def table(metrics: dict, speed: dict) -> str:
+def table(metrics: dict, speed: dict, speeds_note: str = BENCHMARK_SPEEDS) -> str:
+    """The results table: test scores from evaluate's metrics, speeds per model ({model: {"headlines_per_s",
+    "usd_per_million_headlines[_cpu]"}}, from the cost benchmark or a run's speed file)."""
     if metrics["reference"] == "human":
         lines = [
             f"Reference: human labels of {metrics['test_records']} test headlines (of "
             f"{metrics['test_headlines_in_split']} in the test split); every model, the teacher included, is "
-            f"scored against them. Speeds: this 2-core CPU (the teacher: its llama.cpp server, one request "
-            f"at a time)."
+            f"scored against them. {speeds_note}"
         ]
     else:
         lines = [
             f"Reference: the teacher's labels of {metrics['test_records']} test headlines (no human label yet), "
-            f"so the students' F1 says how well they imitate the teacher; the teacher is not scored."
+            f"so the students' F1 says how well they imitate the teacher; the teacher is not scored. {speeds_note}"
         ]
     lines += [
         "",
@@ -174,10 +187,13 @@ def out_paths(entries: list) -> list[tuple[str, dict]]:
 
 
 def main_outs(body: dict) -> list[str]:
-    """The cached outs; a stage whose outs are all uncached (metrics-only) shows its metrics and outs."""
+    """The cached data and models a stage writes; a stage that writes only figures (evaluate) shows its metrics and
+    outs, but for this machine's speeds (metrics/speed/)."""
     outs = out_paths(body.get("outs"))
-    cached = [path for path, options in outs if options.get("cache", True)]
-    return cached or [path for path, _ in out_paths(body.get("metrics")) + outs]
+    cached = [path for path, options in outs if options.get("cache", True) and not path.startswith("metrics/")]
+    return cached or [
+        path for path, _ in out_paths(body.get("metrics")) + outs if not path.startswith("metrics/speed/")
+    ]
 
 
 def stage_table(dvc: dict) -> str:
@@ -204,11 +220,23 @@ def between(text: str, marker: str, body: str) -> str | None:
     return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
 
 
+def benchmark_speeds() -> dict:
+    """The cost benchmark's in-process speeds per model (none without its file)."""
+    return json.loads(COST_FILE.read_text())["models"] if COST_FILE.exists() else {}
+
+
+def run_table() -> str:
+    """This workspace's results table with this run's speeds (the benchmark's where the run has none)."""
+    metrics = json.loads(METRICS_FILE.read_text())
+    if RUN_SPEED_FILE.exists():
+        return table(metrics, json.loads(RUN_SPEED_FILE.read_text()), RUN_SPEEDS)
+    return table(metrics, benchmark_speeds())
+
+
 def blocks() -> list[tuple[Path, str, str]]:
-    metrics = json.loads((ROOT / "metrics/metrics.json").read_text())
-    speed = json.loads((ROOT / "metrics/speed.json").read_text())
+    metrics = json.loads(METRICS_FILE.read_text())
     found = [
-        (README, "results", table(metrics, speed)),
+        (README, "results", table(metrics, benchmark_speeds())),
         (README, "stages", stage_table(yaml.safe_load((ROOT / "dvc.yaml").read_text()))),
     ]
     if COST_FILE.exists():
@@ -218,8 +246,13 @@ def blocks() -> list[tuple[Path, str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a generated block is stale; write nothing")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a generated block is stale; write nothing")
+    mode.add_argument("--print", action="store_true", help="print this run's results table; write nothing")
     args = parser.parse_args()
+    if args.print:
+        print(run_table())
+        return
     texts: dict[Path, str] = {}
     problems = []
     for path, marker, body in blocks():

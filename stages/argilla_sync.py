@@ -1,4 +1,4 @@
-"""argilla_sync: the reviewers' work as a file DVC tracks (runs on every `dvc repro`: always_changed).
+"""argilla_sync: the reviewers' work as a file DVC tracks (with a server, on every `dvc repro`: always_changed).
 
 With `argilla_review.server: argilla` it pushes the split records to a real Argilla server (one dataset
 per split, records keyed by headline id, the teacher's spans as suggestions; only new or changed
@@ -10,16 +10,25 @@ submission it holds that the server no longer does (a fresh server, another pref
 `server: none`) is kept and logged, unless `argilla_review.keep_missing_submissions` is false.
 The file's hash changes only when reviewers' submissions change, so a `dvc repro` with nothing new reruns
 nothing after this cheap check.
+
+DVC can only know the server has something new by asking it on every `dvc repro`, which dvc.yaml says with
+`always_changed: true` on this stage; that cannot come from params.yaml (DVC takes a literal there). So dvc.yaml
+ships `always_changed: false`, for `server: none`, where the stage does nothing but keep the snapshot and runs only
+when its inputs change; with `server: argilla` and no `always_changed: true` the stage stops and says so, rather
+than pull once and then miss every later submission. An empty snapshot is written as one blank line (readers skip
+it): DVC warns of an empty output four times a run.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import polars as pl
+import yaml
 
 from stages.core.cli import run_stage, stage_args
-from stages.core.errors import EndpointError
+from stages.core.errors import EndpointError, ParamsError
 from stages.core.io import log, read_jsonl, read_table, write_jsonl
 from stages.core.legacy import split_of_snapshot_row
 from stages.core.params import load_params
@@ -229,10 +238,44 @@ def sync(
     return responses
 
 
+def polls_every_repro(dvc_file: Path = Path("dvc.yaml")) -> bool | None:
+    """Whether dvc.yaml (in the directory DVC runs stages from) says `always_changed: true` for this stage; None
+    when there is no dvc.yaml there (the stage run by hand, as the tests do)."""
+    if not dvc_file.exists():
+        return None
+    stage = (yaml.safe_load(dvc_file.read_text()) or {}).get("stages", {}).get("argilla_sync") or {}
+    return bool(stage.get("always_changed"))
+
+
+def check_polling(server_kind: str, polls: bool | None) -> None:
+    """server: argilla needs DVC to run this stage on every repro; server: none is better off without it."""
+    if server_kind == "argilla" and polls is False:
+        raise ParamsError(
+            "params.yaml: argilla_review.server: 'argilla' needs `always_changed: true` on the argilla_sync stage "
+            "in dvc.yaml, so that every `dvc repro` asks the server for new submissions (DVC cannot take it from "
+            "params); set it there, and back to false with server: none. Nothing was written"
+        )
+    if server_kind == "none" and polls:
+        log.warning(
+            "argilla_sync: server none, but dvc.yaml has always_changed: true on this stage: every `dvc repro` "
+            "runs it for nothing and `dvc status` is never clean; set it to false"
+        )
+
+
+def write_snapshot(path: Path, rows: list[dict]) -> None:
+    """The sorted snapshot; with no row, one blank line (read_jsonl skips it), which DVC does not warn of."""
+    if rows:
+        write_jsonl(path, rows)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = stage_args(__doc__.splitlines()[0], ("split-dir", "priority", "guidelines", "out"), argv)
     params = load_params(ReviewParams)
     server_kind = params.server
+    check_polling(server_kind, polls_every_repro())
     previous = read_jsonl(args.out) if args.out.exists() else []
     responses, split_of = {}, {}
     if server_kind == "argilla":
@@ -264,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             log.warning("argilla_sync: dropped %s, as argilla_review.keep_missing_submissions: false says", what)
-    write_jsonl(args.out, rows)
+    write_snapshot(args.out, rows)
     log.info(
         "argilla_sync: server %s: %d records with a submitted or discarded response -> %s",
         server_kind,

@@ -10,8 +10,12 @@ is scored on the test split (`reference: none`, said in the metrics and the log)
 (labelled files inside `evaluate.test_set_dir`) are scored for every student with the same bootstrap CI.
 Each student is scored twice: as saved (fp32, torch) and in its exported CPU-serving form (`<name>_export`: int8
 ONNX Runtime, written by its export stage), so metrics and speed show what serving the export costs in F1.
-Outputs: metrics (deterministic), speed (measured headlines/s and USD per million headlines), the top
-false positives / negatives per model, and plot data; every path comes from dvc.yaml.
+Outputs: quality (one small file per scored model: P/R/F1 with its CI, the reference and the test size: what
+`dvc metrics show` and `dvc metrics diff` show), metrics (deterministic: everything scored, git-tracked), the top
+false positives / negatives per model, and the F1 plot data; every path comes from dvc.yaml. Besides them, a report
+of this machine (metrics/speed/, ignored by git and no DVC output, so that a run changes neither git nor dvc.lock):
+headlines/s and USD per million headlines, the teacher's from llm_label's report when it ran here, and the
+cost-vs-F1 plot data. The log names each model as it is loaded, predicted and timed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 from stages.core.cli import run_stage, stage_args
 from stages.core.errors import PipelineError
-from stages.core.io import log, read_table, write_csv, write_json
+from stages.core.io import log, read_table, replacing_dir, write_csv, write_json
 from stages.core.legacy import old_teacher_speed
 from stages.core.metrics import score, usd_per_million
 from stages.core.params import load_params
@@ -33,6 +37,7 @@ from stages.core.stage_params import EvaluateParams
 from stages.labels.files import accepted, read_label_file, require_inside
 from stages.labels.records import LABEL_COLUMNS, human_records, labelled_records
 from stages.labels.resolve import standalone
+from stages.students.config import PredictParams
 from stages.students.encoder import local_encoder_dir
 from stages.students.registry import STUDENTS, training_params
 
@@ -55,8 +60,9 @@ def top_errors(records: list[Record], predicted: list[list[dict]], limit: int) -
     ]
 
 
-def zero_shot_predictors() -> tuple[dict, dict]:
-    """Predict functions for the students' bases that are real NER checkpoints; notes for those skipped."""
+def zero_shot_predictors(decoding: PredictParams) -> tuple[dict, dict]:
+    """Predict functions for the students' bases that are real NER checkpoints, decoding as params `predict` says;
+    notes for those skipped."""
     predictors, notes = {}, {}
     for name, student in STUDENTS.items():
         training = training_params(name)
@@ -64,7 +70,7 @@ def zero_shot_predictors() -> tuple[dict, dict]:
             notes[f"{name}_zero_shot"] = f"skipped: base {training.base_model} is a bare encoder, not an NER model"
             continue
         try:
-            predictors[f"{name}_zero_shot"] = student.zero_shot(training)
+            predictors[f"{name}_zero_shot"] = student.zero_shot(training, decoding.decode(name))
         except (OSError, PipelineError) as error:
             notes[f"{name}_zero_shot"] = f"skipped: cannot load {training.base_model}: {str(error)[:200]}"
     return predictors, notes
@@ -105,6 +111,32 @@ def extra_test_set_scores(params: EvaluateParams, test_set_dir: Path, predictors
     return results
 
 
+QUALITY_KEYS = {
+    "f1": "f1",
+    "f1_low": "f1_ci_low",
+    "f1_high": "f1_ci_high",
+    "precision": "precision",
+    "recall": "recall",
+}
+
+
+def quality_files(metrics: dict, models: list[str]) -> dict[str, dict]:
+    """What `dvc metrics show` shows, one small file per scored model (one row each, under 120 columns): exact-span
+    P/R/F1 with its 95% CI on the test split, the reference and how many test headlines were scored. The rest
+    (partial F1, F1 per year, counts, extra test sets, notes) stays in the full metrics file."""
+    shared = {"reference": metrics["reference"], "headlines": metrics["test_records"]}
+    if not models:  # nothing scored: one row that says so
+        return {"nothing_scored": shared}
+    return {name: {key: metrics[name][source] for key, source in QUALITY_KEYS.items()} | shared for name in models}
+
+
+def write_quality(directory: Path, files: dict[str, dict]) -> None:
+    """The quality directory, replaced whole (a model no longer scored leaves no stale file behind)."""
+    with replacing_dir(directory) as staging:
+        for name, payload in files.items():
+            write_json(staging / f"{name}.json", payload)
+
+
 def timed_predictions(predict, texts: list[str], batch_size: int, min_texts: int = 256) -> tuple[list, float]:
     """Predictions for texts, and headlines/s measured on at least min_texts headlines (after a warm-up)."""
     predicted = predict(texts, batch_size)
@@ -119,12 +151,13 @@ def main(argv: list[str] | None = None) -> None:
         __doc__.splitlines()[0],
         (
             "test",
-            "teacher-metrics",
+            "teacher-speed",
             "gliner",
             "spanmarker",
             "gliner-export",
             "spanmarker-export",
             "test-set-dir",
+            "quality",
             "metrics",
             "speed",
             "errors",
@@ -134,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         argv,
     )
     params = load_params(EvaluateParams)
+    decoding = load_params(PredictParams)  # how the students decode, as served (dvc.yaml: predict.<student>)
     bootstrap, cpu_usd_per_hour, batch_size = params.bootstrap, params.cpu_usd_per_hour, params.batch_size
     test = read_table(args.test, ["id", "text", "date", *LABEL_COLUMNS])
     records, reference = reference_records(test)
@@ -159,18 +193,30 @@ def main(argv: list[str] | None = None) -> None:
             "in review, or has no human label and no valid teacher answer)"
         )
         log.warning("evaluate: %s; label sources in the split: %s", notes["note"], sources)
-    zero_shot, skipped = zero_shot_predictors()
+    log.info("evaluate: loading the students (fp32 and export) and any zero-shot base")
+    zero_shot, skipped = zero_shot_predictors(decoding)
     notes |= skipped
-    students = {name: student.load(getattr(args, name)) for name, student in STUDENTS.items()}
-    students |= {f"{name}_export": student.load(getattr(args, f"{name}_export")) for name, student in STUDENTS.items()}
+    students = {  # fp32 and export forms, both decoding as params say (rows in this order in every output)
+        f"{name}{form}": student.load(getattr(args, f"{name}{form}"), decode=decoding.decode(name))
+        for form in ("", "_export")
+        for name, student in STUDENTS.items()
+    }
     scored = {**students, **zero_shot} if records else {}  # nothing to time or score on no headline
-    for name, predict in scored.items():
+    for number, (name, predict) in enumerate(scored.items(), 1):
+        log.info(
+            "evaluate: %s (%d of %d): predicting %d test headlines, then timing it",
+            name,
+            number,
+            len(scored),
+            len(texts),
+        )
         predictions[name], headlines_per_s = timed_predictions(predict, texts, batch_size)
         speed[name] = {
             "headlines_per_s": round(headlines_per_s, 1),
             "usd_per_million_headlines_cpu": usd_per_million(headlines_per_s, cpu_usd_per_hour),
         }
-    speed["teacher"] = teacher_speed(json.loads(args.teacher_metrics.read_text()))
+    if args.teacher_speed.exists():  # llm_label's report, when it ran on this machine (no dependency: a timing)
+        speed["teacher"] = teacher_speed(json.loads(args.teacher_speed.read_text()))
 
     metrics: dict[str, Any] = {
         "reference": reference,
@@ -181,7 +227,9 @@ def main(argv: list[str] | None = None) -> None:
         **notes,
     }
     if params.extra_test_sets:
+        log.info("evaluate: %d extra test set(s), every student", len(params.extra_test_sets))
         metrics["extra_test_sets"] = extra_test_set_scores(params, args.test_set_dir, {**students, **zero_shot})
+    write_quality(args.quality, quality_files(metrics, list(predictions)))
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)
     write_csv(

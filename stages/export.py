@@ -1,9 +1,10 @@
 """export: the servable folder of one fine-tuned student (dvc.yaml runs it once per student, with `foreach`).
 
 models/<student> in; models/<student>_export out: the int8 ONNX form (students/runtime.py, the student's own
-export), its predict settings, the Inference Endpoints handler with the code it runs and pinned requirements
-(serving/package.py), and the model card (students/card.py) with the export's validation scores. Its own stage,
-so editing the handler, the packaging or the card rebuilds this folder and retrains nothing.
+export), its predict settings (with the student's decode settings from params `predict`, e.g. GLiNER's threshold),
+the Inference Endpoints handler with the code it runs and pinned requirements (serving/package.py), and the model
+card (students/card.py) with the export's validation scores. Its own stage, so editing the handler, the packaging,
+the card or a decode setting rebuilds this folder and retrains nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from stages.labels.records import LABEL_COLUMNS, human_or_all, labelled_records
 from stages.serving.layout import CARD_FILE
 from stages.serving.package import servable_folder
 from stages.students.card import CardData, render
+from stages.students.config import PredictParams
 from stages.students.registry import STUDENTS, student
 from stages.students.runtime import EXPORT_FORMAT
 from stages.students.settings import read_summary
@@ -32,10 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     fetch = load_params(FetchParams)  # dvc.yaml declares the keys read: fetch.kind, fetch.hf_dataset.path
     datasets = [fetch.hf_dataset.path] if fetch.kind == "hf_dataset" else []
     chosen = student(args.student)
+    decode = load_params(PredictParams).decode(chosen.NAME)  # dvc.yaml declares the keys read: predict.<student>
     summary = read_summary(args.model)
     valid = human_or_all(labelled_records(read_table(args.valid, LABEL_COLUMNS)))
     started = time.perf_counter()
-    servable_folder(chosen, args.model, args.out)
+    servable_folder(chosen, args.model, args.out, decode)
     scores = entity_scores([r["spans"] for r in valid], chosen.load(args.out)([r["text"] for r in valid]))
     (args.out / CARD_FILE).write_text(render(CardData(summary, scores, datasets)))
     log.info(

@@ -4,6 +4,10 @@ Sources (params `fetch.kind`): `file` (CSV / JSONL / Parquet, the embedded sampl
 `hf_dataset` (a Hugging Face dataset at a pinned revision, streamed, e.g. FNSPID). Both go through the
 same column mapping, row filters, checks and dedup. Output columns: id (stable hash of date + text),
 text, date, source, plus any `keep_columns`.
+
+Before anything is paid for, the split's date ranges (split.ranges) are checked against the fetched dates: a
+range holding no headline stops here, not in split after labelling. `python -m stages.fetch --check-dates`
+checks the table fetch wrote (`make plan` runs it).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from stages.core.cli import run_stage, stage_args
-from stages.core.errors import InputError
+from stages.core.cli import run_stage, setup_logging, stage_parser
+from stages.core.errors import InputError, ParamsError
 from stages.core.io import log, write_json, write_table
 from stages.core.params import load_params
-from stages.core.stage_params import FetchParams, HfDataset, RowFilter
+from stages.core.paths import dvc_paths
+from stages.core.stage_params import FetchParams, HfDataset, RowFilter, SplitParams
 
 ROW = "__row"  # where each record is in the source ("line 12", "row 3"), for error messages
 # Dates are read only when the whole field is one of these (the date part is what counts).
@@ -256,13 +261,52 @@ def read_source(params: FetchParams) -> tuple[pl.DataFrame, int, str]:
     return frame, rows_read, f"{spec.path}@{spec.revision}"
 
 
+def check_split_ranges(dates: pl.Series, split: SplitParams) -> str:
+    """split.ranges against the fetched dates, before anything is paid for: a range holding no fetched headline
+    would stop split only after labelling. Returns one line (the headlines each range holds); a range holding
+    none is one line (ParamsError) naming it, the data's date span and the params to change."""
+    span = f"{dates.min()!s}..{dates.max()!s}"
+    ranges = sorted(split.ranges.items(), key=lambda item: item[1].start)  # date order (safe_dump sorts keys)
+    inside = {name: dates.is_between(r.start, r.end) for name, r in ranges}
+    empty = [f"split.ranges.{name} ({r.start}..{r.end})" for name, r in ranges if not inside[name].any()]
+    if empty:
+        raise ParamsError(
+            f"fetch: {' and '.join(empty)} {'holds' if len(empty) == 1 else 'hold'} none of the "
+            f"{dates.len():,} fetched headlines, which span {span}; change split.ranges in params.yaml to dates "
+            f"in that span, or what fetch keeps (fetch.path or fetch.hf_dataset, fetch.filters, fetch.date_range)"
+        )
+    outside = dates.len() - int(pl.DataFrame(inside).select(pl.any_horizontal(pl.all())).to_series().sum())
+    held = ", ".join(f"{name} {int(rows.sum()):,}" for name, rows in inside.items())
+    return (
+        f"fetch: split.ranges hold {held} of the {dates.len():,} fetched headlines ({span}); "
+        f"{outside:,} outside every range"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = stage_args(__doc__.splitlines()[0], ("out", "metrics"), argv)
+    parser = stage_parser(__doc__.splitlines()[0], optional=("out", "metrics"))
+    parser.add_argument(
+        "--check-dates",
+        action="store_true",
+        help="check split.ranges against the headlines fetch wrote (--out, default dvc.yaml's); fetch nothing",
+    )
+    args = parser.parse_args(argv)
+    if not args.check_dates and not (args.out and args.metrics):
+        parser.error("--out and --metrics required (dvc.yaml's fetch command gives them; --check-dates needs none)")
+    setup_logging()
+    if args.check_dates:
+        fetched = args.out or dvc_paths(Path.cwd())["headlines"]
+        if not fetched.exists():
+            raise InputError(f"{fetched}: not found (run fetch first: dvc repro fetch)")
+        log.info("%s", check_split_ranges(pl.read_parquet(fetched, columns=["date"])["date"], load_params(SplitParams)))
+        return
     params = load_params(FetchParams)
+    split = load_params(SplitParams)  # only split.ranges (dvc.yaml declares it): checked before labelling pays
     raw, rows_read, where = read_source(params)
     table, counts = normalise(raw, params, where, rows_read)
     if not table.height:
         raise InputError(f"{where}: no headlines left after filters and checks: {counts}")
+    log.info("%s", check_split_ranges(table["date"], split))
     write_table(table, args.out)
     write_json(args.metrics, counts)
     log.info(

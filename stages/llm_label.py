@@ -1,10 +1,14 @@
 """llm_label: ask the teacher LLM for the companies in every headline, align its answers to spans.
 
-Reads data/fetched/headlines.parquet and the prompt file; keeps every answer in the persistent cache
-data/llm_cache/ (a rerun asks only what it has not asked with the same prompt and params); writes
-data/labels/llm_labels.parquet and metrics/llm_label.json.
+Reads data/fetched/headlines.parquet and the prompt file; keeps every answer in the answer store data/llm_cache/,
+which every branch reads (a rerun asks only what it has not asked with the same prompt and params); writes the
+store's shards it used to data/labels/llm_answers/ (what `dvc push/pull` share; a run first seeds the store from
+it), data/labels/llm_labels.parquet, metrics/llm_label.json (labels and tokens) and metrics/speed/llm_label.json
+(latencies, requests in flight, endpoint time and cost: machine- and network-dependent, so a report, git-ignored
+and no DVC output).
 
-`python -m stages.llm_label --plan` prints what a run would ask and cost, without calling anything.
+`python -m stages.llm_label --plan` prints what a run would ask and cost, after the checks a run makes before
+its first paid request (the endpoint answers, takes the token, serves the model), without asking for any answer.
 """
 
 from __future__ import annotations
@@ -25,14 +29,14 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from stages.core.cli import run_stage, setup_logging, stage_parser
-from stages.core.errors import InputError
+from stages.core.errors import EndpointError, InputError
 from stages.core.io import log, write_csv, write_json
 from stages.core.params import load_params
 from stages.core.paths import dvc_paths
 from stages.core.schema import HEADLINE_COLUMNS, seeded_rank
-from stages.core.stage_params import Cost, LlmLabelParams
-from stages.http.answer_cache import AnswerCache, CacheWriteError, key_hash
-from stages.teacher.endpoint import LOCAL, Asker, ModelMismatch, describe_failures
+from stages.core.stage_params import Cost, Endpoint, LlmLabelParams
+from stages.http.answer_cache import AnswerCache, CacheWriteError, key_hash, publish, seed
+from stages.teacher.endpoint import LOCAL, Asker, ModelMismatch, describe_failures, preflight
 from stages.teacher.labels import label_figures, label_table
 from stages.teacher.local_server import gguf_path, gguf_sha256
 from stages.teacher.request import Extractive, Prompt, RequestSpec
@@ -63,6 +67,20 @@ def request_specs(params: LlmLabelParams, model_file_sha256: str | None = None) 
         model_file_sha256=model_file_sha256,
     )
     return [spec.for_sample(i) for i in range(samples)]
+
+
+# The figures of label_metrics that measure the endpoint and the network (latencies, requests in flight, retries,
+# endpoint time and what it cost): they go to the speed report (git-ignored, no DVC output), the rest to the
+# metrics file.
+SPEED_KEYS = (
+    "latency_s",
+    "concurrency",
+    "retries",
+    "endpoint_hours",
+    "estimated_cost_usd",
+    "headlines_per_s",
+    "usd_per_million_headlines",
+)
 
 
 def label_metrics(figures: pl.DataFrame, totals: dict, cost: Cost) -> dict:
@@ -127,6 +145,25 @@ def plan(requests: int, cached_answers: Iterable[dict], spec: RequestSpec, param
         "estimated_cost_usd": price["estimated_cost_usd"],
         "basis": f"mean of {answered} cached answers" if answered else "rough guess",
     }
+
+
+def plan_preflight(endpoint: Endpoint, requests: int) -> bool:
+    """The checks a run makes before its first paid request (teacher/endpoint.py preflight: reachable, token
+    taken, model served), as one line before the plan's estimate; no answer is asked for. A failure is logged
+    rather than raised, so the estimate still prints; False tells the caller to exit non-zero."""
+    if not requests:
+        log.info("llm_label: preflight: nothing to ask (every answer is cached), so the endpoint is not needed")
+        return True
+    if endpoint.base_url == LOCAL:
+        log.info("llm_label: preflight: base_url local: the bundled teacher starts with the run, nothing to check")
+        return True
+    try:
+        _, checked = preflight(endpoint, os.environ)
+    except EndpointError as error:
+        log.error("%s", error)
+        return False
+    log.info("%s", checked)
+    return True
 
 
 Request = tuple[RequestSpec, str, dict]  # (spec, headline, the request body)
@@ -196,17 +233,20 @@ def count_missing(specs: list[RequestSpec], batches: Iterator[pl.DataFrame], cac
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(
-        __doc__.splitlines()[0], optional=("headlines", "cache-dir", "out", "metrics", "concurrency-plot")
+        __doc__.splitlines()[0],
+        optional=("headlines", "cache-dir", "answers", "out", "metrics", "speed", "concurrency-plot"),
     )
     parser.add_argument(
         "--plan",
         action="store_true",
-        help="print what a run would ask and cost; call nothing (headlines and cache default to dvc.yaml's paths)",
+        help="check the endpoint, print what a run would ask and cost; ask for no answer (headlines and cache "
+        "default to dvc.yaml's paths)",
     )
     args = parser.parse_args(argv)
-    if args.plan and not (args.headlines and args.cache_dir):
+    if args.plan and not (args.headlines and args.cache_dir and args.answers):
         named = dvc_paths(Path.cwd())
         args.headlines, args.cache_dir = args.headlines or named["headlines"], args.cache_dir or named["llm_cache"]
+        args.answers = args.answers or named["llm_answers"]
     missing = [f"--{name.replace('_', '-')}" for name, value in vars(args).items() if value is None and not args.plan]
     if missing:
         parser.error(f"{', '.join(missing)} required (dvc.yaml's llm_label command gives them all; --plan needs none)")
@@ -214,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     params: LlmLabelParams = load_params(LlmLabelParams)
     specs = request_specs(params, gguf_sha256(gguf_path()) if params.endpoint.base_url == LOCAL else None)
     total, batches = headline_batches(args.headlines, params.limit, params.sample_seed)
+    seeded = seed(args.cache_dir, args.answers)
+    if seeded:
+        log.info("llm_label: %d answer shard(s) of %s added to the store %s", seeded, args.answers, args.cache_dir)
     try:
         with AnswerCache(args.cache_dir) as cache:
             if cache.skipped:
@@ -233,7 +276,10 @@ def main(argv: list[str] | None = None) -> None:
                     specs[0].model,
                     params.endpoint.base_url,
                 )
+                ready = plan_preflight(params.endpoint, requests)
                 print(json.dumps(plan(requests, cache.answers(), specs[0], params), indent=2))
+                if not ready:
+                    sys.exit(1)  # the preflight's line above says what to fix
                 return
             log.info(
                 "llm_label: labelling %s with %s at %s; %d answers cached",
@@ -242,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
                 params.endpoint.base_url,
                 len(cache),
             )
-            figures, failures, points, totals = label_all(batches, specs, cache, params, args.out, total)
+            figures, failures, points, totals = label_all(batches, specs, cache, params, args.out, args.answers, total)
     except ModelMismatch as error:  # the answers in flight were cached under the model that gave them
         sys.exit(f"llm_label: {error}; set it to the served model's id (it is part of every answer's cache key)")
     except CacheWriteError as error:  # a full disk: one line; the answers in flight were cached first
@@ -251,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
             f"so once that is fixed `dvc repro` asks only for the rest"
         )
     metrics = label_metrics(figures, totals, params.cost) | {"cache_lines_skipped": cache.skipped}
-    write_json(args.metrics, metrics)
+    write_json(args.metrics, {key: value for key, value in metrics.items() if key not in SPEED_KEYS})
+    write_json(args.speed, {key: metrics[key] for key in SPEED_KEYS if key in metrics})
     write_csv(args.concurrency_plot, points, ["answer", "concurrency"])
     log.info(
         "llm_label: %d headlines: %d valid, %d invalid, %d failed, %d spans, %d hallucinated mentions, ~$%.4f -> %s",
@@ -278,10 +325,12 @@ def label_all(
     cache: AnswerCache,
     params: LlmLabelParams,
     out: Path,
+    answers: Path,
     total: int,
 ) -> tuple[pl.DataFrame, dict[str, str], list[dict], dict]:
-    """Ask for what is missing and write the label table, a batch at a time. Returns the per-headline figures,
-    the failed headlines, the concurrency plot and the usage totals of every answer used."""
+    """Ask for what is missing and write the label table, a batch at a time, and publish the store's shards that
+    hold every answer used to `answers`. Returns the per-headline figures, the failed headlines, the concurrency
+    plot and the usage totals of every answer used."""
     figures: list[pl.DataFrame] = []
     failures: dict[str, str] = {}
     used = array("Q")  # used: where each answer read lies in the cache
@@ -309,8 +358,11 @@ def label_all(
         raise InputError("llm_label: no headline to label (fetch's output is empty)")
     os.replace(partial, out)
     usage = UsageTotals()
-    for answer in cache.answers_at(np.unique(np.frombuffer(used, dtype=np.uint64))):  # in arrival order
+    locations = np.unique(np.frombuffer(used, dtype=np.uint64))
+    for answer in cache.answers_at(locations):  # in arrival order
         usage.add(answer)
+    cache.close()  # the run's own shard complete before it is published (the output: what `dvc push` shares)
+    publish(cache.shards_at(locations), answers)
     log.info("llm_label: %d answers asked, %d cached; %s", asked, usage.count - asked, asker.summary())
     return pl.concat(figures, rechunk=False), failures, usage.concurrency_points(), usage.totals()
 

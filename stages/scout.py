@@ -118,7 +118,17 @@ def main(argv: list[str] | None = None) -> None:
         for r in read_table(args.split_dir / f"{name}.parquet", columns).sort("id").iter_rows(named=True)
     ]
 
+    folds_done: list[int] = []
+
     def fit_predict(records: list[dict], texts: list[str]) -> list[list[dict]]:
+        folds_done.append(len(texts))
+        log.info(
+            "scout: fold %d of %d: a scout trains on %d headlines, then scores %d it never saw",
+            len(folds_done),
+            params.folds,
+            len(records),
+            len(texts),
+        )
         if not records:  # no valid teacher answer to learn from: this scout has no opinion
             log.warning(
                 "scout: no valid teacher answer outside a fold of %d headlines; they get no scout spans", len(texts)

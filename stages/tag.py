@@ -3,10 +3,14 @@
 Reads data/fetched/headlines.parquet in row batches (pyarrow) and writes data/tagged/headlines.parquet a row group
 at a time, so memory stays flat as the feed grows: id, date, text, spans (start, end, text, score, and `name`: the
 canonical name of the mention's cluster in cluster_sample's clusters, or null), model and model_version (a hash of
-the model directory's files). Each batch's spans go to data/tag_cache (the answer cache, keyed by the model
-version, where it ran and the batch's texts) as soon as they exist, so an interrupted run resumes where it stopped,
-and the table is written from the cache: the same model and headlines give a byte-identical file.
-metrics/tag.json: counts, this run's headlines/s and USD per million headlines at evaluate.cpu_usd_per_hour.
+the model directory's files, and of the decode settings of params `predict` where they differ from the folder's own:
+in-process, the student decodes as params say). Each batch's spans go to data/tag_cache (an answer store every
+branch reads, keyed by the model version, where it ran and the batch's texts; the shards a run used are its output
+data/tagged/answers/) as soon as they exist, so an interrupted run resumes where it stopped, and the table is
+written from the cache: the same model and headlines give a byte-identical file.
+The fetched table's other columns (`source`, fetch.keep_columns) follow, as they are. metrics/tag.json: counts,
+the model and its version; metrics/speed/tag.json (a report: git-ignored, no DVC output): batches found cached,
+this run's headlines/s and USD per million headlines at evaluate.cpu_usd_per_hour.
 
 With tag.url, each batch is POSTed in the Hugging Face Inference Endpoints body ({"inputs": [texts], "parameters":
 {"batch_size": tag.batch_size}}: the server predicts in the batches this process would) through llm_label's
@@ -38,10 +42,12 @@ from stages.core.metrics import usd_per_million
 from stages.core.names import CanonicalNames
 from stages.core.params import load_params
 from stages.core.stage_params import ClusterSampleParams, EvaluateParams, TagParams
-from stages.http.answer_cache import AnswerCache
+from stages.http.answer_cache import AnswerCache, publish, seed
 from stages.http.client import BadReply, ClientSettings, ask, ask_each
 from stages.serving.layout import model_files
+from stages.students.config import PredictParams
 from stages.students.registry import STUDENTS
+from stages.students.settings import read_settings
 
 COLUMNS = ["id", "date", "text"]
 READ_ROWS = 8192  # rows pyarrow reads at a time
@@ -63,9 +69,11 @@ TAGGED = pa.schema(
 Spans = list[list[dict]]  # per headline: {start, end, score}
 
 
-def model_version(directory: Path) -> str:
+def model_version(directory: Path, decode: dict | None = None) -> str:
     """A hash of the model folder's files that make its predictions (names and bytes; serving.package.model_files):
-    the card or the handler's code can change without re-tagging the feed."""
+    the card or the handler's code can change without re-tagging the feed. Decode settings that override the
+    folder's own (a GLiNER threshold other than the one its settings hold) are hashed in too; those equal to the
+    folder's change nothing, so the version of a folder exported with them stays the same."""
     if not directory.is_dir():
         raise ModelError(f"{directory}: not found (train the student first: dvc repro)")
     digest = hashlib.sha256()
@@ -75,18 +83,24 @@ def model_version(directory: Path) -> str:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         digest.update(b"\0")
+    own = read_settings(directory) if decode else {}
+    overrides = {key: value for key, value in (decode or {}).items() if own.get(key) != value}
+    if overrides:
+        digest.update(b"decode\0" + orjson.dumps(overrides, option=orjson.OPT_SORT_KEYS))
     return digest.hexdigest()[:16]
 
 
-def headline_batches(path: Path, batch_size: int) -> Iterator[pa.Table]:
-    """id, date and text in batches of exactly batch_size rows (the last may be shorter), read READ_ROWS at a time:
-    the same file always gives the same batches, and memory holds at most a batch and a read."""
+def headline_batches(path: Path, batch_size: int, carried: list[pa.Field] | None = None) -> Iterator[pa.Table]:
+    """id, date and text (and the carried columns) in batches of exactly batch_size rows (the last may be shorter),
+    read READ_ROWS at a time: the same file always gives the same batches, and memory holds at most a batch and a
+    read."""
     parquet = pq.ParquetFile(path)
     missing = [c for c in COLUMNS if c not in parquet.schema_arrow.names]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; has {parquet.schema_arrow.names}")
+    columns = COLUMNS + [field.name for field in carried or []]
     pending, rows = [], 0
-    for read in parquet.iter_batches(batch_size=max(READ_ROWS, batch_size), columns=COLUMNS):
+    for read in parquet.iter_batches(batch_size=max(READ_ROWS, batch_size), columns=columns):
         pending.append(read)
         rows += read.num_rows
         if rows < batch_size:
@@ -99,6 +113,20 @@ def headline_batches(path: Path, batch_size: int) -> Iterator[pa.Table]:
         pending, rows = rest.to_batches(), rest.num_rows
     if rows:
         yield pa.Table.from_batches(pending)
+
+
+def carried_fields(path: Path) -> list[pa.Field]:
+    """The fetched table's columns beyond id, date and text (`source` and fetch.keep_columns), which the tagged
+    table carries as they are, after its own columns."""
+    schema = pq.read_schema(path)
+    fields = [schema.field(name) for name in schema.names if name not in COLUMNS]
+    clash = [field.name for field in fields if field.name in TAGGED.names]
+    if clash:
+        raise InputError(
+            f"{path}: column(s) {clash} would take the place of tag's own columns of that name; keep them under "
+            f"another name (params.yaml fetch.keep_columns)"
+        )
+    return fields
 
 
 def batch_key(version: str, via: str, texts: list[str]) -> str:
@@ -241,7 +269,14 @@ def cached_spans(cache: AnswerCache, key: str, texts: list[str]) -> Spans:
     return spans
 
 
-def tagged_batch(batch: pa.Table, spans: Spans, canonical: CanonicalNames, model: str, version: str) -> pa.Table:
+def tagged_batch(
+    batch: pa.Table,
+    spans: Spans,
+    canonical: CanonicalNames,
+    model: str,
+    version: str,
+    carried: list[pa.Field] | None = None,
+) -> pa.Table:
     texts = batch["text"].to_pylist()
     rows = [
         [
@@ -265,8 +300,9 @@ def tagged_batch(batch: pa.Table, spans: Spans, canonical: CanonicalNames, model
             pa.array(rows, type=pa.list_(SPAN)),
             pa.array([model] * n, pa.string()),
             pa.array([version] * n, pa.string()),
+            *(batch[field.name] for field in carried or []),
         ],
-        schema=TAGGED,
+        schema=pa.schema([*TAGGED, *(carried or [])]),
     )
 
 
@@ -277,21 +313,23 @@ def write_tagged(
     canonical: CanonicalNames,
     model: str,
     version: str,
+    carried: list[pa.Field] | None = None,
 ) -> dict:
-    """The tagged table, ROW_GROUP_ROWS rows at a time, via a temp file; returns its counts."""
+    """The tagged table (with the carried columns of the headlines, when given), ROW_GROUP_ROWS rows at a time,
+    via a temp file; returns its counts."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     counts = {"headlines": 0, "headlines_with_company": 0, "spans": 0, "spans_with_name": 0}
     buffered: list[pa.Table] = []
 
-    with pq.ParquetWriter(tmp, TAGGED, compression="zstd") as writer:
+    with pq.ParquetWriter(tmp, pa.schema([*TAGGED, *(carried or [])]), compression="zstd") as writer:
 
         def flush():
             writer.write_table(pa.concat_tables(buffered), row_group_size=ROW_GROUP_ROWS)
             buffered.clear()
 
         for batch in batches:
-            table = tagged_batch(batch, spans_of(batch["text"].to_pylist()), canonical, model, version)
+            table = tagged_batch(batch, spans_of(batch["text"].to_pylist()), canonical, model, version, carried)
             found, names = (
                 pc.list_value_length(table["spans"]),
                 pc.struct_field(pc.list_flatten(table["spans"]), "name"),
@@ -322,34 +360,50 @@ def canonical_names(clusters_path: Path, params: ClusterSampleParams) -> Canonic
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_args(
-        __doc__.splitlines()[0], ("headlines", "clusters", "fp32", "export", "cache-dir", "out", "metrics"), argv
+        __doc__.splitlines()[0],
+        ("headlines", "clusters", "fp32", "export", "cache-dir", "answers", "out", "metrics", "speed"),
+        argv,
     )
     params: TagParams = load_params(TagParams)
     usd_per_hour = load_params(EvaluateParams).cpu_usd_per_hour
     canonical = canonical_names(args.clusters, load_params(ClusterSampleParams))
     model_dir = args.export if params.form == "export" else args.fp32
     model = params.student + ("_export" if params.form == "export" else "")
-    version = model_version(model_dir)
+    # In-process, the student decodes as params `predict` says (dvc.yaml: predict.<student>); a served student
+    # decodes as its folder was exported.
+    decoding = load_params(PredictParams)
+    decode = decoding.decode(params.student) if params.url is None else {}
+    version = model_version(model_dir, decode)
     total = pq.ParquetFile(args.headlines).metadata.num_rows
     via = "in_process" if params.url is None else "served"
 
     def batches():
         return headline_batches(args.headlines, params.batch_size)
 
+    if seeded := seed(args.cache_dir, args.answers):
+        log.info("tag: %d answer shard(s) of %s added to the store %s", seeded, args.answers, args.cache_dir)
     with AnswerCache(args.cache_dir) as cache:
         with tqdm(total=total, desc="tag", unit="headline") as progress:
             if params.url is None:
-                predict = STUDENTS[params.student].load(model_dir)
+                predict = STUDENTS[params.student].load(model_dir, decode=decode)
                 run = predict_missing(predict, batches(), cache, version, params.batch_size, progress.update)
             else:
                 run = ask_served(batches(), cache, params, version, progress.update)
 
-        def spans_of(texts):
-            return cached_spans(cache, batch_key(version, via, texts), texts)
+        used: list[int] = []  # where each batch's answer lies in the store
 
-        counts = write_tagged(args.out, batches(), spans_of, canonical, model, version)
+        def spans_of(texts):
+            key = batch_key(version, via, texts)
+            if (where := cache.location(key)) is not None:
+                used.append(where)
+            return cached_spans(cache, key, texts)
+
+        carried = carried_fields(args.headlines)
+        written = headline_batches(args.headlines, params.batch_size, carried)
+        counts = write_tagged(args.out, written, spans_of, canonical, model, version, carried)
+        cache.close()  # this run's shard complete before it is published (the output: what `dvc push` shares)
+        publish(cache.shards_at(used), args.answers)
     per_s = run["headlines_computed"] / run["seconds"] if run["seconds"] else None
-    # speed and price of this run's predictions (null when every batch came from the cache)
     metrics = {
         **counts,
         "model": model,
@@ -357,6 +411,10 @@ def main(argv: list[str] | None = None) -> None:
         "via": via,
         "batch_size": params.batch_size,
         "batches": run["batches"],
+    }
+    # this run's: what the cache already held, speed and price of its predictions (null when every batch came from
+    # the cache), the served student's requests; machine-dependent, so in the speed report (git-ignored, no DVC output)
+    speed = {
         "batches_cached": run["batches"] - run["batches_computed"],
         "headlines_per_s": round(per_s, 1) if per_s else None,
         "usd_per_hour": usd_per_hour,
@@ -364,6 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         **{k: run[k] for k in ("requests", "retries", "concurrency") if k in run},
     }
     write_json(args.metrics, metrics)
+    write_json(args.speed, speed)
     log.info(
         "tag: %d headlines, %d with a company, %d spans (%d with a cluster name) by %s %s (%s); %s headlines/s -> %s",
         counts["headlines"],
@@ -373,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
         model,
         version,
         via,
-        metrics["headlines_per_s"],
+        speed["headlines_per_s"],
         args.out,
     )
 

@@ -1,5 +1,7 @@
-"""The teacher's answers on disk: append-only JSONL shards in data/llm_cache/, one reader, one writer, and
-one definition of what a cached answer holds (`answer_record`)."""
+"""Paid answers on disk: append-only JSONL shards in a store directory (the teacher's data/llm_cache/, tag's
+data/tag_cache/), one reader, one writer, one definition of what a cached answer holds (`answer_record`), and the
+two moves that share a store across branches and clones: publish (a run's shards -> its DVC output) and seed
+(a pulled output -> the store)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import hashlib
 import math
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,6 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 import orjson
+
+from stages.core.io import replacing_dir
 
 BOM = b"\xef\xbb\xbf"
 
@@ -33,8 +38,11 @@ class AnswerCache:
     appends to a shard another left, so a crash can at worst cut the last line of its own shard, which the
     reader skips quietly. Every other unreadable line is counted (`skipped`, `first_skipped`).
     The index maps key -> where its line is (KeyIndex: about 20 bytes an answer); answers are read back from
-    disk when asked for, so memory stays flat as the cache grows to millions. DVC tracks the directory as a
-    persistent output, so `dvc push/pull` shares it.
+    disk when asked for, so memory stays flat as the cache grows to millions.
+
+    The directory is a store every branch of a checkout reads (git and DVC leave it alone, like DVC's own cache):
+    a stage publishes the shards holding the answers it used as its output (`publish`), which `dvc push/pull`
+    share, and seeds the store from what was pulled (`seed`).
     """
 
     def __init__(self, directory: str | Path, fsync_every_s: float = 1.0):
@@ -42,7 +50,7 @@ class AnswerCache:
         self.fsync_every_s = fsync_every_s
         self.skipped = 0  # unreadable lines (a torn last line is not one)
         self.first_skipped: str | None = None  # the first of them, "file:line"
-        self._shards = sorted(self.directory.glob("answers-*.jsonl"))  # older runs' numbered names sort first
+        self._shards = sorted(self.directory.glob(SHARD_GLOB))  # older runs' numbered names sort first
         self._index = KeyIndex()
         for number, shard in enumerate(self._shards):
             self._scan(number, shard)
@@ -124,6 +132,10 @@ class AnswerCache:
             raise CacheWriteError(error.errno, error.strerror, str(self._shards[-1])) from error
         self._index.put(entry["key"], location(len(self._shards) - 1, offset))
 
+    def shards_at(self, locations: Iterable[int]) -> list[Path]:
+        """The shard files holding the answers at these locations (from `location`), in arrival order."""
+        return [self._shards[number] for number in sorted({int(where) >> OFFSET_BITS for where in locations})]
+
     def close(self) -> None:
         for reader in self._readers.values():
             reader.close()
@@ -176,6 +188,39 @@ class AnswerCache:
         reader = self._readers[shard]
         reader.seek(offset)
         return answer_record(orjson.loads(reader.readline()))
+
+
+SHARD_GLOB = "answers-*.jsonl"
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows one (shards are never rewritten, so both names stay valid),
+    else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def seed(store: Path, published: Path) -> int:
+    """Put into the store the shards of a published answer set (a stage's output as `dvc pull` or `dvc checkout`
+    brought it) that it lacks; returns how many. Shard names are unique, so a name the store has is that shard."""
+    if not published.is_dir():
+        return 0
+    store.mkdir(parents=True, exist_ok=True)
+    missing = [shard for shard in sorted(published.glob(SHARD_GLOB)) if not (store / shard.name).exists()]
+    for shard in missing:
+        link_or_copy(shard, store / shard.name)
+    return len(missing)
+
+
+def publish(shards: list[Path], out: Path) -> None:
+    """The stage output that records which answers a run used: exactly these shards of the store (what `dvc push`
+    shares and `seed` brings back), replacing what `out` held."""
+    with replacing_dir(out) as staging:
+        staging.mkdir(parents=True)
+        for shard in shards:
+            link_or_copy(shard, staging / shard.name)
 
 
 OFFSET_BITS = 40  # a location is shard << 40 | byte offset: shards up to 1 TB

@@ -8,8 +8,10 @@ from __future__ import annotations
 import ast
 import shutil
 import sys
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
+from typing import Any
 
 from stages.core.errors import PipelineError
 from stages.core.io import replacing_dir
@@ -108,11 +110,12 @@ def ship_handler(folder: Path) -> None:
     (folder / REQUIREMENTS_FILE).write_text(endpoint_requirements(third_party))
 
 
-def servable_folder(student: Student, model_dir: Path, out: Path) -> None:
+def servable_folder(student: Student, model_dir: Path, out: Path, decode: Mapping[str, Any] | None = None) -> None:
     """The folder to serve and upload, from a saved student: its int8 ONNX form (the student's export), predict
-    settings naming the student by registry name, and the handler with its code and requirements. It replaces
-    `out` only once complete."""
+    settings naming the student by registry name (with `decode`, the params' decode settings, over those the
+    training saved), and the handler with its code and requirements. It replaces `out` only once complete."""
     with replacing_dir(out) as staging:
         student.export(model_dir, staging)
-        write_settings(staging, read_settings(model_dir) | {"format": EXPORT_FORMAT, "student": student.NAME})
+        settings = read_settings(model_dir) | dict(decode or {})
+        write_settings(staging, settings | {"format": EXPORT_FORMAT, "student": student.NAME})
         ship_handler(staging)

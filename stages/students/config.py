@@ -1,5 +1,6 @@
-"""The pydantic models of the students' params sections: recipes, the keys they share, and the flat
-settings of one training run (`training()`), which is what a student's train() takes."""
+"""The pydantic models of the students' params sections: recipes, the keys they share, the flat settings of one
+training run (`training()`), which is what a student's train() takes, and the decode settings the stages that
+predict apply (`predict`: export, evaluate, tag), kept out of training so changing them retrains nothing."""
 
 from __future__ import annotations
 
@@ -37,11 +38,11 @@ class TrainingShared(Section):
     unreviewed: Literal["keep", "drop"]
     device: Literal["auto", "cpu", "cuda"]
     seed: int
+    min_valid_f1: float = Fraction  # the finetune stage writes no model whose best valid F1 is below it
 
 
 class GlinerShared(TrainingShared):
     entity_label: str = Field(min_length=1)
-    threshold: float = Field(gt=0, lt=1)
     max_width: int = Field(gt=0)
     others_weight_decay: float = Field(ge=0)
     focal_loss_alpha: float = Field(ge=-1, le=1)  # GLiNER: -1 turns the alpha term off
@@ -90,3 +91,26 @@ class FinetuneSpanMarkerParams(ChoosesRecipe, SpanMarkerShared):
     SECTION = "finetune_spanmarker"
     TRAINING: ClassVar[type[SpanMarkerTraining]] = SpanMarkerTraining
     recipes: dict[str, SpanMarkerRecipe]
+
+
+class GlinerDecode(Section):
+    threshold: float = Field(gt=0, lt=1)  # GLiNER keeps the spans scoring at least this
+
+
+class SpanMarkerDecode(Section):
+    """None: SpanMarker decodes as its model does (the best-scoring non-overlapping spans)."""
+
+
+class PredictParams(Section):
+    """How each student decodes where it predicts, by registry name (export writes it into the exported folder's
+    predict settings; evaluate and tag apply it to the folders they load)."""
+
+    SECTION = "predict"
+    gliner: GlinerDecode
+    spanmarker: SpanMarkerDecode
+
+    def decode(self, student: str) -> dict[str, Any]:
+        """The decode settings of a student by registry name, as its load() and zero_shot() take them."""
+        settings = getattr(self, student)
+        assert isinstance(settings, Section), student  # a field per registered student
+        return settings.model_dump()

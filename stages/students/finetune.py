@@ -1,12 +1,22 @@
 """The one main() of both finetune stages: reviewed splits in; the best-epoch model (with its predict settings and
 a training summary beside it), metrics and per-epoch history out. The servable folder and its model card are the
-export stage's (stages/export.py), so editing them retrains nothing."""
+export stage's (stages/export.py), so editing them retrains nothing.
+
+A quality gate: a student whose best validation F1 is below its section's `min_valid_f1` stops the stage and
+leaves no model (nothing downstream exports or tags it); one that does not beat its teacher on the same
+human-labelled validation headlines is logged as a warning, with the teacher's F1 in the metrics.
+"""
 
 from __future__ import annotations
 
+import shutil
+
+import polars as pl
+
 from stages.core.cli import stage_args
-from stages.core.errors import InputError
+from stages.core.errors import InputError, PipelineError
 from stages.core.io import log, read_table, write_csv, write_json
+from stages.core.metrics import entity_scores
 from stages.core.params import load_params
 from stages.core.schema import Record
 from stages.labels.records import LABEL_COLUMNS, human_or_all, human_records, labelled_records, unreviewed_rule
@@ -27,6 +37,37 @@ def label_examples(records: list[Record], count: int = 3) -> list[dict]:
     return [{"text": r["text"], "spans": r["spans"]} for r in records if r["spans"]][:count]
 
 
+def teacher_valid_f1(valid: pl.DataFrame, records: list[Record]) -> float | None:
+    """The teacher's entity F1 on the human-labelled validation records (its `teacher_spans` against their human
+    labels, an invalid answer counting as no span, as evaluate scores it); None when no record is human-labelled
+    (the reference would be the teacher's own labels)."""
+    human = human_records(records)
+    if not human:
+        return None
+    teacher = dict(zip(valid["id"].to_list(), valid["teacher_spans"].to_list()))
+    return entity_scores([r["spans"] for r in human], [teacher[r["id"]] or [] for r in human])["f1"]
+
+
+def below_teacher(section_name: str, student_f1: float, teacher_f1: float | None, records: int) -> str | None:
+    """The warning to log when the student's best valid F1 is below its teacher's on the same human-labelled
+    validation records (None when it is not, or when there is no human label to compare on)."""
+    if teacher_f1 is None or student_f1 >= teacher_f1:
+        return None
+    return (
+        f"{section_name}: best valid F1 {student_f1:.4f} is below the teacher's {teacher_f1:.4f} on the same "
+        f"{records} human-labelled validation headlines: the student does not beat the labels it learned from "
+        "(review more train headlines, train longer or on another recipe)"
+    )
+
+
+def below_floor(section_name: str, student_f1: float, floor: float) -> PipelineError:
+    """The quality gate's one line: the section, the F1 and the floor."""
+    return PipelineError(
+        f"{section_name}: best valid F1 {student_f1:.4f} is below the floor {section_name}.min_valid_f1 = {floor}: "
+        "no model written (more human labels, more epochs or another recipe; or lower the floor in params.yaml)"
+    )
+
+
 def finetune_main(
     params_model: type[ChoosesRecipe], title: str, student: Student, argv: list[str] | None = None
 ) -> None:
@@ -37,9 +78,10 @@ def finetune_main(
     )
     section = load_params(params_model)
     training = section.training()
+    valid = read_table(args.valid, LABEL_COLUMNS)
     records = {
         "train": unreviewed_rule(labelled_records(read_table(args.train, LABEL_COLUMNS)), training.unreviewed),
-        "valid": human_or_all(labelled_records(read_table(args.valid, LABEL_COLUMNS))),
+        "valid": human_or_all(labelled_records(valid)),
     }
     if not records["train"] or not records["valid"]:
         raise InputError(
@@ -58,6 +100,13 @@ def finetune_main(
         training.base_model,
     )
     result = student.train(training, records["train"], records["valid"], args.out)
+    if result.best_valid_f1 < training.min_valid_f1:
+        shutil.rmtree(args.out)  # a student below the floor must not ship: no model for export or tag to pick up
+        raise below_floor(section_name, result.best_valid_f1, training.min_valid_f1)
+    teacher_f1 = teacher_valid_f1(valid, records["valid"])
+    warning = below_teacher(section_name, result.best_valid_f1, teacher_f1, sizes["valid_human"])
+    if warning:
+        log.warning(warning)
     summary = TrainingSummary(
         student=student.NAME,
         title=title,
@@ -81,6 +130,14 @@ def finetune_main(
             "valid_human_labelled": sizes["valid_human"],
             "best_epoch": result.best_epoch,
             "best_valid_f1": result.best_valid_f1,
+            "teacher_valid_f1": teacher_f1,  # on the same human-labelled valid records (null: none is)
         },
     )
-    log.info("%s: best epoch %d, valid F1 %.4f -> %s", section_name, result.best_epoch, result.best_valid_f1, args.out)
+    log.info(
+        "%s: best epoch %d, valid F1 %.4f (teacher %s) -> %s",
+        section_name,
+        result.best_epoch,
+        result.best_valid_f1,
+        "not scored: no human label" if teacher_f1 is None else f"{teacher_f1:.4f}",
+        args.out,
+    )

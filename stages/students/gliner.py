@@ -23,6 +23,10 @@ from stages.students.settings import read_settings
 from stages.students.training import Predictor, Records, TrainingResult, fit
 
 NAME = "gliner"  # its registry name (registry.py): model folders name their student by it
+# The threshold training validates each epoch at, and the one the saved folder's predict settings keep: a fixed
+# constant, so the decode threshold (params predict.gliner.threshold, applied where the student predicts: export,
+# evaluate, tag) can change without retraining. 0.5 is the value the students were always selected at.
+TRAINING_THRESHOLD = 0.5
 
 
 def to_example(record: Mapping[str, Any], label: str) -> dict:
@@ -73,12 +77,13 @@ def predict(model, texts: list[str], label: str, threshold: float, batch_size: i
     ]
 
 
-def load(model_dir: Path, int8: bool = False) -> Predictor:
+def load(model_dir: Path, int8: bool = False, decode: Mapping[str, Any] | None = None) -> Predictor:
     """predict(texts, batch_size) of a saved or exported student (int8: torch dynamic quantization of a saved
-    model; an exported one is already int8 and runs on ONNX Runtime)."""
+    model; an exported one is already int8 and runs on ONNX Runtime). decode ({"threshold": ...}) overrides the
+    folder's predict settings."""
     from gliner import GLiNER
 
-    settings = read_settings(model_dir)
+    settings = read_settings(model_dir) | dict(decode or {})
     if is_exported(model_dir):
         model = GLiNER.from_pretrained(
             str(model_dir),
@@ -110,11 +115,13 @@ def export(model_dir: Path, into: Path) -> None:
         quantize_onnx(graph, into / EXPORT_FILE)
 
 
-def zero_shot(training: GlinerTraining) -> Predictor:
-    """predict(texts, batch_size) of the recipe's base checkpoint as it is, asked for our entity label."""
+def zero_shot(training: GlinerTraining, decode: Mapping[str, Any] | None = None) -> Predictor:
+    """predict(texts, batch_size) of the recipe's base checkpoint as it is, asked for our entity label (at the
+    decode threshold, else the training one)."""
     model = build_model(training.base_model, training.max_width, training.revision)
     model.eval()
-    return lambda texts, batch_size=32: predict(model, texts, training.entity_label, training.threshold, batch_size)
+    threshold = dict(decode or {}).get("threshold", TRAINING_THRESHOLD)
+    return lambda texts, batch_size=32: predict(model, texts, training.entity_label, threshold, batch_size)
 
 
 def train(training: GlinerTraining, train_records: Records, valid_records: Records, out_dir: Path) -> TrainingResult:
@@ -122,7 +129,7 @@ def train(training: GlinerTraining, train_records: Records, valid_records: Recor
     from gliner.training import Trainer
 
     torch.manual_seed(training.seed)
-    label, threshold = training.entity_label, training.threshold
+    label, threshold = training.entity_label, TRAINING_THRESHOLD
     model = build_model(training.base_model, training.max_width, training.revision)
 
     def make_trainer(args: dict, callbacks: list) -> Trainer:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from stages.students.training import Predictor, Records, TrainingResult
 
@@ -13,8 +14,10 @@ class Student(Protocol):
 
     def train(self, training, train_records: Records, valid_records: Records, out_dir: Path) -> TrainingResult: ...
 
-    def load(self, model_dir: Path, int8: bool = False) -> Predictor: ...
+    def load(self, model_dir: Path, int8: bool = False, decode: Mapping[str, Any] | None = None) -> Predictor:
+        """decode: settings that override the folder's predict settings (config.PredictParams.decode)."""
+        ...
 
     def export(self, model_dir: Path, into: Path) -> None: ...
 
-    def zero_shot(self, training) -> Predictor: ...
+    def zero_shot(self, training, decode: Mapping[str, Any] | None = None) -> Predictor: ...

@@ -2,14 +2,17 @@
 handler, the scripts and the benchmarks pick them here, and model folders name theirs the same way.
 
 A student module has NAME; train(training, train_records, valid_records, out_dir) -> TrainingResult;
-load(directory[, int8]) -> predict(texts, batch_size); export(model_dir, into) (writes the int8 ONNX form into a
-directory); zero_shot(training) -> predict. `training` is the flat model of its finetune section's chosen recipe
+load(directory[, int8, decode]) -> predict(texts, batch_size) (decode: config.PredictParams.decode, over the folder's
+predict settings); export(model_dir, into) (writes the int8 ONNX form into a directory); zero_shot(training[, decode])
+-> predict. `training` is the flat model of its finetune section's chosen recipe
 (config.py); records are core.schema.Record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from stages.core.errors import ModelError
 from stages.core.legacy import student_of_module
@@ -43,9 +46,9 @@ def student_name(settings: dict, model_dir: Path) -> str:
     return name
 
 
-def load(model_dir: Path, int8: bool = False) -> Predictor:
+def load(model_dir: Path, int8: bool = False, decode: Mapping[str, Any] | None = None) -> Predictor:
     """predict(texts, batch_size) of any saved or exported student folder, by the student its settings name."""
-    return student(student_name(read_settings(model_dir), model_dir)).load(model_dir, int8)
+    return student(student_name(read_settings(model_dir), model_dir)).load(model_dir, int8, decode)
 
 
 SECTIONS: dict[str, type[ChoosesRecipe]] = {

@@ -1,6 +1,7 @@
 """What a model folder says of itself, in files beside its weights: how to predict (student name, entity label,
 threshold, format: SETTINGS_FILE), so `load(directory)` needs nothing but the directory, and what its training
-was (SUMMARY_FILE: data sizes, the kept epoch, params), which the export stage's model card reports."""
+was (SUMMARY_FILE: data sizes, the kept epoch, params), which the export stage's model card reports. A saved folder's
+GLiNER threshold is the one training selected its epoch at; an exported folder's is params `predict.gliner`."""
 
 from __future__ import annotations
 

@@ -116,9 +116,10 @@ def _scored_span(text: str, tokens: list[tuple[int, int]], entity: dict) -> dict
     return span | {"score": float(entity["score"])}
 
 
-def load(model_dir: Path, int8: bool = False) -> Predictor:
+def load(model_dir: Path, int8: bool = False, decode: Mapping[str, Any] | None = None) -> Predictor:
     """predict(texts, batch_size) of a saved or exported student (int8: torch dynamic quantization of a saved
-    model; an exported one is already int8 and runs on ONNX Runtime)."""
+    model; an exported one is already int8 and runs on ONNX Runtime). SpanMarker has no decode-only setting, so
+    decode (the interface's override of the folder's predict settings) changes nothing here."""
     from span_marker import SpanMarkerModel
 
     settings = read_settings(model_dir)
@@ -303,8 +304,9 @@ def load_exported(export_dir: Path, label: str) -> Predictor:
     return lambda texts, batch_size=32: fast_predict(run, tokenizer, collator, config, texts, label, batch_size)
 
 
-def zero_shot(training: SpanMarkerTraining) -> Predictor:
-    """predict(texts, batch_size) of the recipe's base checkpoint as it is (e.g. ORG for our company)."""
+def zero_shot(training: SpanMarkerTraining, decode: Mapping[str, Any] | None = None) -> Predictor:
+    """predict(texts, batch_size) of the recipe's base checkpoint as it is (e.g. ORG for our company); decode as
+    in load()."""
     model = build_model(training)
     model.eval()
     return lambda texts, batch_size=32: predict(model, texts, training.entity_label, batch_size)

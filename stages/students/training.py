@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from stages.core.errors import ParamsError, PipelineError
 from stages.core.io import log, replacing_dir
@@ -26,6 +28,30 @@ class LibraryTrainer(Protocol):
     """What fit() needs of the trainer a student builds (a transformers.Trainer subclass)."""
 
     def train(self) -> Any: ...
+
+    def add_callback(self, callback: Any) -> None: ...
+
+    def remove_callback(self, callback: Any) -> None: ...
+
+
+class NamedProgress(ProgressCallback):
+    """transformers' training progress bar (stderr), named by student and epoch: "gliner epoch 2/6" (the library's
+    bar has no label, so a DVC log of several trainings could not tell them apart)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epochs = math.ceil(args.num_train_epochs)
+        epoch = min(epochs, math.floor(state.epoch or 0) + 1)
+        if self.training_bar is not None:
+            self.training_bar.set_description(f"{self.name} epoch {epoch}/{epochs}")
+        log.info("%s: epoch %d/%d, %d steps so far of %d", self.name, epoch, epochs, state.global_step, state.max_steps)
+
+
+def student_label(training: GlinerTraining | SpanMarkerTraining) -> str:
+    return "gliner" if isinstance(training, GlinerTraining) else "spanmarker"
 
 
 @dataclass(frozen=True)
@@ -121,7 +147,10 @@ def fit(
             "report_to": "none",
             **device_args(training.device),
         }
-        run = make_trainer(args, [best]).train()
+        trainer = make_trainer(args, [best])
+        trainer.remove_callback(ProgressCallback)  # the library's unnamed bar, for the same bar named
+        trainer.add_callback(NamedProgress(student_label(training)))
+        run = trainer.train()
         if not staging.exists():
             raise PipelineError(f"no checkpoint was saved in {staging}: did training run at least one epoch?")
     return TrainingResult(best.history, best.best_epoch, best.best_f1, run.metrics.get("train_steps_per_second"))

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
+import socket
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from array import array
@@ -19,6 +23,7 @@ import orjson
 from tqdm import tqdm
 
 from stages.core.errors import EndpointError
+from stages.core.io import log
 from stages.core.stage_params import Endpoint, LlmLabelParams
 from stages.http.answer_cache import AnswerCache
 from stages.http.client import RETRYABLE_KINDS, ClientSettings, Gate, RunStats, ask, ask_each
@@ -30,6 +35,9 @@ from stages.teacher.usage import percentile
 
 LOCAL = "local"  # endpoint.base_url value that starts the bundled llama.cpp teacher
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+PREFLIGHT_TIMEOUT_S = 10.0  # a dead endpoint fails in seconds, not after every headline's retries
+# Asked the way the chat client asks (aiohttp ignores proxy variables): no proxy, so both reach the same server.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class ModelMismatch(Exception):
@@ -43,19 +51,32 @@ def api_url(base_url: str, route: str) -> str:
     return f"{base_url.rstrip('/').removesuffix('/v1')}/v1/{route}"
 
 
-def served_models(base_url: str, token: str | None, timeout_s: float = 10) -> list[str] | None:
-    """The model ids the endpoint lists at /v1/models (TGI, vLLM, llama.cpp and OpenAI all serve it), or None
-    when it lists none or cannot be asked: the answers' own `model` field is checked all the same."""
+def listed_models(body: bytes) -> list[str] | None:
+    """The model ids of a /v1/models reply ({"data": [{"id": ...}]}), or None when it lists none."""
+    try:
+        listed = orjson.loads(body).get("data")
+        ids = [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return ids or None
+
+
+def get_models(base_url: str, token: str | None, timeout_s: float) -> bytes:
+    """GET /v1/models (TGI, vLLM, llama.cpp and OpenAI all serve it); urllib's errors go to the caller."""
     request = urllib.request.Request(
         api_url(base_url, "models"), headers={"Authorization": f"Bearer {token}"} if token else {}
     )
+    with DIRECT.open(request, timeout=timeout_s) as response:
+        return response.read()
+
+
+def served_models(base_url: str, token: str | None, timeout_s: float = 10) -> list[str] | None:
+    """The model ids the endpoint lists at /v1/models, or None when it lists none or cannot be asked: the
+    answers' own `model` field is checked all the same."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            listed = orjson.loads(response.read()).get("data")
-        ids = [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)]
-    except (OSError, ValueError, AttributeError, TypeError):
+        return listed_models(get_models(base_url, token, timeout_s))
+    except (OSError, http.client.HTTPException):
         return None
-    return ids or None
 
 
 def filed_under(spec: RequestSpec, body: dict, answer: dict, settings: ClientSettings) -> tuple[str, str]:
@@ -117,15 +138,81 @@ def describe_failures(failures: dict[str, str], max_attempts: int) -> str:
     )
 
 
-def refuse_other_model(base_url: str, model: str, token: str | None) -> None:
+def refuse_other_model(base_url: str, model: str, token: str | None, served: list[str] | None = None) -> None:
     """The cache key names params' model: an endpoint serving another one (TGI answers to any `model` string)
-    must be named by what it serves, or two endpoints both called "tgi" would share answers."""
-    served = served_models(base_url, token)
+    must be named by what it serves, or two endpoints both called "tgi" would share answers. `served`: the ids
+    the endpoint listed, when the caller asked already."""
+    served = served if served is not None else served_models(base_url, token)
     if served and model not in served:
         raise EndpointError(
             f"llm_label: {base_url} serves {', '.join(served)}, but llm_label.endpoint.model is "
             f"'{model}'; set it to the served id (it is part of every answer's cache key)"
         )
+
+
+def unreachable_reason(error: OSError | http.client.HTTPException, timeout_s: float) -> str:
+    """Why a request got no HTTP answer, in a few words: connection refused, host not found, no answer in N s."""
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, http.client.HTTPException):
+        return f"not an HTTP answer: {type(reason).__name__}"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused: nothing listens there"
+    if isinstance(reason, socket.gaierror):
+        return f"host not found: {reason.strerror or reason}"
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    return str(reason) or type(reason).__name__
+
+
+def token_refused(endpoint: Endpoint, token: str | None, status: int) -> str:
+    """The one line for a 401/403: which token was sent (never the token) and the param to fix."""
+    where = f"{endpoint.base_url} answered HTTP {status} at {api_url(endpoint.base_url, 'models')}"
+    if token:
+        return (
+            f"llm_label: {where}: the token in ${endpoint.token_env} was refused; put a valid token for this "
+            f"endpoint in {endpoint.token_env} (the variable llm_label.endpoint.token_env names)"
+        )
+    if endpoint.token_env:
+        return (
+            f"llm_label: {where}: it wants a token and ${endpoint.token_env} (llm_label.endpoint.token_env) "
+            f"is not set; export it with the endpoint's token"
+        )
+    return (
+        f"llm_label: {where}: it wants a token and none was sent; set llm_label.endpoint.token_env to the "
+        f"environment variable that holds it"
+    )
+
+
+def preflight(
+    endpoint: Endpoint, environ: Mapping[str, str], timeout_s: float = PREFLIGHT_TIMEOUT_S
+) -> tuple[str | None, str]:
+    """Before the first paid request to a remote endpoint, one quick GET /v1/models: the endpoint answers, takes
+    the token and serves params' model (where it lists its models; one that does not, 404 or any other status
+    than 401/403, passes, and each answer's `model` field is checked instead). Returns the token and a one-line
+    account of what was checked ("llm_label: preflight: <url> reachable ..."); a failure is one line
+    (EndpointError) naming the URL and the param to fix."""
+    token = endpoint_token(endpoint, environ)
+    started = time.monotonic()
+    try:
+        served = listed_models(get_models(endpoint.base_url, token, timeout_s))
+        status = 200
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise EndpointError(token_refused(endpoint, token, error.code)) from None
+        served, status = None, error.code
+    except (OSError, http.client.HTTPException) as error:  # refused, no such host, timeout, TLS: no HTTP answer
+        raise EndpointError(
+            f"llm_label: cannot reach {endpoint.base_url} ({unreachable_reason(error, timeout_s)}); check "
+            f"llm_label.endpoint.base_url and that the endpoint is running"
+        ) from None
+    answered = f"reachable (GET /v1/models: HTTP {status} in {time.monotonic() - started:.2f} s)"
+    if token:
+        auth = f"the token in ${endpoint.token_env} " + ("accepted" if status == 200 else "not refused")
+    else:
+        auth = "no token sent" + (", none asked for" if status == 200 else "")
+    refuse_other_model(endpoint.base_url, endpoint.model, token, served or [])
+    checked = f"serves '{endpoint.model}'" if served else "lists no model: each answer's model is checked instead"
+    return token, f"llm_label: preflight: {endpoint.base_url} {answered}, {auth}, {checked}"
 
 
 class Asker:
@@ -142,14 +229,13 @@ class Asker:
 
     def _connect(self) -> None:
         endpoint, local = self.params.endpoint, self.params.endpoint.base_url == LOCAL
-        token = endpoint_token(endpoint, os.environ)
-        url = (
-            self.stack.enter_context(local_teacher(endpoint.model, threads=self.params.local_threads))
-            if local
-            else endpoint.base_url
-        )
-        if not local:
-            refuse_other_model(url, endpoint.model, token)
+        if local:  # started here: it needs no other check
+            token = endpoint_token(endpoint, os.environ)
+            url = self.stack.enter_context(local_teacher(endpoint.model, threads=self.params.local_threads))
+        else:  # before the first paid request: reachable, token taken, the model served
+            token, checked = preflight(endpoint, os.environ)
+            log.info("%s", checked)
+            url = endpoint.base_url
         self.settings = ClientSettings(
             base_url=url,
             token=token,

@@ -118,6 +118,14 @@ PROBES = [
         r"finetune_gliner.recipes.offline_minilm.epochs: 0 is not allowed: Input should be greater than 0",
     ),
     ("finetune_spanmarker.threshold", 0.5, r"finetune_spanmarker.threshold: unknown key"),
+    ("finetune_gliner.threshold", 0.5, r"finetune_gliner.threshold: unknown key"),  # it is predict.gliner.threshold
+    (
+        "finetune_gliner.min_valid_f1",
+        1.5,
+        r"finetune_gliner.min_valid_f1: 1.5 is not allowed: Input should be less than or equal to 1",
+    ),
+    ("predict.gliner.threshold", 1.0, r"predict.gliner.threshold: 1.0 is not allowed: Input should be less than 1"),
+    ("predict.spanmarker.threshold", 0.5, r"predict.spanmarker.threshold: unknown key"),  # SpanMarker has none
     (
         "evaluate.bootstrap.resamples",
         -1,
@@ -223,6 +231,6 @@ def test_stages_get_the_validated_model_and_a_recipe_comes_out_flat():
     case_study = gliner.model_copy(update={"recipe": "case_study"}).training()
     assert case_study.base_model == SHIPPED["finetune_gliner"]["recipes"]["case_study"]["base_model"]
     assert case_study.epochs == SHIPPED["finetune_gliner"]["recipes"]["case_study"]["epochs"]
-    assert case_study.threshold == SHIPPED["finetune_gliner"]["threshold"]  # a shared key
+    assert case_study.min_valid_f1 == SHIPPED["finetune_gliner"]["min_valid_f1"]  # a shared key
     spanmarker = load_params(FinetuneSpanMarkerParams, ROOT / "params.yaml").training()
     assert spanmarker.entity_label == SHIPPED["finetune_spanmarker"]["recipes"]["offline_minilm"]["entity_label"]

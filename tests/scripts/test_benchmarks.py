@@ -60,16 +60,17 @@ def test_gold_check(tmp_path):
     )
     labels.write_parquet(tmp_path / "l.parquet")
     (tmp_path / "m.json").write_text(
-        json.dumps(
-            {"hallucinated_mentions": 0, "finish_reason": {"stop": 30}, "invalid_answers": 0, "headlines_per_s": 1.5}
-        )
+        json.dumps({"hallucinated_mentions": 0, "finish_reason": {"stop": 30}, "invalid_answers": 0})
     )
+    (tmp_path / "s.json").write_text(json.dumps({"headlines_per_s": 1.5}))  # the speed report (git-ignored)
     out = bench(
         "gold_check",
         "--labels",
         str(tmp_path / "l.parquet"),
         "--metrics",
         str(tmp_path / "m.json"),
+        "--speed",
+        str(tmp_path / "s.json"),
         "--gold",
         str(FIXTURE),
     )

@@ -14,11 +14,21 @@ import pytest
 import yaml
 
 from scripts import argilla_server
+from scripts.worktree import copy_worktree
 from stages.argilla_review import merge, missing_reviews, resolve_responses, review_metrics, reviewed_share
-from stages.argilla_sync import argilla_record, missing_from, records_to_push, snapshot_rows, with_missing
+from stages.argilla_sync import (
+    argilla_record,
+    check_polling,
+    missing_from,
+    polls_every_repro,
+    records_to_push,
+    snapshot_rows,
+    with_missing,
+)
+from stages.core.errors import ParamsError
 from stages.core.schema import SPANS
 from stages.teacher.local_server import free_port
-from tests.helpers import ALL_STAGES, ALWAYS, LABELLED, ROOT, edit_params, project, sh, shipped_params, stages_run
+from tests.helpers import ALL_STAGES, LABELLED, POLLED, ROOT, edit_params, project, sh, shipped_params, stages_run
 
 
 def split_frame(rows: list[tuple[str, str, bool, list[tuple[int, int]]]], year: int = 2019) -> pl.DataFrame:
@@ -392,7 +402,7 @@ def test_the_snapshot_never_shrinks_silently(tmp_path):
     params["argilla_review"]["keep_missing_submissions"] = False  # the user says so, explicitly
     (directory / "params.yaml").write_text(yaml.safe_dump(params))
     run = review_stage(directory, None, [SYNC])
-    assert run.returncode == 0 and (directory / SUBMISSIONS).read_text() == ""
+    assert run.returncode == 0 and (directory / SUBMISSIONS).read_text() == "\n"  # no row: DVC warns of empty files
     assert "dropped 1 responses to 1 records that server none no longer holds (te1)" in run.stderr
 
 
@@ -510,8 +520,9 @@ def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fa
     edit_params(
         repo, lambda p: p["argilla_review"].update(server="argilla", api_url=server["url"], dataset_prefix="dvc-flow")
     )
+    poll_every_repro(repo, True)  # what a review server needs of dvc.yaml, as the stage says
     assert stages_run(sh(repo, "dvc", "repro")) == ALL_STAGES
-    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS  # nothing submitted: only the cheap check runs
+    assert stages_run(sh(repo, "dvc", "repro")) == POLLED  # nothing submitted: only the cheap check runs
 
     def first_labelled(split: str) -> dict:
         rows = pl.read_parquet(repo / f"data/reviewed/{split}.parquet").filter(pl.col("label_spans").list.len() > 0)
@@ -520,20 +531,20 @@ def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fa
     test_record = first_labelled("test")
     assert test_record["human_origin"] == "file"
     annotate(server, "dvc-flow-test", {test_record["id"]: ("submitted", [])})  # the reviewer overrules the file
-    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | {"argilla_review", "evaluate"}
+    assert stages_run(sh(repo, "dvc", "repro")) == POLLED | {"argilla_review", "evaluate"}
     after = {r["id"]: r for r in pl.read_parquet(repo / "data/reviewed/test.parquet").iter_rows(named=True)}
     assert after[test_record["id"]]["label_spans"] == [] and after[test_record["id"]]["human_origin"] == "argilla"
-    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS
+    assert stages_run(sh(repo, "dvc", "repro")) == POLLED
 
     annotate(server, "dvc-flow-train", {first_labelled("train")["id"]: ("discarded", [])})
-    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | {
+    assert stages_run(sh(repo, "dvc", "repro")) == POLLED | {
         "argilla_review",
         "finetune_gliner",
         "finetune_spanmarker",
         "evaluate",
         "tag",
     }
-    assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS
+    assert stages_run(sh(repo, "dvc", "repro")) == POLLED
     review = yaml.safe_load((repo / "metrics/review.json").read_text())
     assert (review["test"]["human_from_argilla"], review["train"]["discarded"]) == (1, 1)
     assert sum(fake_teacher.requests.values()) == LABELLED  # the teacher is never asked again
@@ -606,3 +617,45 @@ def test_reviewer_sees_the_headline_with_its_suggested_span_in_the_web_ui(server
     finally:
         browser.quit()
     assert highlighted == ["Visa"]  # the teacher's span, pre-filled as a suggestion
+
+
+def poll_every_repro(repo: Path, on: bool) -> None:
+    """Set `always_changed` of the argilla_sync stage in a project's dvc.yaml (one line; comments kept)."""
+    dvc_yaml = repo / "dvc.yaml"
+    text = dvc_yaml.read_text()
+    old, new = f"always_changed: {str(not on).lower()}", f"always_changed: {str(on).lower()}"
+    assert text.count(old) == 1, "argilla_sync's always_changed line"
+    dvc_yaml.write_text(text.replace(old, new))
+
+
+def test_a_review_server_needs_dvc_to_ask_it_on_every_repro_and_no_server_needs_nothing(tmp_path, caplog):
+    assert polls_every_repro(tmp_path / "dvc.yaml") is None  # run by hand, outside a DVC project: nothing to check
+    assert polls_every_repro(ROOT / "dvc.yaml") is False  # as shipped, for server: none
+    with pytest.raises(ParamsError, match=r"argilla_review.server: 'argilla' needs `always_changed: true`"):
+        check_polling("argilla", False)
+    check_polling("argilla", True)
+    check_polling("none", False)
+    assert not caplog.text
+    check_polling("none", True)
+    assert "runs it for nothing and `dvc status` is never clean" in caplog.text
+
+
+def test_with_no_server_the_sync_runs_once_quietly_and_dvc_status_is_clean(tmp_path):
+    """On the real dvc.yaml (a copy of the working tree): with server: none, argilla_sync runs when its inputs
+    change, writes no empty file (DVC would warn of it, four times a run), and then `dvc status` has nothing to
+    say of it; `always_changed: true` is what a review server needs, and it makes the stage always changed."""
+    repo = copy_worktree(tmp_path / "repo")
+    sh(repo, "git", "init", "-q")
+    for split in ("train", "valid", "test"):  # placeholders: with server none the stage reads neither
+        (repo / "data/split").mkdir(parents=True, exist_ok=True)
+        (repo / f"data/split/{split}.parquet").write_text(split)
+    (repo / "data/review").mkdir(parents=True, exist_ok=True)
+    (repo / "data/review/priority.parquet").write_text("priority")
+    first = sh(repo, "dvc", "repro", "--single-item", "argilla_sync")
+    assert stages_run(first) == {"argilla_sync"} and "is empty" not in first, first
+    assert (repo / SUBMISSIONS).read_text() == "\n"
+    assert stages_run(sh(repo, "dvc", "repro", "--single-item", "argilla_sync")) == set()
+    assert "up to date" in sh(repo, "dvc", "status", "argilla_sync")
+
+    poll_every_repro(repo, True)
+    assert "always changed" in sh(repo, "dvc", "status", "argilla_sync")

@@ -16,7 +16,7 @@ from stages.core.metrics import bootstrap_f1_ci, counts_per_headline, partial_f1
 from stages.core.schema import SPANS
 from stages.core.stage_params import Bootstrap
 from stages.evaluate import top_errors
-from tests.helpers import ROOT
+from tests.helpers import ROOT, sh
 
 
 def span(start, end):
@@ -116,7 +116,7 @@ class FakeStudent:
     """Predicts `Apple` wherever a headline has it, and loads from any path."""
 
     @staticmethod
-    def load(_directory):
+    def load(_directory, int8=False, decode=None):
         return lambda texts, batch_size: [
             [{"start": t.find("Apple"), "end": t.find("Apple") + 5, "text": "Apple"}] if "Apple" in t else []
             for t in texts
@@ -141,12 +141,12 @@ def run_evaluate(tmp_path, monkeypatch, rows: list[dict]) -> dict:
         },
     ).write_parquet("test.parquet")
     (tmp_path / "teacher.json").write_text("{}")
-    (tmp_path / "test_sets").mkdir()
+    (tmp_path / "test_sets").mkdir(exist_ok=True)
     evaluate.main(
         [
             "--test",
             "test.parquet",
-            "--teacher-metrics",
+            "--teacher-speed",
             "teacher.json",
             "--gliner",
             "g",
@@ -158,6 +158,8 @@ def run_evaluate(tmp_path, monkeypatch, rows: list[dict]) -> dict:
             "se",
             "--test-set-dir",
             "test_sets",
+            "--quality",
+            "quality",
             "--metrics",
             "metrics.json",
             "--speed",
@@ -220,3 +222,44 @@ def test_write_csv_quotes_formula_text_and_leaves_numbers_alone(tmp_path):
         list("abcdefg"),
     )
     assert path.read_text().splitlines()[1] == "'=1+2,-0.5,-0.5,'+SUM(A1),'@cmd,plain,-3"
+
+
+def test_quality_files_hold_test_p_r_f1_with_ci_reference_and_size_per_model(tmp_path, monkeypatch):
+    rows = [
+        headline(0, "Apple Up", "human", spans=[{"start": 0, "end": 5, "text": "Apple"}]),
+        headline(1, "Tesla Falls", "human", spans=[{"start": 0, "end": 5, "text": "Tesla"}]),
+    ]
+    metrics = run_evaluate(tmp_path, monkeypatch, rows)
+    quality = {path.stem: json.loads(path.read_text()) for path in (tmp_path / "quality").glob("*.json")}
+    assert set(quality) == {"teacher", "gliner", "gliner_export", "spanmarker", "spanmarker_export"}
+    for name, row in quality.items():
+        full = metrics[name]
+        assert row == {
+            "f1": full["f1"],
+            "f1_low": full["f1_ci_low"],
+            "f1_high": full["f1_ci_high"],
+            "precision": full["precision"],
+            "recall": full["recall"],
+            "reference": "human",
+            "headlines": 2,
+        }
+    assert "f1_by_year" in metrics["gliner"] and "partial_f1" in metrics["gliner"]  # the rest: the full file
+
+    rows = [headline(i, "Apple Up", "none", valid=False) for i in range(2)]  # a rerun with nothing to score
+    run_evaluate(tmp_path, monkeypatch, rows)
+    assert [path.name for path in (tmp_path / "quality").iterdir()] == ["nothing_scored.json"]  # no stale file
+
+
+def test_dvc_metrics_show_of_the_committed_metrics_is_the_quality_table_in_120_columns(tmp_path):
+    """What a person reads first: one row per model, F1 first, no speeds or stage internals (real dvc, on a copy
+    of dvc.yaml, params.yaml and metrics/)."""
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "metrics", tmp_path / "metrics")
+    sh(tmp_path, "dvc", "init", "--no-scm", "-q")
+    shown = sh(tmp_path, "dvc", "metrics", "show").rstrip("\n").splitlines()
+    assert max(len(line.rstrip()) for line in shown) <= 120, "\n".join(shown)
+    assert shown[0].split()[:2] == ["Path", "f1"]
+    paths = [line.split()[0] for line in shown[1:]]
+    assert paths == sorted(f"metrics/quality/{path.name}" for path in (ROOT / "metrics/quality").glob("*.json"))
+    assert {"metrics/quality/gliner.json", "metrics/quality/teacher.json"} <= set(paths)

@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 import yaml
 
+from stages import fetch
 from stages.core.errors import PipelineError
 from stages.core.stage_params import FetchParams, HfDataset
 from stages.fetch import headline_id, normalise, read_file, read_hf_dataset
@@ -198,3 +199,48 @@ def test_a_nested_json_text_field_is_an_error_not_a_headline(tmp_path):
         normalise(read_file(path), PARAMS, str(path))
     path.write_text('{"title": "Apple Up", "published": "2012-01-01", "meta": {"x": 1}}\n')  # unused: fine
     assert normalise(read_file(path), PARAMS, str(path))[0]["text"].to_list() == ["Apple Up"]
+
+
+def test_a_split_range_holding_no_fetched_headline_stops_fetch_before_anything_is_paid(tmp_path, monkeypatch, caplog):
+    """Issue 29: a 2024 feed went through fetch and paid labelling before split said the train range was empty."""
+    (tmp_path / "h.csv").write_text(
+        "title,published\nApple Up,2024-01-02\nTesla Down,2024-02-10\nVisa Flat,2024-03-05\nNokia Up,2023-06-01\n"
+    )
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["fetch"] |= {"path": "h.csv", "columns": {"text": "title", "date": "published"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    shipped = params["split"]["ranges"]
+    with pytest.raises(PipelineError) as error:
+        fetch.main(["--out", "out.parquet", "--metrics", "m.json"])
+    assert str(error.value) == (
+        f"fetch: split.ranges.train ({shipped['train']['start']}..{shipped['train']['end']}) and split.ranges.valid "
+        f"({shipped['valid']['start']}..{shipped['valid']['end']}) and split.ranges.test "
+        f"({shipped['test']['start']}..{shipped['test']['end']}) hold none of the 4 fetched headlines, which span "
+        "2023-06-01..2024-03-05; change split.ranges in params.yaml to dates in that span, or what fetch keeps "
+        "(fetch.path or fetch.hf_dataset, fetch.filters, fetch.date_range)"
+    )
+    assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "m.json").exists()
+
+    params["split"]["ranges"] = {
+        "train": {"start": "2024-01-01", "end": "2024-01-31"},
+        "valid": {"start": "2024-02-01", "end": "2024-02-29"},
+        "test": {"start": "2024-03-01", "end": "2024-03-31"},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    caplog.set_level("INFO")
+    fetch.main(["--out", "out.parquet", "--metrics", "m.json"])
+    held = (
+        "fetch: split.ranges hold train 1, valid 1, test 1 of the 4 fetched headlines (2023-06-01..2024-03-05); "
+        "1 outside every range"
+    )
+    assert held in caplog.messages and pl.read_parquet("out.parquet").height == 4
+
+    # make plan's check of what fetch wrote, after a split.ranges edit that fetch has not seen yet
+    caplog.clear()
+    fetch.main(["--check-dates", "--out", "out.parquet"])
+    assert caplog.messages == [held]
+    params["split"]["ranges"]["test"] = {"start": "2025-01-01", "end": "2025-12-31"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(PipelineError, match=r"^fetch: split.ranges.test \(2025-01-01..2025-12-31\) holds none of"):
+        fetch.main(["--check-dates", "--out", "out.parquet"])

@@ -5,11 +5,13 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -25,7 +27,8 @@ from stages.http.answer_cache import AnswerCache
 from stages.teacher import labels as teacher_labels
 from stages.teacher.endpoint import endpoint_token
 from stages.teacher.labels import consensus_row
-from tests.helpers import LABELLED, ROOT, project, sh, shipped_params
+from stages.teacher.local_server import free_port
+from tests.helpers import LABELLED, ROOT, FakeTeacher, project, sh, shipped_params
 
 FIXTURE = [json.loads(line) for line in (ROOT / "tests/data/headlines.jsonl").read_text().splitlines()]
 
@@ -58,7 +61,15 @@ def label_project(directory: Path, server, **overrides) -> Path:
     return project(directory, {"llm_label": section}, copies=[section["prompt_file"]], tables=tables)
 
 
-def label(directory: Path, *args: str, wait: bool = True, **popen):
+def figures(directory: Path) -> dict:
+    """llm_label's metrics file (labels, tokens) and speed file (latencies, endpoint time, cost), as one dict."""
+    metrics = json.loads((directory / "metrics/llm_label.json").read_text())
+    speed = json.loads((directory / "metrics/speed/llm_label.json").read_text())
+    assert not set(metrics) & set(speed), "each figure in one file"
+    return metrics | speed
+
+
+def label(directory: Path, *args: str, wait: bool = True, env_vars: dict[str, str] | None = None, **popen):
     command = [
         sys.executable,
         "-m",
@@ -67,15 +78,19 @@ def label(directory: Path, *args: str, wait: bool = True, **popen):
         "data/fetched/headlines.parquet",
         "--cache-dir",
         "data/llm_cache",
+        "--answers",
+        "data/labels/llm_answers",
         "--out",
         "data/labels/llm_labels.parquet",
         "--metrics",
         "metrics/llm_label.json",
+        "--speed",
+        "metrics/speed/llm_label.json",
         "--concurrency-plot",
         "metrics/llm_label_concurrency.csv",
         *args,
     ]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_vars or {}))
     if not wait:
         return subprocess.Popen(
             command, cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen
@@ -104,6 +119,69 @@ def test_plan_calls_nothing_and_counts_what_is_missing(tmp_path, fake_teacher):
     estimate = json.loads(run.stdout)
     assert estimate["requests_to_make"] == 40 and estimate["estimated_cost_usd"] > 0
     assert sum(fake_teacher.requests.values()) == 0
+    (checked,) = [line for line in run.stderr.splitlines() if "llm_label: preflight:" in line]  # one line
+    assert f"preflight: {fake_teacher.url} reachable (GET /v1/models: HTTP 200 in " in checked
+    assert checked.endswith("lists no model: each answer's model is checked instead")
+    assert fake_teacher.models_requests == 1
+
+
+def test_plan_prints_a_failed_check_as_one_line_and_still_estimates(tmp_path, fake_teacher):
+    """Each way the preflight fails (nothing listening, the token refused, another model served) is one line
+    before the estimate, and the plan exits 1; no answer is asked for."""
+    llama = FakeTeacher(served_model="meta-llama/Llama-3.1-70B-Instruct").start()
+    fake_teacher.token = "right-token"
+    dead = f"http://127.0.0.1:{free_port()}"
+    directory = label_project(tmp_path, fake_teacher)
+    expected = {
+        dead: f"llm_label: cannot reach {dead} (connection refused: nothing listens there); check llm_label.endpoint",
+        fake_teacher.url: f"llm_label: {fake_teacher.url} answered HTTP 401 at {fake_teacher.url}/v1/models: the "
+        "token in $HF_TOKEN was refused; put a valid token for this endpoint in HF_TOKEN",
+        llama.url: f"llm_label: {llama.url} serves meta-llama/Llama-3.1-70B-Instruct, but llm_label.endpoint.model "
+        "is 'SmolLM2-135M-Instruct-Q4_1'; set it to the served id",
+    }
+    try:
+        for url, line in expected.items():
+            edit(directory, lambda section, url=url: section["endpoint"].update(base_url=url))
+            run = label(directory, "--plan", env_vars={"HF_TOKEN": "wrong-token"})
+            assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+            assert json.loads(run.stdout)["requests_to_make"] == 40
+            (failed,) = [entry for entry in run.stderr.splitlines() if line in entry]  # one line
+            assert " ERROR " in failed and "preflight:" not in run.stderr and "wrong-token" not in run.stderr
+        assert sum(fake_teacher.requests.values()) == sum(llama.requests.values()) == 0
+    finally:
+        llama.stop()
+
+
+def test_a_dead_endpoint_fails_the_stage_in_seconds_with_one_line(tmp_path):
+    """Issue 29: against http://127.0.0.1:9/v1, 19 headlines took 2 min 37 s (95 calls, 76 retries) to fail."""
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # a free port nobody listens on
+    directory = label_project(tmp_path, SimpleNamespace(url=dead), limit=19, max_attempts=5)
+    started = time.monotonic()
+    run = label(directory)
+    elapsed = time.monotonic() - started
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"llm_label: cannot reach {dead} (connection refused: nothing listens there); check "
+        f"llm_label.endpoint.base_url and that the endpoint is running"
+    )
+    assert run.stderr.count("cannot reach") == 1 and elapsed < 10, elapsed
+    assert cached_lines(directory) == 0 and not (directory / "data/labels/llm_labels.parquet").exists()
+
+
+def test_a_refused_token_stops_the_stage_before_any_request(tmp_path, fake_teacher):
+    fake_teacher.token = "right-token"
+    directory = label_project(tmp_path, fake_teacher)  # token_env: HF_TOKEN, as shipped
+    run = label(directory, env_vars={"HF_TOKEN": "wrong-token"})
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"llm_label: {fake_teacher.url} answered HTTP 401 at {fake_teacher.url}/v1/models: the token in $HF_TOKEN "
+        f"was refused; put a valid token for this endpoint in HF_TOKEN (the variable llm_label.endpoint.token_env "
+        f"names)"
+    )
+    assert "wrong-token" not in run.stderr and sum(fake_teacher.requests.values()) == 0
+    run = label(directory, env_vars={"HF_TOKEN": "right-token"})
+    assert run.returncode == 0, run.stderr
+    assert sum(fake_teacher.requests.values()) == 40 and fake_teacher.models_requests == 2
 
 
 def test_added_headlines_ask_only_for_new_ones_and_metrics_account(tmp_path, fake_teacher):
@@ -128,7 +206,7 @@ def test_added_headlines_ask_only_for_new_ones_and_metrics_account(tmp_path, fak
         "hallucinated",
         "agreement",
     ]
-    metrics = json.loads((directory / "metrics/llm_label.json").read_text())
+    metrics = figures(directory)
     assert metrics["headlines"] == 60 and metrics["answers"] == 60
     assert (metrics["prompt_tokens"], metrics["completion_tokens"]) == (6000, 1200)
     assert metrics["estimated_cost_usd"] == pytest.approx(0.006 + 0.0024)
@@ -140,12 +218,12 @@ def test_a_concurrency_change_with_nothing_to_ask_changes_no_metric(tmp_path, fa
     fake_teacher.delay_s = 0.05
     directory = label_project(tmp_path, fake_teacher, concurrency=fixed(2), cost={"usd_per_hour": 8.0})
     assert label(directory).returncode == 0
-    before = (directory / "metrics/llm_label.json").read_text()
+    before = figures(directory)
     edit(directory, lambda section: section.update(concurrency={"min": 1, "start": 16, "max": 64}))
     assert label(directory).returncode == 0
     assert sum(fake_teacher.requests.values()) == 40
-    assert (directory / "metrics/llm_label.json").read_text() == before
-    metrics = json.loads(before)
+    assert figures(directory) == before
+    metrics = before
     endpoint_s = metrics["latency_s"]["total"] / 2  # each answer held half the endpoint (concurrency 2)
     assert metrics["endpoint_hours"] == pytest.approx(endpoint_s / 3600, abs=1e-4)
     assert metrics["headlines_per_s"] == pytest.approx(40 / endpoint_s, rel=0.01)
@@ -170,6 +248,7 @@ def test_failed_headlines_fail_the_stage_keep_answers_and_are_retried_alone(tmp_
     fake_teacher.requests.clear()
     for path in (directory / "data/llm_cache").glob("*.jsonl"):
         path.unlink()
+    shutil.rmtree(directory / "data/labels/llm_answers")  # the run's published answers would seed the store again
     broken = selected[:3]
     fake_teacher.script = {h: ["500", "500"] for h in broken}
     run = label(directory)
@@ -210,7 +289,7 @@ def test_self_consistency_asks_n_samples_and_records_agreement(tmp_path, fake_te
     temperatures = {b["temperature"] for b in fake_teacher.bodies}
     seeds = {b["seed"] for b in fake_teacher.bodies}
     assert temperatures == {0.7} and seeds == {0, 1, 2}
-    metrics = json.loads((directory / "metrics/llm_label.json").read_text())
+    metrics = figures(directory)
     assert metrics["self_consistency_agreement"] == 1.0  # this teacher answers the same every time
     # per headline, not per answer: each of the 10 headlines cost three answers
     assert (metrics["headlines"], metrics["answers"]) == (10, 30)
@@ -315,18 +394,24 @@ def test_unreadable_cache_lines_are_reported_and_asked_again(tmp_path, fake_teac
 
 
 def test_plan_runs_on_a_fresh_clone_the_way_the_readme_runs_it(repo, fake_teacher):
-    """`make plan` is `dvc repro fetch` then `python -m stages.llm_label --plan`: requests, tokens, minutes, USD."""
+    """`make plan` is `dvc repro fetch`, `python -m stages.fetch --check-dates` then `python -m stages.llm_label
+    --plan`: the dates and the endpoint checked (a line each), then requests, tokens, minutes, USD."""
     dry = subprocess.run(["make", "-n", "plan"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "dvc repro fetch" in dry and "python -m stages.llm_label --plan" in dry
+    assert dry.index("dvc repro fetch") < dry.index("python -m stages.fetch --check-dates") < dry.index("--plan")
     sh(repo, "dvc", "repro", "fetch")
+    dates = sh(repo, "python", "-m", "stages.fetch", "--check-dates")
+    assert re.search(r"fetch: split.ranges hold train [\d,]+, valid [\d,]+, test [\d,]+ of the 1,500 fetched", dates)
     output = sh(repo, "python", "-m", "stages.llm_label", "--plan")
+    assert f"llm_label: preflight: {fake_teacher.url} reachable (GET /v1/models: HTTP 200 in " in output
     plan = json.loads(output[output.index("{") : output.rindex("}") + 1])
     assert plan["requests_to_make"] == LABELLED and plan["estimated_prompt_tokens"] > 0
     assert plan["estimated_minutes"] > 0 and "estimated_cost_usd" in plan
     assert sum(fake_teacher.requests.values()) == 0 and not (repo / "data/labels/llm_labels.parquet").exists()
     run = subprocess.run([sys.executable, "-m", "stages.llm_label"], cwd=repo, capture_output=True, text=True)
     assert (
-        run.returncode == 2 and "--headlines, --cache-dir, --out, --metrics, --concurrency-plot required" in run.stderr
+        run.returncode == 2
+        and "--headlines, --cache-dir, --answers, --out, --metrics, --speed, --concurrency-plot required" in run.stderr
     )
 
 
@@ -343,10 +428,14 @@ def test_batches_give_the_table_one_batch_gives_and_a_repeated_text_is_asked_onc
         "data/fetched/headlines.parquet",
         "--cache-dir",
         "data/llm_cache",
+        "--answers",
+        "data/labels/llm_answers",
         "--out",
         "b.parquet",
         "--metrics",
         "b.json",
+        "--speed",
+        "b_speed.json",
         "--concurrency-plot",
         "b.csv",
     ]
@@ -357,6 +446,7 @@ def test_batches_give_the_table_one_batch_gives_and_a_repeated_text_is_asked_onc
     llm_label.main(command)
     assert sum(fake_teacher.requests.values()) == 200 and max(fake_teacher.requests.values()) == 1
     monkeypatch.setattr(llm_label, "BATCH_ROWS", 10_000)
-    llm_label.main([*command[:5], "one.parquet", *command[6:]])
+    at = command.index("--out") + 1
+    llm_label.main([*command[:at], "one.parquet", *command[at + 1 :]])
     batched, whole = pl.read_parquet("b.parquet"), pl.read_parquet("one.parquet")
     assert batched.height == 230 and batched.equals(whole) and batched["id"].is_sorted()

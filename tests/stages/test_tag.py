@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from rapidfuzz import process
 
 from stages import tag
@@ -20,7 +21,9 @@ from stages.core.params import validate
 from stages.core.stage_params import TagParams
 from stages.http.answer_cache import AnswerCache
 from stages.serving.package import servable_folder
+from stages.students.gliner import TRAINING_THRESHOLD
 from stages.students.registry import STUDENTS, training_params
+from stages.students.settings import read_settings
 from stages.teacher.local_server import free_port
 from tests.helpers import ROOT, TINY_RECIPES, Server
 
@@ -161,6 +164,35 @@ def test_every_batch_is_cached_as_made_so_an_interrupted_run_resumes_and_reruns_
     assert spans[2][0]["name"] is None and spans[0] == []  # Visa is in no cluster; Gold has no company
 
 
+def test_fetchs_kept_columns_follow_each_headline_into_the_tagged_table(tmp_path):
+    headlines = tmp_path / "headlines.parquet"
+    frame = write_headlines(headlines, ["Visa Beats Estimates", "Gold Slips", "Microsft Up"]).with_columns(
+        Url=pl.Series(["u0", None, "u2"]), Stock_symbol=pl.Series(["V", "GLD", "MSFT"])
+    )
+    frame.write_parquet(headlines)
+    carried = tag.carried_fields(headlines)
+    assert [field.name for field in carried] == ["source", "Url", "Stock_symbol"]
+    with AnswerCache(tmp_path / "cache") as cache:
+        tag.predict_missing(CountingStudent(), tag.headline_batches(headlines, 2), cache, "v1", 2, lambda n: None)
+        tag.write_tagged(
+            tmp_path / "tagged.parquet",
+            tag.headline_batches(headlines, 2, carried),
+            lambda texts: tag.cached_spans(cache, tag.batch_key("v1", "in_process", texts), texts),
+            CanonicalNames([], [], "ratio", 85, SUFFIXES),
+            "stub",
+            "v1",
+            carried,
+        )
+    table = pl.read_parquet(tmp_path / "tagged.parquet")
+    assert table.columns == [*tag.TAGGED.names, "source", "Url", "Stock_symbol"]
+    assert table.select("id", "Url", "Stock_symbol").equals(frame.select("id", "Url", "Stock_symbol"))
+    assert [len(spans) for spans in table["spans"]] == [1, 0, 1]
+
+    frame.rename({"Url": "spans"}).write_parquet(headlines)  # a kept column named like one of tag's own
+    with pytest.raises(PipelineError, match=r"column\(s\) \['spans'\] would take the place of tag's own"):
+        tag.carried_fields(headlines)
+
+
 def test_tag_params_take_null_or_an_http_url():
     raw = {
         "student": "gliner",
@@ -195,8 +227,6 @@ def stage_workdir(tmp_path, models, labelled_headlines, extra_params: dict | Non
     params = (ROOT / "params.yaml").read_text()
     (tmp_path / "params.yaml").write_text(params)
     if extra_params:
-        import yaml
-
         loaded = yaml.safe_load(params)
         loaded["tag"].update(extra_params)
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(loaded, sort_keys=False))
@@ -216,10 +246,14 @@ def stage_workdir(tmp_path, models, labelled_headlines, extra_params: dict | Non
         str(models / "gliner_export"),
         "--cache-dir",
         "cache",
+        "--answers",
+        "answers",
         "--out",
         "tagged.parquet",
         "--metrics",
         "tag.json",
+        "--speed",
+        "tag_speed.json",
     ]
     return texts, argv
 
@@ -243,17 +277,55 @@ def test_the_exported_student_tags_every_headline_like_its_predict_and_a_rerun_i
         tag.model_version(tiny_gliner / "gliner_export")
     }
     metrics = json.loads((tmp_path / "tag.json").read_text())
-    assert (metrics["headlines"], metrics["batches"], metrics["batches_cached"]) == (len(texts), 4, 0)
-    assert metrics["headlines_per_s"] > 0 and metrics["usd_per_million_headlines"] > 0
+    speed = json.loads((tmp_path / "tag_speed.json").read_text())
+    assert (metrics["headlines"], metrics["batches"], speed["batches_cached"]) == (len(texts), 4, 0)
+    assert speed["headlines_per_s"] > 0 and speed["usd_per_million_headlines"] > 0
     assert metrics["spans"] == sum(map(len, expected))
+    assert table["source"].to_list() == ["test"] * len(texts)  # fetch's other columns carried along
 
     first = (tmp_path / "tagged.parquet").read_bytes()
+    metrics_file = (tmp_path / "tag.json").read_text()
     tag.main(argv)
     assert (tmp_path / "tagged.parquet").read_bytes() == first
-    assert json.loads((tmp_path / "tag.json").read_text())["batches_cached"] == 4
+    assert (tmp_path / "tag.json").read_text() == metrics_file  # deterministic: git-tracked
+    assert json.loads((tmp_path / "tag_speed.json").read_text())["batches_cached"] == 4
     shutil.rmtree(tmp_path / "cache")
     tag.main(argv)
     assert (tmp_path / "tagged.parquet").read_bytes() == first, "recomputed: the same bytes"
+
+
+@pytest.mark.slow
+def test_the_decode_threshold_in_params_acts_where_the_student_predicts_not_where_it_trained(
+    tiny_gliner, labelled_headlines, tmp_path, monkeypatch
+):  # noqa: F811
+    texts, argv = stage_workdir(tmp_path, tiny_gliner, labelled_headlines, {"form": "fp32", "batch_size": 8})
+    loose = STUDENTS["gliner"].load(tiny_gliner / "gliner")(texts, 8)  # as trained: the training threshold
+    scores = sorted(s["score"] for spans in loose for s in spans)
+    threshold = round(scores[len(scores) // 2], 4)  # a stricter one that keeps about half the spans
+    expected = [[s for s in spans if s["score"] >= threshold] for spans in loose]
+    assert read_settings(tiny_gliner / "gliner")["threshold"] == TRAINING_THRESHOLD
+    assert 0 < sum(map(len, expected)) < len(scores)
+
+    # export writes it into the exported folder's predict settings
+    servable_folder(STUDENTS["gliner"], tiny_gliner / "gliner", tmp_path / "strict", {"threshold": threshold})
+    assert read_settings(tmp_path / "strict")["threshold"] == threshold
+    assert STUDENTS["gliner"].load(tmp_path / "strict")(["Apple Shares Up 5% After Earnings Beat"]) is not None
+
+    # tag applies it to the fp32 folder it loads, under a model version of its own (no cached batch is reused)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["predict"]["gliner"]["threshold"] = threshold
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    tag.main(argv)
+    tagged = pl.read_parquet("tagged.parquet")
+    assert [[(s["start"], s["end"]) for s in spans] for spans in tagged["spans"].to_list()] == [
+        [(s["start"], s["end"]) for s in spans] for spans in expected
+    ]
+    version = tag.model_version(tiny_gliner / "gliner", {"threshold": threshold})
+    assert set(tagged["model_version"]) == {version} and version != tag.model_version(tiny_gliner / "gliner")
+    assert tag.model_version(tiny_gliner / "gliner", {"threshold": TRAINING_THRESHOLD}) == tag.model_version(
+        tiny_gliner / "gliner"
+    )  # the folder's own setting: the version (and the demo's tagged table) as before
 
 
 def test_a_served_student_that_cannot_be_reached_fails_the_stage_and_writes_nothing(
@@ -288,7 +360,8 @@ def test_a_served_student_tags_like_in_process_and_a_rerun_asks_only_for_the_bat
         tag.main(argv)
         served = pl.read_parquet("tagged.parquet")
         metrics = json.loads((tmp_path / "tag.json").read_text())
-        assert (metrics["via"], metrics["requests"], server.health()["requests"]) == ("served", 4, 4)
+        speed = json.loads((tmp_path / "tag_speed.json").read_text())
+        assert (metrics["via"], speed["requests"], server.health()["requests"]) == ("served", 4, 4)
         predict = STUDENTS["gliner"].load(tiny_gliner / "gliner_export")
         expected = [spans for first in range(0, len(texts), 8) for spans in predict(texts[first : first + 8], 8)]
         got = served["spans"].to_list()
