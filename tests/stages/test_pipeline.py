@@ -89,4 +89,7 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
 def model_hashes(repo) -> dict[str, str]:
     """The hash dvc.lock records for each student's trained folder."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    return {name: lock[f"finetune_{name}"]["outs"][0]["md5"] for name in ("gliner", "spanmarker")}
+    return {
+        name: next(out["md5"] for out in lock[f"finetune_{name}"]["outs"] if out["path"] == f"models/{name}")
+        for name in ("gliner", "spanmarker")
+    }
