@@ -2,8 +2,9 @@
 
 Reads data/fetched/headlines.parquet and the prompt file; keeps every answer in the answer store data/llm_cache/,
 which every branch reads (a rerun asks only what it has not asked with the same prompt and params); writes the
-store's shards it used to data/labels/llm_answers/ (what `dvc push/pull` share; a run first seeds the store from
-it), data/labels/llm_labels.parquet, metrics/llm_label.json (labels and tokens) and metrics/speed/llm_label.json
+answers it used to data/labels/llm_answers/ (sorted by key, without this machine's latencies: what `dvc
+push/pull` share, byte-identical wherever they were paid for; a run first seeds the store from it),
+data/labels/llm_labels.parquet, metrics/llm_label.json (labels and tokens) and metrics/speed/llm_label.json
 (latencies, requests in flight, endpoint time and cost: machine- and network-dependent, so a report, git-ignored
 and no DVC output).
 
@@ -119,17 +120,15 @@ def plan(requests: int, cached_answers: Iterable[dict], spec: RequestSpec, param
     """What a run would ask and roughly cost, from what cached answers say about this endpoint."""
     totals = usage_totals(cached_answers)
     answered = totals["answers"]
-    n = max(1, answered)
-    per_call = {
-        "prompt_tokens": totals["prompt_tokens"] / n,
-        "completion_tokens": totals["completion_tokens"] / n,
-        "latency_s": totals["latency_s"]["total"] / n,
-    }
-    if answered:  # the endpoint's time per answer is its latency shared by the requests in flight with it
-        endpoint_s = per_call["latency_s"] * requests / (totals["concurrency"].get("mean") or params.concurrency.start)
-    else:  # nothing measured yet: a rough guess from prompt length and the endpoint's expected throughput
-        prompt_chars = len(json.dumps(spec.body("x" * 60)))
-        per_call = {"prompt_tokens": prompt_chars / 4, "completion_tokens": 30}
+    timed = totals["latency_s"]["answers"]  # answers pulled from a remote carry no latency (it was a machine's)
+    if answered:
+        per_call = {name: totals[name] / answered for name in ("prompt_tokens", "completion_tokens")}
+    else:  # nothing measured yet: a rough guess from prompt length
+        per_call = {"prompt_tokens": len(json.dumps(spec.body("x" * 60))) / 4, "completion_tokens": 30}
+    if timed:  # the endpoint's time per answer is its latency shared by the requests in flight with it
+        latency_s = totals["latency_s"]["total"] / timed
+        endpoint_s = latency_s * requests / (totals["concurrency"].get("mean") or params.concurrency.start)
+    else:  # the endpoint's expected throughput
         endpoint_s = requests / params.expected_headlines_per_s
     estimate = {
         "prompt_tokens": round(per_call["prompt_tokens"] * requests),
@@ -143,7 +142,8 @@ def plan(requests: int, cached_answers: Iterable[dict], spec: RequestSpec, param
         "estimated_minutes": round(endpoint_s / 60, 1),
         "endpoint_hours": price["endpoint_hours"],
         "estimated_cost_usd": price["estimated_cost_usd"],
-        "basis": f"mean of {answered} cached answers" if answered else "rough guess",
+        "basis": (f"tokens: mean of {answered} cached answers" if answered else "tokens: a rough guess")
+        + (f"; time: {timed} answers' latencies" if timed else "; time: llm_label.expected_headlines_per_s"),
     }
 
 
@@ -254,15 +254,14 @@ def main(argv: list[str] | None = None) -> None:
     params: LlmLabelParams = load_params(LlmLabelParams)
     specs = request_specs(params, gguf_sha256(gguf_path()) if params.endpoint.base_url == LOCAL else None)
     total, batches = headline_batches(args.headlines, params.limit, params.sample_seed)
-    seeded = seed(args.cache_dir, args.answers)
-    if seeded:
-        log.info("llm_label: %d answer shard(s) of %s added to the store %s", seeded, args.answers, args.cache_dir)
     try:
         with AnswerCache(args.cache_dir) as cache:
+            if seeded := seed(cache, args.answers):
+                log.info("llm_label: %d answer(s) of %s added to the store %s", seeded, args.answers, args.cache_dir)
             if cache.skipped:
                 log.warning(
-                    "llm_label: skipped %d unreadable line(s) of the answer cache (the first: %s); their "
-                    "answers are asked again",
+                    "llm_label: skipped %d unreadable line(s) of the answer cache (the first: %s); answers "
+                    "found nowhere else are asked again",
                     cache.skipped,
                     cache.first_skipped,
                 )
@@ -328,8 +327,8 @@ def label_all(
     answers: Path,
     total: int,
 ) -> tuple[pl.DataFrame, dict[str, str], list[dict], dict]:
-    """Ask for what is missing and write the label table, a batch at a time, and publish the store's shards that
-    hold every answer used to `answers`. Returns the per-headline figures, the failed headlines, the concurrency
+    """Ask for what is missing and write the label table, a batch at a time, and publish every answer used to
+    `answers`. Returns the per-headline figures, the failed headlines, the concurrency
     plot and the usage totals of every answer used."""
     figures: list[pl.DataFrame] = []
     failures: dict[str, str] = {}
@@ -361,9 +360,16 @@ def label_all(
     locations = np.unique(np.frombuffer(used, dtype=np.uint64))
     for answer in cache.answers_at(locations):  # in arrival order
         usage.add(answer)
-    cache.close()  # the run's own shard complete before it is published (the output: what `dvc push` shares)
-    publish(cache.shards_at(locations), answers)
-    log.info("llm_label: %d answers asked, %d cached; %s", asked, usage.count - asked, asker.summary())
+    published = publish(cache, locations, answers)  # the output `dvc push` shares
+    cache.close()
+    log.info(
+        "llm_label: %d answers asked, %d cached; %d published to %s; %s",
+        asked,
+        usage.count - asked,
+        published,
+        answers,
+        asker.summary(),
+    )
     return pl.concat(figures, rechunk=False), failures, usage.concurrency_points(), usage.totals()
 
 

@@ -5,9 +5,9 @@ at a time, so memory stays flat as the feed grows: id, date, text, spans (start,
 canonical name of the mention's cluster in cluster_sample's clusters, or null), model and model_version (a hash of
 the model directory's files, and of the decode settings of params `predict` where they differ from the folder's own:
 in-process, the student decodes as params say). Each batch's spans go to data/tag_cache (an answer store every
-branch reads, keyed by the model version, where it ran and the batch's texts; the shards a run used are its output
-data/tagged/answers/) as soon as they exist, so an interrupted run resumes where it stopped, and the table is
-written from the cache: the same model and headlines give a byte-identical file.
+branch reads, keyed by the model version, where it ran and the batch's texts; the answers a run used, sorted by
+key and without timings, are its output data/tagged/answers/) as soon as they exist, so an interrupted run resumes
+where it stopped, and the table is written from the cache: the same model and headlines give a byte-identical file.
 The fetched table's other columns (`source`, fetch.keep_columns) follow, as they are. metrics/tag.json: counts,
 the model and its version; metrics/speed/tag.json (a report: git-ignored, no DVC output): batches found cached,
 this run's headlines/s and USD per million headlines at evaluate.cpu_usd_per_hour.
@@ -380,9 +380,9 @@ def main(argv: list[str] | None = None) -> None:
     def batches():
         return headline_batches(args.headlines, params.batch_size)
 
-    if seeded := seed(args.cache_dir, args.answers):
-        log.info("tag: %d answer shard(s) of %s added to the store %s", seeded, args.answers, args.cache_dir)
     with AnswerCache(args.cache_dir) as cache:
+        if seeded := seed(cache, args.answers):
+            log.info("tag: %d answer(s) of %s added to the store %s", seeded, args.answers, args.cache_dir)
         with tqdm(total=total, desc="tag", unit="headline") as progress:
             if params.url is None:
                 predict = STUDENTS[params.student].load(model_dir, decode=decode)
@@ -401,8 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         carried = carried_fields(args.headlines)
         written = headline_batches(args.headlines, params.batch_size, carried)
         counts = write_tagged(args.out, written, spans_of, canonical, model, version, carried)
-        cache.close()  # this run's shard complete before it is published (the output: what `dvc push` shares)
-        publish(cache.shards_at(used), args.answers)
+        publish(cache, used, args.answers)  # the output `dvc push` shares
     per_s = run["headlines_computed"] / run["seconds"] if run["seconds"] else None
     metrics = {
         **counts,

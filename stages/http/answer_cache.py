@@ -1,7 +1,7 @@
 """Paid answers on disk: append-only JSONL shards in a store directory (the teacher's data/llm_cache/, tag's
 data/tag_cache/), one reader, one writer, one definition of what a cached answer holds (`answer_record`), and the
-two moves that share a store across branches and clones: publish (a run's shards -> its DVC output) and seed
-(a pulled output -> the store)."""
+two moves that share a store across branches and clones: publish (the answers a run used -> its DVC output) and
+seed (a pulled output -> the store)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import hashlib
 import math
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -41,8 +40,8 @@ class AnswerCache:
     disk when asked for, so memory stays flat as the cache grows to millions.
 
     The directory is a store every branch of a checkout reads (git and DVC leave it alone, like DVC's own cache):
-    a stage publishes the shards holding the answers it used as its output (`publish`), which `dvc push/pull`
-    share, and seeds the store from what was pulled (`seed`).
+    a stage publishes the answers it used as its output (`publish`), which `dvc push/pull` share, and seeds the
+    store from what was pulled (`seed`).
     """
 
     def __init__(self, directory: str | Path, fsync_every_s: float = 1.0):
@@ -132,10 +131,6 @@ class AnswerCache:
             raise CacheWriteError(error.errno, error.strerror, str(self._shards[-1])) from error
         self._index.put(entry["key"], location(len(self._shards) - 1, offset))
 
-    def shards_at(self, locations: Iterable[int]) -> list[Path]:
-        """The shard files holding the answers at these locations (from `location`), in arrival order."""
-        return [self._shards[number] for number in sorted({int(where) >> OFFSET_BITS for where in locations})]
-
     def close(self) -> None:
         for reader in self._readers.values():
             reader.close()
@@ -193,34 +188,55 @@ class AnswerCache:
 SHARD_GLOB = "answers-*.jsonl"
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link where the file system allows one (shards are never rewritten, so both names stay valid),
-    else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+# How a run got an answer (its latency, retries, the requests in flight with it), not the answer: kept in the
+# store for speed reports and plans, left out of the published copy, which must be the same on every machine.
+RUN_FIELDS = ("latency_s", "attempts", "concurrency")
+PUBLISHED_BUCKETS = 16  # files of a published set, by key hash: at a million answers each sorts ~60k in memory
 
 
-def seed(store: Path, published: Path) -> int:
-    """Put into the store the shards of a published answer set (a stage's output as `dvc pull` or `dvc checkout`
-    brought it) that it lacks; returns how many. Shard names are unique, so a name the store has is that shard."""
-    if not published.is_dir():
-        return 0
-    store.mkdir(parents=True, exist_ok=True)
-    missing = [shard for shard in sorted(published.glob(SHARD_GLOB)) if not (store / shard.name).exists()]
-    for shard in missing:
-        link_or_copy(shard, store / shard.name)
-    return len(missing)
-
-
-def publish(shards: list[Path], out: Path) -> None:
-    """The stage output that records which answers a run used: exactly these shards of the store (what `dvc push`
-    shares and `seed` brings back), replacing what `out` held."""
+def publish(cache: AnswerCache, locations: Iterable[int], out: Path) -> int:
+    """The stage output that records which answers a run used (what `dvc push` shares and `seed` brings back):
+    the answers at these locations of the store, without their RUN_FIELDS, one line each, in PUBLISHED_BUCKETS
+    files by key hash, each sorted by key, so the same answers give byte-identical files whatever run, machine or
+    branch paid for them. Replaces what `out` held; returns how many answers it holds. Memory: one bucket."""
     with replacing_dir(out) as staging:
         staging.mkdir(parents=True)
-        for shard in shards:
-            link_or_copy(shard, staging / shard.name)
+        buckets = [open(staging / f"unsorted-{n:x}", "wb") for n in range(PUBLISHED_BUCKETS)]
+        try:
+            for answer in cache.answers_at(np.unique(np.fromiter(locations, np.uint64))):
+                line = orjson.dumps(published_record(answer), option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+                buckets[key_hash(answer["key"]) % PUBLISHED_BUCKETS].write(line)
+        finally:
+            for bucket in buckets:
+                bucket.close()
+        total = 0
+        for n in range(PUBLISHED_BUCKETS):
+            unsorted = staging / f"unsorted-{n:x}"
+            by_key = {orjson.loads(line)["key"]: line for line in unsorted.read_bytes().splitlines(keepends=True)}
+            unsorted.unlink()
+            if by_key:
+                (staging / f"answers-{n:x}.jsonl").write_bytes(b"".join(by_key[key] for key in sorted(by_key)))
+            total += len(by_key)
+    return total
+
+
+def published_record(answer: dict) -> dict:
+    return {name: value for name, value in answer_record(answer).items() if name not in RUN_FIELDS}
+
+
+def seed(cache: AnswerCache, published: Path) -> int:
+    """Put into the store the answers of a published set (a stage's output as `dvc pull` or `dvc checkout` brought
+    it) that it lacks; returns how many. Lines that are not answers are skipped here: the set is re-published
+    from the store by the run that seeds it."""
+    added = 0
+    for path in sorted(published.glob(SHARD_GLOB)) if published.is_dir() else []:
+        with open(path, "rb") as lines:
+            for line in lines:
+                key = _key(line)
+                if key is not None and key not in cache:
+                    cache.put(orjson.loads(line))
+                    added += 1
+    return added
 
 
 OFFSET_BITS = 40  # a location is shard << 40 | byte offset: shards up to 1 TB

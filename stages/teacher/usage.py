@@ -59,6 +59,7 @@ class UsageTotals:
                 "p95": percentile(self.latencies, 0.95),
                 "p99": percentile(self.latencies, 0.99),
                 "total": round(sum(self.latencies), 3),
+                "answers": len(self.latencies),  # those that record one: answers seeded from a remote do not
             },
             "endpoint_s": self.endpoint_s,
             "concurrency": concurrency,

@@ -1,34 +1,54 @@
-"""The answer store: a run publishes the shards it used as its output, and a store is seeded from what was pulled."""
+"""The answer store: a run publishes the answers it used as its output (the same bytes wherever they were paid
+for), and a store is seeded from what was pulled."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from stages.http.answer_cache import AnswerCache, publish, seed
 
 
-def stored(store: Path, *keys: str) -> list[Path]:
-    """One run's answers to these keys, in a shard of its own."""
-    with AnswerCache(store) as cache:
-        for key in keys:
-            cache.put({"key": key, "model": "m", "headline": key, "content": "{}"})
-    return sorted(store.glob("answers-*.jsonl"))
+def answer(key: str, latency_s: float = 0.5) -> dict:
+    return {"key": key, "model": "m", "headline": key, "content": "{}", "latency_s": latency_s, "attempts": 2}
 
 
-def test_publish_holds_exactly_the_shards_of_the_answers_used(tmp_path):
-    store = tmp_path / "store"
-    first = stored(store, "a", "b")
-    second = [s for s in stored(store, "c") if s not in first]
-    with AnswerCache(store) as cache:
-        publish(cache.shards_at([cache.location("c")]), tmp_path / "out")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [second[0].name]
-    assert (tmp_path / "out" / second[0].name).read_bytes() == second[0].read_bytes()
+def published(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
-def test_seed_adds_only_the_shards_the_store_lacks_and_answers_are_found_again(tmp_path):
-    published, store = tmp_path / "pulled", tmp_path / "store"
-    stored(published, "a", "b")
-    assert seed(store, tmp_path / "nothing") == 0
-    assert seed(store, published) == 1 and seed(store, published) == 0
-    with AnswerCache(store) as cache:
-        assert cache.get("a") is not None and cache.get("b") is not None
+def test_publish_holds_exactly_the_answers_used_without_run_fields(tmp_path):
+    with AnswerCache(tmp_path / "store") as cache:
+        for key in "abc":
+            cache.put(answer(key))
+        assert publish(cache, [cache.location("c"), cache.location("a")], tmp_path / "out") == 2
+    lines = [orjson.loads(line) for data in published(tmp_path / "out").values() for line in data.splitlines()]
+    assert sorted(line["key"] for line in lines) == ["a", "c"]
+    assert all("latency_s" not in line and "attempts" not in line for line in lines)
+
+
+def test_the_same_answers_publish_the_same_bytes_whatever_order_and_timings_they_came_with(tmp_path):
+    keys = [f"key-{n}" for n in range(40)]
+    with AnswerCache(tmp_path / "one") as one, AnswerCache(tmp_path / "two") as two:
+        for n, key in enumerate(keys):
+            one.put(answer(key, latency_s=n))
+        for key in reversed(keys):
+            two.put(answer(key, latency_s=9.0))
+        publish(one, [one.location(k) for k in keys], tmp_path / "out-one")
+        publish(two, [two.location(k) for k in keys], tmp_path / "out-two")
+    assert published(tmp_path / "out-one") == published(tmp_path / "out-two")
+    assert len(published(tmp_path / "out-one")) > 1  # spread over buckets, each sorted on its own
+
+
+def test_seed_adds_only_the_answers_the_store_lacks_and_they_are_found_again(tmp_path):
+    with AnswerCache(tmp_path / "paid") as paid:
+        for key in "ab":
+            paid.put(answer(key))
+        publish(paid, [paid.location("a"), paid.location("b")], tmp_path / "pulled")
+    with AnswerCache(tmp_path / "store") as store:
+        store.put(answer("a"))
+        assert seed(store, tmp_path / "nothing") == 0
+        assert seed(store, tmp_path / "pulled") == 1 and seed(store, tmp_path / "pulled") == 0
+    with AnswerCache(tmp_path / "store") as store:
+        assert store.get("a") is not None and store.get("b") is not None and len(store) == 2

@@ -388,6 +388,13 @@ def test_unreadable_cache_lines_are_reported_and_asked_again(tmp_path, fake_teac
     lines = shard.read_text().splitlines(keepends=True)
     shard.write_text("".join([lines[0], lines[1][:30] + "\n", *lines[2:]]))  # a middle line corrupted
     run = label(directory)
+    assert run.returncode == 0 and sum(fake_teacher.requests.values()) == 40, "the published copy restored it"
+    assert "1 answer(s) of data/labels/llm_answers added to the store" in run.stderr
+    for path in (directory / "data/llm_cache").glob("answers-*.jsonl"):
+        path.unlink()  # the store as the first run left it, and no published copy
+    shutil.rmtree(directory / "data/labels/llm_answers")
+    shard.write_text("".join([lines[0], lines[1][:30] + "\n", *lines[2:]]))
+    run = label(directory)
     assert run.returncode == 0 and sum(fake_teacher.requests.values()) == 41
     assert f"skipped 1 unreadable line(s) of the answer cache (the first: data/llm_cache/{shard.name}:2)" in run.stderr
     assert json.loads((directory / "metrics/llm_label.json").read_text())["cache_lines_skipped"] == 1

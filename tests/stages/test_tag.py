@@ -375,9 +375,11 @@ def test_a_served_student_tags_like_in_process_and_a_rerun_asks_only_for_the_bat
         assert {s["name"] for spans in got for s in spans if s["text"] == "Apple"} == {"apple"}
         first = (tmp_path / "tagged.parquet").read_bytes()
 
-        # an interrupted run: only the first answer reached the cache; the rerun asks for the other three
+        # an interrupted run: only the first answer reached the cache, and none was published; the rerun asks for
+        # the other three
         (shard,) = (tmp_path / "cache").glob("answers-*.jsonl")
         shard.write_bytes(shard.read_bytes().splitlines(keepends=True)[0])
+        shutil.rmtree(tmp_path / "answers")
         tag.main(argv)
         assert server.health()["requests"] == 4 + 3
         assert (tmp_path / "tagged.parquet").read_bytes() == first
