@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from stages.core.cli import run_stage, stage_args
-from stages.core.errors import EndpointError, InputError, ModelError, PipelineError
+from stages.core.errors import EndpointError, InputError, PipelineError
 from stages.core.io import log, read_table, write_json
 from stages.core.metrics import usd_per_million
 from stages.core.names import CanonicalNames
@@ -44,10 +44,9 @@ from stages.core.params import load_params
 from stages.core.stage_params import ClusterSampleParams, EvaluateParams, TagParams
 from stages.http.answer_cache import AnswerCache, publish, seed
 from stages.http.client import BadReply, ClientSettings, ask, ask_each
-from stages.serving.layout import model_files
+from stages.serving.layout import model_version
 from stages.students.config import PredictParams
 from stages.students.registry import STUDENTS
-from stages.students.settings import read_settings
 
 COLUMNS = ["id", "date", "text"]
 READ_ROWS = 8192  # rows pyarrow reads at a time
@@ -67,27 +66,6 @@ TAGGED = pa.schema(
 )
 
 Spans = list[list[dict]]  # per headline: {start, end, score}
-
-
-def model_version(directory: Path, decode: dict | None = None) -> str:
-    """A hash of the model folder's files that make its predictions (names and bytes; serving.package.model_files):
-    the card or the handler's code can change without re-tagging the feed. Decode settings that override the
-    folder's own (a GLiNER threshold other than the one its settings hold) are hashed in too; those equal to the
-    folder's change nothing, so the version of a folder exported with them stays the same."""
-    if not directory.is_dir():
-        raise ModelError(f"{directory}: not found (train the student first: dvc repro)")
-    digest = hashlib.sha256()
-    for path in model_files(directory):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\0")
-    own = read_settings(directory) if decode else {}
-    overrides = {key: value for key, value in (decode or {}).items() if own.get(key) != value}
-    if overrides:
-        digest.update(b"decode\0" + orjson.dumps(overrides, option=orjson.OPT_SORT_KEYS))
-    return digest.hexdigest()[:16]
 
 
 def headline_batches(path: Path, batch_size: int, carried: list[pa.Field] | None = None) -> Iterator[pa.Table]:

@@ -20,6 +20,7 @@ from stages.core.names import SCORERS, CanonicalNames
 from stages.core.params import validate
 from stages.core.stage_params import TagParams
 from stages.http.answer_cache import AnswerCache
+from stages.serving.layout import model_version
 from stages.serving.package import servable_folder
 from stages.students.gliner import TRAINING_THRESHOLD
 from stages.students.registry import STUDENTS, training_params
@@ -274,7 +275,7 @@ def test_the_exported_student_tags_every_headline_like_its_predict_and_a_rerun_i
     named = {s["text"]: s["name"] for spans in got for s in spans}
     assert named.get("Apple") == "apple" and all(named[m] is None for m in named if m not in ("Apple", "Netflix"))
     assert set(table["model"]) == {"gliner_export"} and set(table["model_version"]) == {
-        tag.model_version(tiny_gliner / "gliner_export")
+        model_version(tiny_gliner / "gliner_export")
     }
     metrics = json.loads((tmp_path / "tag.json").read_text())
     speed = json.loads((tmp_path / "tag_speed.json").read_text())
@@ -321,9 +322,9 @@ def test_the_decode_threshold_in_params_acts_where_the_student_predicts_not_wher
     assert [[(s["start"], s["end"]) for s in spans] for spans in tagged["spans"].to_list()] == [
         [(s["start"], s["end"]) for s in spans] for spans in expected
     ]
-    version = tag.model_version(tiny_gliner / "gliner", {"threshold": threshold})
-    assert set(tagged["model_version"]) == {version} and version != tag.model_version(tiny_gliner / "gliner")
-    assert tag.model_version(tiny_gliner / "gliner", {"threshold": TRAINING_THRESHOLD}) == tag.model_version(
+    version = model_version(tiny_gliner / "gliner", {"threshold": threshold})
+    assert set(tagged["model_version"]) == {version} and version != model_version(tiny_gliner / "gliner")
+    assert model_version(tiny_gliner / "gliner", {"threshold": TRAINING_THRESHOLD}) == model_version(
         tiny_gliner / "gliner"
     )  # the folder's own setting: the version (and the demo's tagged table) as before
 
