@@ -86,12 +86,14 @@ learning-curve: install
 review-priority: install
 	python -m scripts.review_priority
 
-# A student behind a local HTTP server speaking Inference Endpoints' contract (POST / {"inputs": ...}, GET /health):
-# make serve [MODEL=models/spanmarker_export] [PORT=8081]
+# A student behind a local HTTP server speaking Inference Endpoints' contract (POST / {"inputs": ...}, GET /health),
+# hardened by default (10 s to send a request, at most 256 connections): make serve [MODEL=models/spanmarker_export]
+# [PORT=8081] [SERVE_ARGS="--max-connections 1024 --read-timeout-s 30"] (python -m scripts.serve --help lists them)
 MODEL ?= models/gliner_export
 PORT ?= 8080
+SERVE_ARGS ?=
 serve: install
-	python -m scripts.serve $(MODEL) --host 127.0.0.1 --port $(PORT)
+	python -m scripts.serve $(MODEL) --host 127.0.0.1 --port $(PORT) $(SERVE_ARGS)
 
 # The whole pipeline on 500 real headlines (SEntFiN, data/real_headlines/) in a scratch copy, their human
 # annotations as reviewers' labels (~20 min): metrics/real_headlines.json

@@ -97,10 +97,18 @@ def extra_test_set_scores(params: EvaluateParams, test_set_dir: Path, predictors
     for path in params.extra_test_sets:
         require_inside(path, test_set_dir, "evaluate.extra_test_sets")
         labels = read_label_file(path, params)
-        records = standalone(labels)
-        texts = [r["text"] for r in records]
+        test_set = standalone(labels)
+        records, texts = test_set.records, [r["text"] for r in test_set.records]
+        if test_set.repeats:
+            log.info(
+                "evaluate: %s: %d line(s) repeat a headline with the same spans, scored once (first: %s)",
+                path,
+                len(test_set.repeats),
+                test_set.repeats[0],
+            )
         results[Path(path).name] = {
             "records": len(records),
+            "repeated": len(test_set.repeats),
             "rejected": len(labels) - len(accepted(labels)),
             "teacher": "not scored: the teacher was not asked about this set",
             **{

@@ -4,30 +4,35 @@ Reads data/fetched/headlines.parquet in row batches (pyarrow) and writes data/ta
 at a time, so memory stays flat as the feed grows: id, date, text, spans (start, end, text, score, and `name`: the
 canonical name of the mention's cluster in cluster_sample's clusters, or null), model and model_version (a hash of
 the model directory's files, and of the decode settings of params `predict` where they differ from the folder's own:
-in-process, the student decodes as params say). Each batch's spans go to data/tag_cache (an answer store every
-branch reads, keyed by the model version, where it ran and the batch's texts; the answers a run used, sorted by
-key and without timings, are its output data/tagged/answers/) as soon as they exist, so an interrupted run resumes
-where it stopped, and the table is written from the cache: the same model and headlines give a byte-identical file.
-The fetched table's other columns (`source`, fetch.keep_columns) follow, as they are. metrics/tag.json: counts,
-the model and its version; metrics/speed/tag.json (a report: git-ignored, no DVC output): batches found cached,
-this run's headlines/s and USD per million headlines at evaluate.cpu_usd_per_hour.
+in-process, the student decodes as params say). Each headline's spans, checked exactly, go to data/tag_cache (an
+answer store every branch reads, keyed by the model version, where it ran and the headline's text, so headlines
+inserted anywhere cost only themselves; the answers a run used, sorted by key and without timings, are its output
+data/tagged/answers/) as soon as its batch is done, so an interrupted run resumes where it stopped, and the table is
+written from the store. The fetched table's other columns (`source`, fetch.keep_columns) follow, as they are.
+metrics/tag.json: counts, the model and its version; metrics/speed/tag.json (a report: git-ignored, no DVC
+output): headlines found cached, unreadable entries asked again, this run's headlines/s and USD per million
+headlines at evaluate.cpu_usd_per_hour.
 
-With tag.url, each batch is POSTed in the Hugging Face Inference Endpoints body ({"inputs": [texts], "parameters":
-{"batch_size": tag.batch_size}}: the server predicts in the batches this process would) through llm_label's
-client (retries, backoff, adaptive requests in flight); the reply is the token-classification shape: per text a
-list of {entity_group, score, word, start, end}.
+With tag.url, the headlines the store lacks are POSTed tag.batch_size at a time in the Hugging Face Inference
+Endpoints body ({"inputs": [texts], "parameters": {"batch_size": tag.batch_size}}) through llm_label's client
+(retries, backoff, adaptive requests in flight, giving up after tag.give_up_after_s of a dead URL); the reply is
+the token-classification shape: per text a list of {entity_group, score, word, start, end}. The server must say it
+serves the chosen folder's version (GET /health, the X-Model-Version header of each reply) where it says anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
+import math
 import os
 import time
+import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pyarrow as pa
@@ -42,9 +47,9 @@ from stages.core.metrics import usd_per_million
 from stages.core.names import CanonicalNames
 from stages.core.params import load_params
 from stages.core.stage_params import ClusterSampleParams, EvaluateParams, TagParams
-from stages.http.answer_cache import AnswerCache, publish, seed
-from stages.http.client import BadReply, ClientSettings, ask, ask_each
-from stages.serving.layout import model_version
+from stages.http.answer_cache import RUN_FIELDS, AnswerCache, publish, seed
+from stages.http.client import BadReply, ClientSettings, EndpointDown, ask, ask_each
+from stages.serving.layout import STUDENT_HEADER, VERSION_HEADER, model_version, verify_folder
 from stages.students.config import PredictParams
 from stages.students.registry import STUDENTS
 
@@ -66,6 +71,7 @@ TAGGED = pa.schema(
 )
 
 Spans = list[list[dict]]  # per headline: {start, end, score}
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as the client's POSTs: no proxy
 
 
 def headline_batches(path: Path, batch_size: int, carried: list[pa.Field] | None = None) -> Iterator[pa.Table]:
@@ -107,88 +113,179 @@ def carried_fields(path: Path) -> list[pa.Field]:
     return fields
 
 
-def batch_key(version: str, via: str, texts: list[str]) -> str:
-    return hashlib.sha256(orjson.dumps({"model_version": version, "via": via, "texts": texts})).hexdigest()
+def headline_key(version: str, via: str, text: str) -> str:
+    """A headline's key in the store: its text, not its place in the feed, so headlines inserted anywhere cost only
+    themselves."""
+    return hashlib.sha256(orjson.dumps({"model_version": version, "via": via, "text": text})).hexdigest()
 
 
-def kept(spans: Spans) -> str:
-    """What the cache holds of a batch's spans (texts and names follow from the headline)."""
-    return orjson.dumps(
-        [[{"start": s["start"], "end": s["end"], "score": s["score"]} for s in found] for found in spans]
-    ).decode()
+class BadSpans(ValueError):
+    """Spans that are not a headline's: never cached, and a cached entry holding them is asked again."""
 
 
-def predict_missing(
-    predict: Callable,
-    batches: Iterator[pa.Table],
-    cache: AnswerCache,
-    version: str,
-    batch_size: int,
-    progress: Callable[[int], None],
-) -> dict:
-    """Predict every batch the cache lacks, in this process; each goes to the cache as soon as it is done."""
-    run = {"batches": 0, "batches_computed": 0, "headlines_computed": 0, "seconds": 0.0}
-    for batch in batches:
-        texts = batch["text"].to_pylist()
-        key = batch_key(version, "in_process", texts)
-        if key not in cache:
-            started = time.perf_counter()
-            spans = predict(texts, batch_size)
-            elapsed = time.perf_counter() - started
-            cache.put(
-                {
-                    "key": key,
-                    "model": version,
-                    "content": kept(spans),
-                    "headlines": len(texts),
-                    "latency_s": round(elapsed, 4),
-                }
-            )
-            run["batches_computed"] += 1
-            run["headlines_computed"] += len(texts)
-            run["seconds"] += elapsed
-        run["batches"] += 1
-        progress(len(texts))
+def checked_spans(text: str, found: object) -> list[dict]:
+    """A headline's spans as the store keeps them ({start, end, score}), checked exactly: integer offsets (a bool is
+    no integer) with 0 <= start < end <= len(text), a finite score from 0 to 1; sorted by start, none overlapping
+    or repeated. Raises BadSpans naming the first problem."""
+    if not isinstance(found, list):
+        raise BadSpans(f"expected a list of spans, got {type(found).__name__}")
+    spans = []
+    for span in found:
+        start, end, score = (span.get(k) if isinstance(span, dict) else None for k in ("start", "end", "score"))
+        if not (type(start) is int and type(end) is int and 0 <= start < end <= len(text)):
+            raise BadSpans(f"{str(span)[:80]} is no span of {text[:40]!r} ({len(text)} characters)")
+        if not (
+            isinstance(score, (int, float)) and type(score) is not bool and math.isfinite(score) and 0 <= score <= 1
+        ):
+            raise BadSpans(f"{str(span)[:80]} has no score from 0 to 1")
+        spans.append({"start": start, "end": end, "score": float(score)})
+    spans.sort(key=lambda s: (s["start"], s["end"]))
+    for before, after in zip(spans, spans[1:]):
+        if after["start"] < before["end"]:
+            raise BadSpans(f"spans {before} and {after} of {text[:40]!r} overlap")
+    return spans
+
+
+def put_spans(cache: AnswerCache, key: str, version: str, text: str, spans: object, **run: float) -> None:
+    cache.put({"key": key, "model": version, "content": orjson.dumps(checked_spans(text, spans)).decode(), **run})
+
+
+def cached_spans(cache: AnswerCache, key: str, text: str) -> list[dict] | None:
+    """The headline's spans in the store, or None when it holds none it can read back (asked again)."""
+    answer = cache.get(key)
+    if answer is None:
+        return None
+    try:
+        return checked_spans(text, orjson.loads(answer["content"]))
+    except (orjson.JSONDecodeError, BadSpans):
+        return None
+
+
+class Todo:
+    """The headlines of the feed the store holds no readable spans for, in chunks of up to batch_size (each text
+    once a chunk), with counts; cached headlines advance the progress bar as they are passed."""
+
+    def __init__(self, cache: AnswerCache, version: str, via: str, progress: Callable[[int], None]):
+        self.cache, self.version, self.via, self.progress = cache, version, via, progress
+        self.headlines = self.unreadable = 0
+
+    def chunks(self, batches: Iterator[pa.Table], batch_size: int) -> Iterator[dict[str, str]]:
+        """{key: text} chunks to compute."""
+        chunk: dict[str, str] = {}
+        for batch in batches:
+            for text in batch["text"].to_pylist():
+                self.headlines += 1
+                key = headline_key(self.version, self.via, text)
+                if key in chunk:
+                    continue
+                if key in self.cache:
+                    if cached_spans(self.cache, key, text) is not None:
+                        self.progress(1)
+                        continue
+                    self.unreadable += 1
+                chunk[key] = text
+                if len(chunk) == batch_size:
+                    yield chunk
+                    chunk = {}
+        if chunk:
+            yield chunk
+
+
+def stored_spans(cache: AnswerCache, version: str, via: str, used: list[int]) -> Callable[[list[str]], Spans]:
+    """spans_of(texts) from the store, once every headline is in it; notes in `used` where each answer lies."""
+
+    def spans_of(texts: list[str]) -> Spans:
+        spans = []
+        for text in texts:
+            key = headline_key(version, via, text)
+            found = cached_spans(cache, key, text)
+            if found is None:
+                raise PipelineError(f"tag: no cached spans for {text[:60]!r} (key {key[:12]})")
+            used.append(cast(int, cache.location(key)))
+            spans.append(found)
+        return spans
+
+    return spans_of
+
+
+def predict_missing(predict: Callable, todo: Todo, chunks: Iterator[dict[str, str]], batch_size: int) -> dict:
+    """Predict every headline the store lacks, in this process, batch_size at a time; each headline's spans go to
+    the store as soon as its batch is done."""
+    run = {"headlines_computed": 0, "seconds": 0.0}
+    for chunk in chunks:
+        texts = list(chunk.values())
+        started = time.perf_counter()
+        spans = predict(texts, batch_size)
+        elapsed = time.perf_counter() - started
+        for (key, text), found in zip(chunk.items(), spans):
+            put_spans(todo.cache, key, todo.version, text, found, latency_s=round(elapsed / len(texts), 6))
+        run["headlines_computed"] += len(texts)
+        run["seconds"] += elapsed
+        todo.progress(len(texts))
     return run
 
 
 def served_reply(texts: list[str]) -> Callable[[bytes], dict]:
-    """Reads a served student's reply to one batch (the token-classification shape, one list per text) into what
-    the cache keeps; a reply that is not that (a proxy's error page, a list of the wrong length, offsets outside
-    their headline) is a BadReply, which the client retries."""
+    """Reads a served student's reply to one batch (the token-classification shape, one list per text) into each
+    text's spans; a reply that is not that (a proxy's error page, a list of the wrong length, spans that are not
+    the text's) is a BadReply, which the client retries, and nothing of it is cached."""
 
     def read(raw: bytes) -> dict:
         try:
             reply = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             raise BadReply(f"not JSON: {error}") from None
-        if not isinstance(reply, list) or len(reply) != len(texts) or not all(isinstance(e, list) for e in reply):
+        if not isinstance(reply, list) or len(reply) != len(texts):
             raise BadReply(f"expected a list of {len(texts)} lists of entities, got {str(reply)[:80]}")
-        spans = []
-        for text, entities in zip(texts, reply):
-            found = []
-            for e in entities:
-                start, end, score = (e.get(k) if isinstance(e, dict) else None for k in ("start", "end", "score"))
-                if not (
-                    isinstance(start, int)
-                    and isinstance(end, int)
-                    and 0 <= start < end <= len(text)
-                    and isinstance(score, (int, float))
-                ):
-                    raise BadReply(f"entity {str(e)[:80]} is no span of {text[:40]!r} with a score")
-                found.append({"start": start, "end": end, "score": float(score)})
-            spans.append(sorted(found, key=lambda s: s["start"]))
-        return {"content": kept(spans)}
+        try:
+            return {"spans": [checked_spans(text, entities) for text, entities in zip(texts, reply)]}
+        except BadSpans as error:
+            raise BadReply(str(error)) from None
 
     return read
 
 
-def ask_served(
-    batches: Iterator[pa.Table], cache: AnswerCache, params: TagParams, version: str, progress: Callable[[int], None]
-) -> dict:
-    """POST every batch the cache lacks to the served student (llm_label's client: retries, backoff, adaptive
-    requests in flight); each answer goes to the cache as it arrives. Batches that still fail stop the stage
-    after the others are cached, so the next run asks only for those."""
+class WrongModel(Exception):
+    """The served student is not the one tag caches under: nothing it answered is kept."""
+
+
+def served_identity(url: str, token: str | None, timeout_s: float) -> dict:
+    """What GET <url>/health says the server serves (scripts/serve.py: student, model_version, max_batch); {} when
+    it says nothing (an endpoint without that route)."""
+    request = urllib.request.Request(
+        url.rstrip("/") + "/health", headers={"Authorization": f"Bearer {token}"} if token else {}
+    )
+    try:
+        with DIRECT.open(request, timeout=timeout_s) as response:
+            health = orjson.loads(response.read())
+    except (OSError, http.client.HTTPException, orjson.JSONDecodeError):
+        return {}
+    return health if isinstance(health, dict) else {}
+
+
+def check_identity(identity: Mapping[str, object], params: TagParams, version: str, model_dir: Path) -> None:
+    """Refuse a server that says it serves another model than tag.student's folder, or takes smaller batches."""
+    served = identity.get("model_version")
+    if served is not None and served != version:
+        raise WrongModel(
+            f"tag: {params.url} serves {identity.get('student') or 'a student'} {served}, but tag.student "
+            f"{params.student} is {model_dir} ({version}); serve that folder (make serve MODEL={model_dir}) or "
+            f"set tag.student and tag.form to what it serves"
+        )
+    max_batch = identity.get("max_batch")
+    if isinstance(max_batch, int) and params.batch_size > max_batch:
+        raise WrongModel(
+            f"tag: {params.url} takes at most {max_batch} texts a request (its --max-batch); set tag.batch_size "
+            f"to at most {max_batch}"
+        )
+
+
+def ask_served(todo: Todo, chunks: Iterator[dict[str, str]], params: TagParams, version: str, model_dir: Path) -> dict:
+    """POST every headline the store lacks to the served student, batch_size a request (llm_label's client:
+    retries, backoff, adaptive requests in flight, giving up on a URL that stays down for tag.give_up_after_s);
+    each answer goes to the store as it arrives. The server must say it serves tag.student's folder (GET /health
+    before the first request, the X-Model-Version header of every reply, where it gives them). Batches that still
+    fail stop the stage after the others are cached, so the next run asks only for those."""
     url = params.url
     assert url is not None  # main asks a served student only when params name its URL
     token = os.environ.get(params.token_env) if params.token_env else None
@@ -198,30 +295,48 @@ def ask_served(
         timeout_s=params.timeout_s,
         max_attempts=params.max_attempts,
         token=token,
+        give_up_after_s=params.give_up_after_s,
     )
-    run: dict[str, Any] = {"batches": 0, "batches_computed": 0, "headlines_computed": 0}
+    identity = served_identity(url, token, min(params.timeout_s, 10))
+    try:
+        check_identity(identity, params, version, model_dir)
+    except WrongModel as error:
+        raise EndpointError(str(error)) from None
+    if "model_version" not in identity:
+        log.warning(
+            "tag: %s/health names no model_version: what it serves is checked only by reply headers, if it sends "
+            "them; its answers are cached under %s's version %s",
+            url.rstrip("/"),
+            model_dir,
+            version,
+        )
 
-    def missing() -> Iterator[tuple[str, list[str]]]:
-        for batch in batches:
-            texts = batch["text"].to_pylist()
-            key = batch_key(version, "served", texts)
-            run["batches"] += 1
-            if key in cache:
-                progress(len(texts))
-            else:
-                yield key, texts
+    def same_model(headers: Mapping[str, str]) -> None:
+        if headers.get(VERSION_HEADER, version) != version:
+            served = {"model_version": headers[VERSION_HEADER], "student": headers.get(STUDENT_HEADER)}
+            check_identity(served, params, version, model_dir)
 
-    async def answer(session, gate, stats, job: tuple[str, list[str]]) -> None:
-        key, texts = job
+    run: dict[str, Any] = {"headlines_computed": 0}
+
+    async def answer(session, gate, stats, chunk: dict[str, str]) -> None:
+        texts = list(chunk.values())
         body = {"inputs": texts, "parameters": {"batch_size": params.batch_size}}  # the batches in-process uses
-        reply = await ask(session, url, body, settings, stats, gate, read_reply=served_reply(texts))
-        cache.put({"key": key, "model": version, "headlines": len(texts), **reply})
-        run["batches_computed"] += 1
+        reply = await ask(session, url, body, settings, stats, gate, served_reply(texts), same_model)
+        share = {name: reply[name] for name in RUN_FIELDS if name in reply}
+        for (key, text), spans in zip(chunk.items(), reply["spans"]):
+            put_spans(todo.cache, key, version, text, spans, **share)
         run["headlines_computed"] += len(texts)
-        progress(len(texts))
+        todo.progress(len(texts))
 
     started = time.perf_counter()
-    stats, failed = asyncio.run(ask_each(missing(), settings, answer, lambda job: job[0]))
+    try:
+        stats, failed = asyncio.run(ask_each(chunks, settings, answer, lambda chunk: next(iter(chunk))))
+    except EndpointDown as error:
+        raise EndpointError(
+            f"tag: {error} (tag.give_up_after_s); every answered batch is cached, so `dvc repro` asks only for the rest"
+        ) from None
+    except WrongModel as error:
+        raise EndpointError(str(error)) from None
     run |= {
         "seconds": time.perf_counter() - started,
         "requests": stats.calls,
@@ -229,22 +344,17 @@ def ask_served(
         "concurrency": stats.limit_summary,
     }
     if failed:
+        kinds = dict(sorted(Counter(failed.values()).items()))
+        hint = (
+            "; the server refused the batch size (413): lower tag.batch_size to its --max-batch"
+            if "http_413" in kinds
+            else ""
+        )
         raise EndpointError(
-            f"tag: {len(failed)} batch(es) failed at {params.url}: "
-            f"{dict(sorted(Counter(failed.values()).items()))} (after up to {params.max_attempts} "
-            f"attempts each); every answered batch is cached, so `dvc repro` asks only for these"
+            f"tag: {len(failed)} batch(es) failed at {params.url}: {kinds} (after up to {params.max_attempts} "
+            f"attempts each){hint}; every answered batch is cached, so `dvc repro` asks only for these"
         )
     return run
-
-
-def cached_spans(cache: AnswerCache, key: str, texts: list[str]) -> Spans:
-    answer = cache.get(key)
-    if answer is None:
-        raise PipelineError(f"tag: no cached spans for a batch starting {texts[0]!r} (key {key[:12]})")
-    spans = orjson.loads(answer["content"])
-    if len(spans) != len(texts):
-        raise PipelineError(f"tag: the cached answer {key[:12]} has {len(spans)} headlines, its batch {len(texts)}")
-    return spans
 
 
 def tagged_batch(
@@ -351,48 +461,42 @@ def main(argv: list[str] | None = None) -> None:
     # decodes as its folder was exported.
     decoding = load_params(PredictParams)
     decode = decoding.decode(params.student) if params.url is None else {}
+    if (
+        params.url is None
+    ):  # what the export wrote, or tag would cache a damaged folder's answers (a server checks its own)
+        verify_folder(model_dir)
     version = model_version(model_dir, decode)
     total = pq.ParquetFile(args.headlines).metadata.num_rows
     via = "in_process" if params.url is None else "served"
-
-    def batches():
-        return headline_batches(args.headlines, params.batch_size)
 
     with AnswerCache(args.cache_dir) as cache:
         if seeded := seed(cache, args.answers):
             log.info("tag: %d answer(s) of %s added to the store %s", seeded, args.answers, args.cache_dir)
         with tqdm(total=total, desc="tag", unit="headline") as progress:
+            todo = Todo(cache, version, via, progress.update)
+            chunks = todo.chunks(headline_batches(args.headlines, params.batch_size), params.batch_size)
             if params.url is None:
                 predict = STUDENTS[params.student].load(model_dir, decode=decode)
-                run = predict_missing(predict, batches(), cache, version, params.batch_size, progress.update)
+                run = predict_missing(predict, todo, chunks, params.batch_size)
             else:
-                run = ask_served(batches(), cache, params, version, progress.update)
+                run = ask_served(todo, chunks, params, version, model_dir)
+        if todo.unreadable:
+            log.warning("tag: %d cached answer(s) could not be read back as spans; asked again", todo.unreadable)
 
-        used: list[int] = []  # where each batch's answer lies in the store
-
-        def spans_of(texts):
-            key = batch_key(version, via, texts)
-            if (where := cache.location(key)) is not None:
-                used.append(where)
-            return cached_spans(cache, key, texts)
-
+        used: list[int] = []  # where each headline's answer lies in the store
         carried = carried_fields(args.headlines)
         written = headline_batches(args.headlines, params.batch_size, carried)
-        counts = write_tagged(args.out, written, spans_of, canonical, model, version, carried)
+        counts = write_tagged(
+            args.out, written, stored_spans(cache, version, via, used), canonical, model, version, carried
+        )
         publish(cache, used, args.answers)  # the output `dvc push` shares
     per_s = run["headlines_computed"] / run["seconds"] if run["seconds"] else None
-    metrics = {
-        **counts,
-        "model": model,
-        "model_version": version,
-        "via": via,
-        "batch_size": params.batch_size,
-        "batches": run["batches"],
-    }
+    metrics = {**counts, "model": model, "model_version": version, "via": via, "batch_size": params.batch_size}
     # this run's: what the cache already held, speed and price of its predictions (null when every batch came from
     # the cache), the served student's requests; machine-dependent, so in the speed report (git-ignored, no DVC output)
     speed = {
-        "batches_cached": run["batches"] - run["batches_computed"],
+        "headlines_cached": todo.headlines - run["headlines_computed"],
+        "cache_entries_unreadable": todo.unreadable,
         "headlines_per_s": round(per_s, 1) if per_s else None,
         "usd_per_hour": usd_per_hour,
         "usd_per_million_headlines": usd_per_million(per_s, usd_per_hour) if per_s else None,

@@ -64,3 +64,16 @@ def trained_student(request, labelled_headlines, tmp_path_factory):
     result = STUDENTS[name].train(training, labelled_headlines[:20], labelled_headlines[20:], models / name)
     servable_folder(STUDENTS[name], models / name, models / f"{name}_export")
     return name, training, result, models
+
+
+@pytest.fixture(scope="module")
+def tiny_gliner(labelled_headlines, tmp_path_factory):
+    """A models dir holding gliner and gliner_export of a tiny real training run (as trained_student trains it)."""
+    from stages.serving.package import servable_folder  # here: they import transformers (~3 s)
+    from stages.students.registry import STUDENTS, training_params
+
+    training = training_params("gliner", ROOT / "params.yaml").model_copy(update=TINY_RECIPES["gliner"])
+    models = tmp_path_factory.mktemp("models")
+    STUDENTS["gliner"].train(training, labelled_headlines[:20], labelled_headlines[20:], models / "gliner")
+    servable_folder(STUDENTS["gliner"], models / "gliner", models / "gliner_export")
+    return models

@@ -8,7 +8,8 @@ import hashlib
 import json
 
 # Exported folders written before the students were named by registry name (Dec 2026) record the module that
-# loaded them ("student_module"); students.settings.student_name reads it. Can go when no such export is served.
+# loaded them ("student_module"); students.registry.student_name looks it up here, never imports it. Can go when
+# no such export is served.
 STUDENT_MODULES = {
     "stages.common.gliner_student": "gliner",
     "stages.common.spanmarker_student": "spanmarker",
@@ -17,6 +18,12 @@ STUDENT_MODULES = {
 
 def student_of_module(module: str | None) -> str | None:
     return STUDENT_MODULES.get(module or "")
+
+
+# Those exports predate the manifest of file hashes too (serving.layout.MANIFEST_FILE): serving.layout.verify_folder
+# serves them without one, where it refuses a later export that has none. Goes with STUDENT_MODULES.
+def predates_manifest(settings: dict) -> bool:
+    return "student_module" in settings
 
 
 # Answers cached before the cache key became the hash of the request body (Nov 2026) are filed under a key made of

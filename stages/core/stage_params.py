@@ -229,9 +229,32 @@ class ScoutParams(Section):
     seed: int
 
 
+# A served student (scripts/serve.py, the Endpoint handler) takes at most this many headlines per batch
+# (parameters.batch_size): a larger tag.batch_size would fail every request.
+MAX_BATCH_SIZE = 256
+# The bootstrap holds resamples x test headlines x 4 int64 at once (core/metrics.py: 10,000 x 1,000 headlines is
+# 320 MB, ten times that would be 3.2 GB), and a percentile 95% interval needs a few thousand resamples at most.
+MAX_RESAMPLES = 10_000
+
+
+def at_most(limit: int, why: str):
+    """A validator of an int field that refuses a value above `limit` with a message saying why."""
+
+    def check(value: int) -> int:
+        if value > limit:
+            raise ValueError(f"at most {limit:,}: {why}")
+        return value
+
+    return check
+
+
 class Bootstrap(Section):
     resamples: int = Field(gt=0)
     seed: int
+
+    _bounded = field_validator("resamples")(
+        at_most(MAX_RESAMPLES, "each resample holds every test headline's counts in memory; a 95% CI needs far fewer")
+    )
 
 
 class EvaluateParams(Section):
@@ -246,6 +269,11 @@ class EvaluateParams(Section):
     ignored_labels: list[str]
 
     _span_types = model_validator(mode="after")(span_types_apart)
+    _bounded = field_validator("batch_size")(
+        at_most(
+            MAX_BATCH_SIZE, "the students are timed at the batch size they serve at, and a served student takes no more"
+        )
+    )
 
 
 class TagParams(Section):
@@ -258,6 +286,11 @@ class TagParams(Section):
     concurrency: ConcurrencyRange
     timeout_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
+    give_up_after_s: float = Field(gt=0)  # of nothing but timeouts and connection errors: the URL is down
+
+    _bounded = field_validator("batch_size")(
+        at_most(MAX_BATCH_SIZE, "a served student refuses a batch larger than that (parameters.batch_size)")
+    )
 
     @field_validator("url")
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -32,6 +32,11 @@ class RequestError(Exception):
         self.kind = kind
 
 
+class EndpointDown(Exception):
+    """Nothing but timeouts and refused connections for longer than settings.give_up_after_s: the run stops (with
+    every answer received kept) instead of retrying a dead or hung URL for hours."""
+
+
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 OVERLOAD_STATUS = {429, 503}  # the endpoint is full: fewer requests in flight
 RETRYABLE_KINDS = frozenset(
@@ -50,6 +55,7 @@ class ClientSettings:
     check_served_model: bool = True  # off for the bundled teacher, whose key names its weights instead
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
+    give_up_after_s: float | None = None  # EndpointDown after this long with nothing but timeouts/connection errors
 
     def limit(self) -> AdaptiveLimit:
         c = self.concurrency
@@ -66,6 +72,22 @@ class RunStats:
     latencies_s: list[float] = field(default_factory=list)
     limit_summary: dict = field(default_factory=dict)  # how the concurrency limit moved
     limit_history: list[tuple[float, int]] = field(default_factory=list)
+    down_since: float | None = None  # when the current run of timeouts and connection errors began
+    down_attempts: int = 0  # and how many attempts it holds
+
+    def went_down(self, settings: ClientSettings, url: str) -> None:
+        """Count a timeout or connection error; raise EndpointDown once they have lasted give_up_after_s."""
+        now = time.monotonic()
+        self.down_since = self.down_since or now
+        self.down_attempts += 1
+        if settings.give_up_after_s is not None and now - self.down_since >= settings.give_up_after_s:
+            raise EndpointDown(
+                f"{url}: nothing but timeouts and connection errors for {now - self.down_since:.0f}s "
+                f"({self.down_attempts} attempts in a row); giving up"
+            )
+
+    def came_back(self) -> None:
+        self.down_since, self.down_attempts = None, 0
 
 
 def retry_delay(attempt: int, settings: ClientSettings, retry_after: str | None) -> float:
@@ -86,12 +108,15 @@ async def ask(
     stats: RunStats,
     gate: Gate,
     read_reply: Callable[[bytes], dict],
+    check_headers: Callable[[Mapping[str, str]], None] = lambda headers: None,
 ) -> dict:
     """One chat completion (or, with another read_reply, any JSON POST) with retries, each attempt holding a
     permit of the gate (a retry waits without one). Returns content, finish_reason, usage (what read_reply reads
     of the reply) and the limit it ran under (an answer with no text carries `error`: see reply_answer); raises
     RequestError. A 200 that is no chat completion (BadReply) is retried like a 500: nothing of it is an answer,
-    and a proxy's error page is usually gone on the next attempt."""
+    and a proxy's error page is usually gone on the next attempt. check_headers sees every response's headers
+    first (what it raises stops the run: a server that says it is the wrong one). Timeouts and connection errors
+    that last settings.give_up_after_s raise EndpointDown."""
     last = RequestError("unknown")
     for attempt in range(settings.max_attempts):
         if attempt:
@@ -102,6 +127,8 @@ async def ask(
                 started = time.perf_counter()
                 stats.calls += 1
                 async with session.post(url, json=body) as response:
+                    stats.came_back()
+                    check_headers(response.headers)
                     raw = await response.read()  # bytes: a body that is not UTF-8 is a bad reply, not a crash
                     if response.status == 200:
                         answer = read_reply(raw)
@@ -124,8 +151,10 @@ async def ask(
         except TimeoutError:
             gate.limit.on_rejection()
             last = RequestError("timeout", f"no answer in {settings.timeout_s}s")
+            stats.went_down(settings, url)
         except aiohttp.ClientError as error:
             last = RequestError("connection", str(error)[:200])
+            stats.went_down(settings, url)
         except BadReply as error:
             last = RequestError("bad_response", str(error)[:200])
         if attempt + 1 < settings.max_attempts:

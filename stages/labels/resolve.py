@@ -39,6 +39,18 @@ def _char_spans_of_tokens(label: FileLabel, text: str) -> list[dict]:
     ]
 
 
+def span_problem(start: int, end: int, length: int) -> str | None:
+    """What is wrong with character span [start, end) of a text of `length` characters, or None: an empty or
+    reversed span is its own mistake, not one of the text's length."""
+    if start == end:
+        return f"span [{start}, {end}) is empty"
+    if start > end:
+        return f"span [{start}, {end}) ends before it starts"
+    if start < 0 or end > length:
+        return f"span [{start}, {end}) is outside the text ({length} characters)"
+    return None
+
+
 def checked_spans(label: FileLabel, text: str) -> list[dict]:
     """The label's spans as {start, end, text} in the headline, after checking each against the text."""
     if label.tokens is not None:
@@ -46,8 +58,9 @@ def checked_spans(label: FileLabel, text: str) -> list[dict]:
     spans: list[dict] = []
     for span in sorted(label.spans, key=lambda s: (s["start"], s["end"])):
         start, end = span["start"], span["end"]
-        if not 0 <= start < end <= len(text):
-            raise LabelFileError(label.where, f"span [{start}, {end}) is outside the text ({len(text)} characters)")
+        problem = span_problem(start, end, len(text))
+        if problem:
+            raise LabelFileError(label.where, problem)
         if span["text"] is not None and span["text"] != text[start:end]:
             raise LabelFileError(
                 label.where,
@@ -138,10 +151,26 @@ def resolve(labels: list[FileLabel], headlines: list[dict]) -> Resolved:
     return Resolved(resolved, elsewhere)
 
 
-def standalone(labels: list[FileLabel]) -> list[dict]:
-    """Records {text, spans} of a file that carries its own text (an extra test set): JSONL lines need
-    'text'; CoNLL headlines read as their tokens joined by spaces."""
-    records = []
+@dataclass
+class TestSet:
+    """An extra test set's records {text, spans}, each headline once, and where it repeated a headline with the
+    same spans (those lines are not scored again)."""
+
+    records: list[dict]
+    repeats: list[str]
+
+
+def _spans_said(spans: list[dict]) -> str:
+    return ", ".join(f"[{s['start']}, {s['end']})" for s in spans) or "none"
+
+
+def standalone(labels: list[FileLabel]) -> TestSet:
+    """The records of a file that carries its own text (an extra test set): JSONL lines need 'text'; CoNLL
+    headlines read as their tokens joined by spaces. A headline given twice with the same spans is scored once
+    (two files merged into one, say); with other spans the file contradicts itself, which is an error: scoring
+    both would count the model wrong whatever it answers."""
+    first: dict[str, tuple[str, list[dict]]] = {}  # headline: where it was first labelled, and its spans
+    records, repeats = [], []
     for label in accepted(labels):
         if label.tokens is not None:
             text = " ".join(label.tokens)
@@ -149,5 +178,17 @@ def standalone(labels: list[FileLabel]) -> list[dict]:
             text = label.text
         else:
             raise LabelFileError(label.where, "a test set line needs 'text' (an id alone names no headline here)")
-        records.append({"text": text, "spans": checked_spans(label, text)})
-    return records
+        spans = checked_spans(label, text)
+        if text not in first:
+            first[text] = (label.where, spans)
+            records.append({"text": text, "spans": spans})
+            continue
+        where, kept = first[text]
+        if kept != spans:
+            raise LabelFileError(
+                label.where,
+                f"headline {text!r} has spans {_spans_said(spans)} here but {_spans_said(kept)} at {where}; "
+                "a test set labels each headline once",
+            )
+        repeats.append(label.where)
+    return TestSet(records, repeats)

@@ -5,7 +5,10 @@
 output: for a string, a list of `{"entity_group", "score", "word", "start", "end"}` (character offsets); for a
 list, one such list per string. Parameters (all optional): `threshold` keeps entities scoring at least it (the
 model decodes at its own threshold, so a lower one finds nothing more), `ignore_labels` drops those labels,
-`batch_size` is the model's batch. A bad body raises BadRequest (a ValueError) with the HTTP status it deserves.
+`batch_size` is the model's batch. A bad body raises BadRequest (a ValueError) with the HTTP status it deserves,
+naming the input at fault (a text that is not Unicode a model can read, a lone surrogate, is refused here rather than
+failing inside the model). `student` (registry name) and `version` (layout.model_version: the hash tag caches under)
+say which model answers, for a server to report.
 
 An exported folder carries this module and the code it imports, with a `handler.py` that imports it
 (stages/serving/package.py), so Inference Endpoints runs it with no checkout of this repository;
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stages.serving.layout import model_version, verify_folder
 from stages.students import registry
 from stages.students.settings import read_settings
 
@@ -79,10 +83,18 @@ def parse_request(data, max_texts: int = MAX_TEXTS, max_chars: int = MAX_CHARS) 
         if not isinstance(text, str):
             raise BadRequest(f'"inputs"[{i}] must be a string; got {type(text).__name__}')
         if len(text) > max_chars:
-            raise BadRequest(f'"inputs"[{i}] has {len(text)} characters; at most {max_chars} are served', 413)
+            raise BadRequest(f'"inputs"[{i}] has {len(text)} characters; this server takes at most {max_chars}', 413)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as bad:  # JSON's "\ud800" decodes to a str no tokenizer can encode
+            raise BadRequest(
+                f'"inputs"[{i}] holds a lone surrogate U+{ord(text[bad.start]):04X} at character {bad.start}'
+            ) from None
     if len(texts) > max_texts:
         raise BadRequest(
-            f'"inputs" has {len(texts)} texts; at most {max_texts} per request (send several requests)', 413
+            f'"inputs" has {len(texts)} texts; this server takes at most {max_texts} per request: '
+            f"set tag.batch_size to at most {max_texts}",
+            413,
         )
     parameters = {} if data.get("parameters") is None else data["parameters"]
     if not isinstance(parameters, dict):
@@ -134,8 +146,10 @@ class EndpointHandler:
         max_chars: int = MAX_CHARS,
     ):
         model_dir = Path(path or ".")
+        verify_folder(model_dir)  # an export as written (manifest), settings and the files its student needs
         settings = read_settings(model_dir)
         self.student = student or registry.student_name(settings, model_dir)
+        self.version = model_version(model_dir)
         self.predict = registry.student(self.student).load(model_dir)
         self.label, self.max_texts, self.max_chars = settings["entity_label"], max_texts, max_chars
 

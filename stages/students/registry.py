@@ -26,10 +26,16 @@ from stages.students.config import (
     SpanMarkerTraining,
 )
 from stages.students.interface import Student
+from stages.students.runtime import EXPORT_FILE, EXPORT_FORMAT
 from stages.students.settings import SETTINGS_FILE, read_settings
 from stages.students.training import Predictor
 
 STUDENTS: dict[str, Student] = {gliner.NAME: gliner, spanmarker.NAME: spanmarker}
+# The files each student's load reads beside its settings, any one of each group: checked first, so a missing one is
+# named instead of met as the library's own error (GLiNER with no tokenizer: "stat: path should be string ...").
+TOKENIZER = (("tokenizer_config.json",), ("tokenizer.json", "vocab.txt"))
+NEEDS = {gliner.NAME: (("gliner_config.json",), *TOKENIZER), spanmarker.NAME: (("config.json",), *TOKENIZER)}
+WEIGHTS = {True: (EXPORT_FILE,), False: ("model.safetensors", "pytorch_model.bin")}  # by exported
 
 
 def student(name: str) -> Student:
@@ -46,9 +52,20 @@ def student_name(settings: dict, model_dir: Path) -> str:
     return name
 
 
+def require_files(model_dir: Path, name: str, exported: bool) -> None:
+    """ModelError naming the folder and the first file the student's load needs that it lacks."""
+    for group in (*NEEDS[name], WEIGHTS[exported]):
+        if not any((model_dir / file).is_file() for file in group):
+            how = "re-export it: dvc repro export" if exported else "retrain it: dvc repro"
+            raise ModelError(f"{model_dir}: {' or '.join(group)} missing, which the {name} student needs; {how}")
+
+
 def load(model_dir: Path, int8: bool = False, decode: Mapping[str, Any] | None = None) -> Predictor:
     """predict(texts, batch_size) of any saved or exported student folder, by the student its settings name."""
-    return student(student_name(read_settings(model_dir), model_dir)).load(model_dir, int8, decode)
+    settings = read_settings(model_dir)
+    name = student_name(settings, model_dir)
+    require_files(model_dir, name, settings.get("format") == EXPORT_FORMAT)
+    return student(name).load(model_dir, int8, decode)
 
 
 SECTIONS: dict[str, type[ChoosesRecipe]] = {

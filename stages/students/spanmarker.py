@@ -11,6 +11,7 @@ The interface every student has is in stages/students/registry.py.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -101,13 +102,25 @@ def predict(model, texts: list[str], label: str, batch_size: int = 32) -> list[l
 
     if not texts:
         return []
-    offsets = [word_tokens(t) for t in texts]
+    offsets = [visible_words(t, model.tokenizer) for t in texts]
     dataset = Dataset.from_dict({"tokens": [[t[s:e] for s, e in o] for t, o in zip(texts, offsets)]})
     batches = model.predict(dataset, batch_size=batch_size, show_progress_bar=False)
     return [
         sorted((_scored_span(text, tokens, e) for e in entities if e["label"] == label), key=lambda s: s["start"])
         for text, tokens, entities in zip(texts, offsets, batches)
     ]
+
+
+def visible_words(text: str, tokenizer) -> list[tuple[int, int]]:
+    """The word tokens of `text` its encoder sees: a one-character word the tokenizer turns into no subword (U+200B,
+    U+FEFF, a soft hyphen, a lone combining mark) is left out, since SpanMarker cannot place a span on it (its
+    decode raised on one). It had no subword, so the model reads exactly the same input without it."""
+    return [(s, e) for s, e in word_tokens(text) if e - s > 1 or not _invisible(tokenizer, text[s])]
+
+
+@functools.lru_cache(maxsize=65536)
+def _invisible(tokenizer, char: str) -> bool:
+    return not tokenizer.tokenizer(char, add_special_tokens=False)["input_ids"]
 
 
 def _scored_span(text: str, tokens: list[tuple[int, int]], entity: dict) -> dict:
@@ -267,7 +280,7 @@ def fast_predict(run, tokenizer, collator, config, texts: list[str], label: str,
 
     if not texts:
         return []
-    offsets = [word_tokens(t) for t in texts]
+    offsets = [visible_words(t, tokenizer) for t in texts]
     token_lists = [[t[s:e] for s, e in o] for t, o in zip(texts, offsets)]
     scores: list[list[float]] = [[] for _ in texts]  # per headline, per marker pair: the best label's probability
     labels: list[list[int]] = [[] for _ in texts]  # and that label's id

@@ -80,6 +80,47 @@ class Extractive:
         return len('{"companies": []} ') + 4 + self.max_items * item
 
 
+def _prompt_yaml(path: str | Path) -> dict:
+    """The prompt file's YAML mapping, or an InputError naming the file and what is wrong with it."""
+    try:
+        content = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: prompt file not found (llm_label.prompt_file)") from None
+    except OSError as error:  # a directory, no permission
+        raise InputError(f"{path}: cannot read the prompt file ({error.strerror})") from None
+    try:
+        raw = yaml.safe_load(content.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        line = content[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: bad prompt file: not UTF-8 ({error.reason} at byte {error.start})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise InputError(f"{where}: bad prompt file: not YAML ({problem})") from None
+    if raw is None:
+        raise InputError(f"{path}: bad prompt file: it is empty (expected 'system' and 'examples')")
+    if not isinstance(raw, dict):
+        raise InputError(
+            f"{path}: bad prompt file: expected a mapping with 'system' and 'examples' (got {type(raw).__name__})"
+        )
+    return raw
+
+
+def _example(path: str | Path, number: int, example) -> tuple[str, str]:
+    """One few-shot example as (headline, answer JSON)."""
+    where = f"{path}: bad prompt file: examples[{number}]"
+    if not isinstance(example, dict) or not isinstance(example.get("headline"), str):
+        raise InputError(f"{where} needs 'headline' (a string) and 'answer'")
+    try:
+        answer = Companies.model_validate(example.get("answer"), strict=True)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        key = ".".join(str(part) for part in problem["loc"]) or "answer"
+        raise InputError(f"{where}: answer {key}: {problem['msg']}") from None
+    return example["headline"], json.dumps(answer.model_dump(), ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class Prompt:
     system: str
@@ -87,16 +128,19 @@ class Prompt:
 
     @classmethod
     def load(cls, path: str | Path) -> Prompt:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-        try:
-            examples = tuple(
-                (e["headline"], json.dumps(Companies(**e["answer"]).model_dump(), ensure_ascii=False))
-                for e in raw.get("examples", [])
+        """The prompt file: `system` (a string) and `examples` (a list of {headline, answer}). Every problem is one
+        InputError naming the file (and the line, where YAML says one)."""
+        raw = _prompt_yaml(path)
+        if not isinstance(raw.get("system"), str) or not raw["system"].strip():
+            found = "missing" if raw.get("system") is None else f"got {type(raw['system']).__name__}"
+            raise InputError(f"{path}: bad prompt file: 'system' must be a non-empty string ({found})")
+        examples = raw["examples"] if raw.get("examples") is not None else []  # `examples:` alone: none
+        if not isinstance(examples, list):
+            raise InputError(
+                f"{path}: bad prompt file: 'examples' must be a list of {{headline, answer}} "
+                f"(got {type(examples).__name__})"
             )
-            return cls(system=raw["system"].strip(), examples=examples)
-        except (KeyError, TypeError, ValidationError) as error:
-            raise InputError(f"{path}: bad prompt file: {error}") from error
+        return cls(system=raw["system"].strip(), examples=tuple(_example(path, n, e) for n, e in enumerate(examples)))
 
     @cached_property
     def _prefix(self) -> list[dict]:

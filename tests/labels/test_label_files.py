@@ -163,7 +163,7 @@ def test_prodigy_rejected_and_ignored_examples_are_no_human_label(tmp_path):
             read_label_file(
                 write_jsonl(tmp_path / "t.jsonl", [{"text": "Visa Rallies", "spans": [], "answer": "reject"}]), types()
             )
-        )
+        ).records
         == []
     )
     frame = pl.DataFrame(HEADLINES)
@@ -336,7 +336,7 @@ def test_missing_file_and_file_outside_the_tracked_directory(tmp_path):
 
 def test_standalone_test_set_needs_text_and_checks_spans(tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [{"text": "Visa Rallies", "spans": [{"start": 0, "end": 4}]}])
-    assert standalone(read_label_file(path, types())) == [
+    assert standalone(read_label_file(path, types())).records == [
         {"text": "Visa Rallies", "spans": [{"start": 0, "end": 4, "text": "Visa"}]}
     ]
     write_jsonl(path, [{"id": "h3", "spans": []}])

@@ -91,3 +91,43 @@ def test_case_study_scale():
     }
     assert 0 < out["peak_rss_mb"] < 1536 and 0 <= out["client_share_of_wall"] < 1
     assert out["plan"]["requests_to_make"] == out["server"]["answered"]  # one request per distinct headline
+
+
+@pytest.mark.slow
+def test_serve_abuse(tiny_gliner):
+    out = bench(
+        "serve_abuse",
+        *("--model-dir", str(tiny_gliner / "gliner_export"), "--half-open", "40", "--seconds", "4", "--rate", "5"),
+        *("--max-connections", "16", "--read-timeout-s", "2"),
+        timeout=300,
+    )
+    normal, attackers, connections = out["normal"], out["half_open"], out["server"]["connections"]
+    assert normal["sent"] >= 10 and normal["answered"] + normal["failed"] == normal["sent"]
+    assert normal["answered"] >= normal["sent"] // 2 and 0 < normal["p50_ms"] <= normal["p99_ms"]
+    assert attackers["connections"] >= 40 and attackers["refused"] + attackers["dropped"] > 0
+    assert connections["max"] == 16 and connections["refused"] + connections["evicted"] + connections["timed_out"] > 0
+    assert out["server_log_lines"] <= 10 and not any("Traceback" in line for line in out["server_log"])
+
+
+@pytest.mark.slow
+def test_batch_independence(tiny_gliner):
+    out = bench(
+        "batch_independence",
+        str(tiny_gliner / "gliner_export"),
+        str(tiny_gliner / "gliner"),
+        "--headlines",
+        "24",
+        "--batch-size",
+        "8",
+    )
+    exported, saved = out["gliner_export"], out["gliner"]
+    assert (
+        exported["headlines"] == 24
+        and min(exported["batch_1_headlines_per_s"], exported["batch_8_headlines_per_s"]) > 0
+    )
+    for report in (exported["batch_8_vs_batch_1"], exported["batch_8_shuffled_vs_in_order"]):
+        assert 0 <= report["headlines_with_other_spans"] + report["headlines_with_other_scores"] <= 24
+        assert 0 <= report["largest_score_move"] <= 1
+    assert saved["batch_8_vs_batch_1"]["headlines_with_other_spans"] == 0, (
+        "fp32 predictions do not depend on batchmates"
+    )

@@ -65,3 +65,37 @@ def test_a_required_value_or_a_bad_one_changes_nothing(tmp_path):
 def test_make_case_study_passes_the_endpoint():
     dry = subprocess.run(["make", "-n", "case-study", f"ENDPOINT={ENDPOINT}"], cwd=ROOT, capture_output=True, text=True)
     assert f"python -m scripts.apply_profile case_study --set llm_label.endpoint.base_url={ENDPOINT}" in dry.stdout
+
+
+def profile(name, params, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.apply_profile", name, "--params", str(params), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_a_profile_then_its_inverse_gives_params_yaml_back_byte_for_byte(tmp_path):
+    params, undo = tmp_path / "params.yaml", tmp_path / "undo.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    shipped = params.read_bytes()
+    run = profile("case_study", params, "--set", f"llm_label.endpoint.base_url={ENDPOINT}", "--inverse", str(undo))
+    assert run.returncode == 0 and "changed 23 key(s)" in run.stdout, run.stderr
+    changed = params.read_text().splitlines()
+    assert len(changed) == len(shipped.splitlines())  # no line added, removed or re-wrapped
+    for old, new in zip(shipped.decode().splitlines(), changed):
+        if old != new:  # a changed value: its key and its comment stay as they were
+            assert old.split(":")[0] == new.split(":")[0] and old.partition(" #")[2] == new.partition(" #")[2], new
+    back = profile(str(undo), params)
+    assert back.returncode == 0 and "changed 23 key(s)" in back.stdout, back.stderr
+    assert params.read_bytes() == shipped
+
+
+def test_a_profile_key_params_yaml_does_not_set_changes_nothing(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    before = params.read_bytes()
+    run = apply(params, f"llm_label.endpoint.base_url={ENDPOINT}", "tag.batch_sise=8")
+    assert run.returncode == 1 and "tag.batch_sise: params.yaml has no such key" in run.stderr
+    assert params.read_bytes() == before

@@ -13,6 +13,7 @@ import pytest
 
 from stages.core.metrics import entity_scores
 from stages.serving.handler import BadRequest, EndpointHandler, parse_request
+from stages.serving.layout import MANIFEST_FILE
 from stages.students.registry import STUDENTS
 from stages.students.settings import SETTINGS_FILE
 from tests.helpers import PROBE, ROOT, Server
@@ -227,6 +228,7 @@ def test_a_folder_exported_before_students_had_registry_names_still_serves(train
     (core/legacy.py), behind scripts/serve.py as behind the handler, and answer as the same model does today."""
     name, _, _, models = trained_student
     old = Path(shutil.copytree(models / f"{name}_export", tmp_path / "old_export"))
+    (old / MANIFEST_FILE).unlink()  # exports of then had no manifest
     settings = json.loads((old / SETTINGS_FILE).read_text())
     settings["student_module"] = f"stages.common.{name}_student"
     del settings["student"]

@@ -6,6 +6,10 @@ import datetime as dt
 import json
 import random
 import shutil
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
 import pyarrow as pa
@@ -15,18 +19,19 @@ import yaml
 from rapidfuzz import process
 
 from stages import tag
-from stages.core.errors import PipelineError
+from stages.core.errors import EndpointError, PipelineError
 from stages.core.names import SCORERS, CanonicalNames
 from stages.core.params import validate
 from stages.core.stage_params import TagParams
 from stages.http.answer_cache import AnswerCache
-from stages.serving.layout import model_version
+from stages.http.client import BadReply
+from stages.serving.layout import VERSION_HEADER, model_version
 from stages.serving.package import servable_folder
 from stages.students.gliner import TRAINING_THRESHOLD
-from stages.students.registry import STUDENTS, training_params
+from stages.students.registry import STUDENTS
 from stages.students.settings import read_settings
 from stages.teacher.local_server import free_port
-from tests.helpers import ROOT, TINY_RECIPES, Server
+from tests.helpers import ROOT, Server
 
 SUFFIXES = frozenset({"inc", "corp", "co"})
 
@@ -113,20 +118,23 @@ class CountingStudent:
         ]
 
 
-def run_tag(tmp_path, predict, headlines, canonical, batch_size=4):
+def run_tag(tmp_path, predict, headlines, canonical, batch_size=4, carried=None):
+    """tag's main, in process, on a stand-in student: (run figures, counts, answers used)."""
     with AnswerCache(tmp_path / "cache") as cache:
-        run = tag.predict_missing(
-            predict, tag.headline_batches(headlines, batch_size), cache, "v1", batch_size, lambda n: None
-        )
+        todo = tag.Todo(cache, "v1", "in_process", lambda n: None)
+        chunks = todo.chunks(tag.headline_batches(headlines, batch_size), batch_size)
+        run = tag.predict_missing(predict, todo, chunks, batch_size) | {"unreadable": todo.unreadable}
+        used: list[int] = []
         counts = tag.write_tagged(
             tmp_path / "tagged.parquet",
-            tag.headline_batches(headlines, batch_size),
-            lambda texts: tag.cached_spans(cache, tag.batch_key("v1", "in_process", texts), texts),
+            tag.headline_batches(headlines, batch_size, carried),
+            tag.stored_spans(cache, "v1", "in_process", used),
             canonical,
             "stub",
             "v1",
+            carried,
         )
-    return run, counts
+    return run, counts, used
 
 
 def test_every_batch_is_cached_as_made_so_an_interrupted_run_resumes_and_reruns_are_byte_identical(
@@ -134,7 +142,8 @@ def test_every_batch_is_cached_as_made_so_an_interrupted_run_resumes_and_reruns_
 ):
     monkeypatch.setattr(tag, "ROW_GROUP_ROWS", 8)
     texts = [
-        f"{['Microsft', 'Microsoftt', 'Visa'][i % 3]} Beats Estimates" if i % 5 else "Gold Slips" for i in range(30)
+        f"{['Microsft', 'Microsoftt', 'Visa'][i % 3]} Beats Estimates Q{i}" if i % 5 else f"Gold Slips {i}"
+        for i in range(30)
     ]
     headlines = tmp_path / "headlines.parquet"
     write_headlines(headlines, texts)
@@ -144,8 +153,8 @@ def test_every_batch_is_cached_as_made_so_an_interrupted_run_resumes_and_reruns_
     with pytest.raises(KeyboardInterrupt):
         run_tag(tmp_path, interrupted, headlines, canonical)
     resumed = CountingStudent()
-    run, counts = run_tag(tmp_path, resumed, headlines, canonical)
-    assert resumed.calls == 8 - 3 and (run["batches"], run["batches_computed"]) == (8, 5)
+    run, counts, _ = run_tag(tmp_path, resumed, headlines, canonical)
+    assert resumed.calls == 8 - 3 and run["headlines_computed"] == 30 - 3 * 4
     first = (tmp_path / "tagged.parquet").read_bytes()
 
     again = CountingStudent()
@@ -173,17 +182,7 @@ def test_fetchs_kept_columns_follow_each_headline_into_the_tagged_table(tmp_path
     frame.write_parquet(headlines)
     carried = tag.carried_fields(headlines)
     assert [field.name for field in carried] == ["source", "Url", "Stock_symbol"]
-    with AnswerCache(tmp_path / "cache") as cache:
-        tag.predict_missing(CountingStudent(), tag.headline_batches(headlines, 2), cache, "v1", 2, lambda n: None)
-        tag.write_tagged(
-            tmp_path / "tagged.parquet",
-            tag.headline_batches(headlines, 2, carried),
-            lambda texts: tag.cached_spans(cache, tag.batch_key("v1", "in_process", texts), texts),
-            CanonicalNames([], [], "ratio", 85, SUFFIXES),
-            "stub",
-            "v1",
-            carried,
-        )
+    run_tag(tmp_path, CountingStudent(), headlines, CanonicalNames([], [], "ratio", 85, SUFFIXES), 2, carried)
     table = pl.read_parquet(tmp_path / "tagged.parquet")
     assert table.columns == [*tag.TAGGED.names, "source", "Url", "Stock_symbol"]
     assert table.select("id", "Url", "Stock_symbol").equals(frame.select("id", "Url", "Stock_symbol"))
@@ -194,33 +193,27 @@ def test_fetchs_kept_columns_follow_each_headline_into_the_tagged_table(tmp_path
         tag.carried_fields(headlines)
 
 
+TAG_PARAMS = {
+    "student": "gliner",
+    "form": "export",
+    "batch_size": 32,
+    "url": None,
+    "token_env": None,
+    "concurrency": {"min": 1, "start": 1, "max": 4},
+    "timeout_s": 10,
+    "max_attempts": 3,
+    "give_up_after_s": 30,
+}
+
+
 def test_tag_params_take_null_or_an_http_url():
-    raw = {
-        "student": "gliner",
-        "form": "export",
-        "batch_size": 32,
-        "url": None,
-        "token_env": None,
-        "concurrency": {"min": 1, "start": 1, "max": 4},
-        "timeout_s": 10,
-        "max_attempts": 3,
-    }
+    raw = TAG_PARAMS
     assert validate(TagParams, raw).url is None
     assert validate(TagParams, raw | {"url": "http://127.0.0.1:8080"}).url == "http://127.0.0.1:8080"
     with pytest.raises(PipelineError, match=r"tag.url: 'localhost:8080' is not allowed"):
         validate(TagParams, raw | {"url": "localhost:8080"})
     with pytest.raises(PipelineError, match=r"tag.student"):
         validate(TagParams, raw | {"student": "bert"})
-
-
-@pytest.fixture(scope="module")
-def tiny_gliner(labelled_headlines, tmp_path_factory):
-    """models/gliner and models/gliner_export of a tiny real training run (as test_students trains it)."""
-    training = training_params("gliner", ROOT / "params.yaml").model_copy(update=TINY_RECIPES["gliner"])
-    models = tmp_path_factory.mktemp("models")
-    STUDENTS["gliner"].train(training, labelled_headlines[:20], labelled_headlines[20:], models / "gliner")
-    servable_folder(STUDENTS["gliner"], models / "gliner", models / "gliner_export")
-    return models
 
 
 def stage_workdir(tmp_path, models, labelled_headlines, extra_params: dict | None = None) -> tuple:
@@ -262,7 +255,7 @@ def stage_workdir(tmp_path, models, labelled_headlines, extra_params: dict | Non
 @pytest.mark.slow
 def test_the_exported_student_tags_every_headline_like_its_predict_and_a_rerun_is_byte_identical(
     tiny_gliner, labelled_headlines, tmp_path, monkeypatch
-):  # noqa: F811
+):
     texts, argv = stage_workdir(tmp_path, tiny_gliner, labelled_headlines, {"batch_size": 8})
     monkeypatch.chdir(tmp_path)
     tag.main(argv)
@@ -279,7 +272,7 @@ def test_the_exported_student_tags_every_headline_like_its_predict_and_a_rerun_i
     }
     metrics = json.loads((tmp_path / "tag.json").read_text())
     speed = json.loads((tmp_path / "tag_speed.json").read_text())
-    assert (metrics["headlines"], metrics["batches"], speed["batches_cached"]) == (len(texts), 4, 0)
+    assert (metrics["headlines"], speed["headlines_cached"], speed["cache_entries_unreadable"]) == (len(texts), 0, 0)
     assert speed["headlines_per_s"] > 0 and speed["usd_per_million_headlines"] > 0
     assert metrics["spans"] == sum(map(len, expected))
     assert table["source"].to_list() == ["test"] * len(texts)  # fetch's other columns carried along
@@ -289,8 +282,9 @@ def test_the_exported_student_tags_every_headline_like_its_predict_and_a_rerun_i
     tag.main(argv)
     assert (tmp_path / "tagged.parquet").read_bytes() == first
     assert (tmp_path / "tag.json").read_text() == metrics_file  # deterministic: git-tracked
-    assert json.loads((tmp_path / "tag_speed.json").read_text())["batches_cached"] == 4
+    assert json.loads((tmp_path / "tag_speed.json").read_text())["headlines_cached"] == len(texts)
     shutil.rmtree(tmp_path / "cache")
+    shutil.rmtree(tmp_path / "answers")
     tag.main(argv)
     assert (tmp_path / "tagged.parquet").read_bytes() == first, "recomputed: the same bytes"
 
@@ -298,7 +292,7 @@ def test_the_exported_student_tags_every_headline_like_its_predict_and_a_rerun_i
 @pytest.mark.slow
 def test_the_decode_threshold_in_params_acts_where_the_student_predicts_not_where_it_trained(
     tiny_gliner, labelled_headlines, tmp_path, monkeypatch
-):  # noqa: F811
+):
     texts, argv = stage_workdir(tmp_path, tiny_gliner, labelled_headlines, {"form": "fp32", "batch_size": 8})
     loose = STUDENTS["gliner"].load(tiny_gliner / "gliner")(texts, 8)  # as trained: the training threshold
     scores = sorted(s["score"] for spans in loose for s in spans)
@@ -331,7 +325,7 @@ def test_the_decode_threshold_in_params_acts_where_the_student_predicts_not_wher
 
 def test_a_served_student_that_cannot_be_reached_fails_the_stage_and_writes_nothing(
     tmp_path, monkeypatch, labelled_headlines
-):  # noqa: F811
+):
     models = tmp_path / "models"
     for form in ("gliner", "gliner_export"):
         (models / form).mkdir(parents=True)
@@ -347,7 +341,7 @@ def test_a_served_student_that_cannot_be_reached_fails_the_stage_and_writes_noth
 @pytest.mark.slow
 def test_a_served_student_tags_like_in_process_and_a_rerun_asks_only_for_the_batches_not_cached(
     tiny_gliner, labelled_headlines, tmp_path, monkeypatch
-):  # noqa: F811
+):
     server = Server(tiny_gliner / "gliner_export")  # python -m scripts.serve, as `make serve` runs it
     try:
         one_at_a_time = {"min": 1, "start": 1, "max": 1}  # so the server's model calls are tag's batches
@@ -376,15 +370,155 @@ def test_a_served_student_tags_like_in_process_and_a_rerun_asks_only_for_the_bat
         assert {s["name"] for spans in got for s in spans if s["text"] == "Apple"} == {"apple"}
         first = (tmp_path / "tagged.parquet").read_bytes()
 
-        # an interrupted run: only the first answer reached the cache, and none was published; the rerun asks for
-        # the other three
+        # an interrupted run: only the first batch's 8 answers reached the cache, and none was published; the rerun
+        # asks for the other three batches
         (shard,) = (tmp_path / "cache").glob("answers-*.jsonl")
-        shard.write_bytes(shard.read_bytes().splitlines(keepends=True)[0])
+        shard.write_bytes(b"".join(shard.read_bytes().splitlines(keepends=True)[:8]))
         shutil.rmtree(tmp_path / "answers")
         tag.main(argv)
         assert server.health()["requests"] == 4 + 3
         assert (tmp_path / "tagged.parquet").read_bytes() == first
         tag.main(argv)
         assert server.health()["requests"] == 7, "everything cached: nothing asked"
+    finally:
+        server.stop()
+
+
+def test_spans_are_checked_exactly_before_they_are_cached():
+    text = "Apple And Visa Rise"
+    assert tag.checked_spans(text, [{"start": 10, "end": 14, "score": 0.7}, {"start": 0, "end": 5, "score": 1}]) == [
+        {"start": 0, "end": 5, "score": 1.0},
+        {"start": 10, "end": 14, "score": 0.7},
+    ]
+    bad = {
+        "a bool for an int": [{"start": True, "end": 5, "score": 0.5}],
+        "a float offset": [{"start": 0.0, "end": 5, "score": 0.5}],
+        "empty": [{"start": 3, "end": 3, "score": 0.5}],
+        "outside the text": [{"start": 15, "end": 25, "score": 0.5}],
+        "a score as text": [{"start": 0, "end": 5, "score": "0.5"}],
+        "a bool score": [{"start": 0, "end": 5, "score": True}],
+        "NaN": [{"start": 0, "end": 5, "score": float("nan")}],
+        "a score over 1": [{"start": 0, "end": 5, "score": 1.5}],
+        "a duplicate": [{"start": 0, "end": 5, "score": 0.5}] * 2,
+        "nested": [{"start": 0, "end": 14, "score": 0.5}, {"start": 10, "end": 14, "score": 0.5}],
+        "not a list": {"start": 0, "end": 5, "score": 0.5},
+        "not an object": [[0, 5, 0.5]],
+    }
+    for spans in bad.values():
+        with pytest.raises(tag.BadSpans):
+            tag.checked_spans(text, spans)
+        with pytest.raises(BadReply):  # a served reply holding them is retried, never cached
+            tag.served_reply([text])(json.dumps([spans]).encode())
+
+
+def offsets(tagged) -> list[list[tuple[int, int]]]:
+    return [[(s["start"], s["end"]) for s in spans] for spans in pl.read_parquet(tagged)["spans"].to_list()]
+
+
+def test_a_cached_entry_that_cannot_be_read_back_is_asked_again_not_fatal(tmp_path):
+    headlines = tmp_path / "headlines.parquet"
+    texts = [f"Visa Beats Estimates Q{i}" for i in range(6)]
+    write_headlines(headlines, texts)
+    canonical = CanonicalNames([], [], "ratio", 85, SUFFIXES)
+    run_tag(tmp_path, CountingStudent(), headlines, canonical)
+    first = offsets(tmp_path / "tagged.parquet")
+    with AnswerCache(tmp_path / "cache") as cache:  # as an older writer or a hand edit might leave it
+        cache.put({"key": tag.headline_key("v1", "in_process", texts[2]), "content": '[{"start": true, "end": 4}]'})
+    again = CountingStudent()
+    run, _, _ = run_tag(tmp_path, again, headlines, canonical)
+    assert (again.calls, run["headlines_computed"], run["unreadable"]) == (1, 1, 1)
+    assert offsets(tmp_path / "tagged.parquet") == first
+
+
+def test_headlines_inserted_mid_feed_cost_only_themselves(tmp_path):
+    headlines = tmp_path / "headlines.parquet"
+    texts = [f"{['Visa', 'Apple', 'Tesla'][i % 3]} Beats Estimates Q{i}" for i in range(40)]
+    canonical = CanonicalNames([], [], "ratio", 85, SUFFIXES)
+    write_headlines(headlines, texts)
+    run_tag(tmp_path, CountingStudent(), headlines, canonical, batch_size=8)
+    before = dict(zip(texts, pl.read_parquet(tmp_path / "tagged.parquet")["spans"].to_list()))
+    inserted = ["Nokia Slides On Outlook", "Ford Recalls Trucks", texts[6]]  # one of them tagged already
+    write_headlines(headlines, texts[:17] + inserted + texts[17:])
+    again = CountingStudent()
+    run, counts, used = run_tag(tmp_path, again, headlines, canonical, batch_size=8)
+    assert (again.calls, run["headlines_computed"], counts["headlines"], len(used)) == (1, 2, 43, 43)
+    after = pl.read_parquet(tmp_path / "tagged.parquet")
+    assert all(before[t] == spans for t, spans in zip(after["text"], after["spans"].to_list()) if t in before)
+
+
+def test_a_hung_url_stops_tag_after_give_up_after_s_and_keeps_what_was_answered(tmp_path):
+    hung = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+    params = validate(TagParams, TAG_PARAMS | {"url": url, "timeout_s": 0.3, "give_up_after_s": 1.0, "max_attempts": 5})
+    texts = [f"Headline {i}" for i in range(40)]
+    chunks = ({tag.headline_key("v1", "served", t): t for t in texts[i : i + 8]} for i in range(0, 40, 8))
+    started = time.monotonic()
+    try:
+        with AnswerCache(tmp_path / "cache") as cache:
+            todo = tag.Todo(cache, "v1", "served", lambda n: None)
+            with pytest.raises(EndpointError, match=rf"tag: {url}.*nothing but timeouts .*\(tag.give_up_after_s\)"):
+                tag.ask_served(todo, chunks, params, "v1", tmp_path)
+    finally:
+        hung.close()
+    assert time.monotonic() - started < 6, "five batches of five 0.3 s attempts with backoff would take far longer"
+
+
+class ServerOfAnotherModel:
+    """A served student with no /health that answers valid spans, saying in each reply's header that it is
+    another model version."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_error(404)
+
+            def do_POST(self):
+                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"]
+                data = json.dumps([[] for _ in texts]).encode()
+                self.send_response(200)
+                self.send_header(VERSION_HEADER, "0ther0version000")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_reply_from_another_model_version_stops_tag_and_nothing_it_said_is_cached(tmp_path, caplog):
+    served = ServerOfAnotherModel()
+    params = validate(TagParams, TAG_PARAMS | {"url": served.url, "batch_size": 4})
+    chunks = iter([{tag.headline_key("v1", "served", t): t for t in ("Apple Up", "Visa Down")}])
+    try:
+        with AnswerCache(tmp_path / "cache") as cache:
+            todo = tag.Todo(cache, "v1", "served", lambda n: None)
+            with pytest.raises(EndpointError, match=r"serves a student 0ther0version000, but tag.student gliner is"):
+                tag.ask_served(todo, chunks, params, "v1", tmp_path / "gliner_export")
+            assert len(cache) == 0
+    finally:
+        served.server.shutdown()
+        served.server.server_close()
+    assert "/health names no model_version" in caplog.text
+
+
+@pytest.mark.slow
+def test_tag_refuses_a_served_folder_other_than_the_chosen_one_before_asking_anything(
+    tiny_gliner, labelled_headlines, tmp_path, monkeypatch
+):
+    """The server serves the export; tag.form fp32 names the saved folder: another model version."""
+    server = Server(tiny_gliner / "gliner_export")  # python -m scripts.serve, as `make serve` runs it
+    try:
+        _, argv = stage_workdir(tmp_path, tiny_gliner, labelled_headlines, {"url": server.url, "form": "fp32"})
+        monkeypatch.chdir(tmp_path)
+        served = model_version(tiny_gliner / "gliner_export")
+        with pytest.raises(EndpointError, match=rf"serves gliner {served}, but tag.student gliner is .*gliner \("):
+            tag.main(argv)
+        assert server.health()["requests"] == 0 and not (tmp_path / "tagged.parquet").exists()
     finally:
         server.stop()
