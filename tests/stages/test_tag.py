@@ -522,3 +522,10 @@ def test_tag_refuses_a_served_folder_other_than_the_chosen_one_before_asking_any
         assert server.health()["requests"] == 0 and not (tmp_path / "tagged.parquet").exists()
     finally:
         server.stop()
+
+
+def test_a_server_that_takes_smaller_batches_than_tag_batch_size_is_refused_before_any_request(tmp_path):
+    params = validate(TagParams, TAG_PARAMS | {"url": "http://127.0.0.1:8080", "batch_size": 32})
+    tag.check_identity({"model_version": "v1", "max_batch": 32}, params, "v1", tmp_path)
+    with pytest.raises(tag.WrongModel, match=r"takes at most 16 texts a request .*set tag.batch_size to at most 16"):
+        tag.check_identity({"model_version": "v1", "max_batch": 16}, params, "v1", tmp_path)
