@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -408,3 +409,42 @@ class Server:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+class Served:
+    """A stand-in served student on 127.0.0.1 (the serve.py contract, no /health): answers `reply(texts)`, after
+    `busy` 503s, with `headers` on every answer."""
+
+    def __init__(self, reply: Callable[[list[str]], object], busy: int = 0, headers: Mapping[str, str] = {}):
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                served.bodies.append(body)
+                served.headers.append(dict(self.headers))
+                if len(served.bodies) <= busy:
+                    status, answer = 503, {"error": "loading"}
+                else:
+                    status, answer = 200, reply(body["inputs"])
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -6,15 +6,13 @@ import csv
 import io
 import json
 import logging
-import threading
 import tomllib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from stages.serving import cli
 from stages.teacher.local_server import free_port
-from tests.helpers import PROBE, ROOT
+from tests.helpers import PROBE, ROOT, Served
 
 
 def apple_entities(texts: list[str]) -> list[list[dict]]:
@@ -136,46 +134,10 @@ def test_a_folder_that_is_no_student_is_refused(tmp_path):
         cli.main(["tag", str(tmp_path / "empty"), "--text", "Apple Up"])
 
 
-class Served:
-    """A stand-in served student on 127.0.0.1 (the serve.py contract): answers `reply(texts)`, after `busy` 503s."""
-
-    def __init__(self, reply=apple_entities, busy: int = 0):
-        self.bodies: list[dict] = []
-        self.headers: list[dict] = []
-        served = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                served.bodies.append(body)
-                served.headers.append(dict(self.headers))
-                if len(served.bodies) <= busy:
-                    status, answer = 503, {"error": "loading"}
-                else:
-                    status, answer = 200, reply(body["inputs"])
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_served_student_is_posted_each_batch_and_a_busy_one_asked_again(capsys, caplog, monkeypatch):
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
     monkeypatch.setenv("MY_TOKEN", "secret")
-    served = Served(busy=1)
+    served = Served(apple_entities, busy=1)
     try:
         argv = ["tag", served.url, "--text", "Apple Up", "--token-env", "MY_TOKEN", "--batch-size", "8"]
         records, _ = run(argv, capsys)

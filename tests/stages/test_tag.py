@@ -7,9 +7,7 @@ import json
 import random
 import shutil
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
 import pyarrow as pa
@@ -31,7 +29,7 @@ from stages.students.gliner import TRAINING_THRESHOLD
 from stages.students.registry import STUDENTS
 from stages.students.settings import read_settings
 from stages.teacher.local_server import free_port
-from tests.helpers import ROOT, Server
+from tests.helpers import ROOT, Served, Server
 
 SUFFIXES = frozenset({"inc", "corp", "co"})
 
@@ -465,34 +463,8 @@ def test_a_hung_url_stops_tag_after_give_up_after_s_and_keeps_what_was_answered(
     assert time.monotonic() - started < 6, "five batches of five 0.3 s attempts with backoff would take far longer"
 
 
-class ServerOfAnotherModel:
-    """A served student with no /health that answers valid spans, saying in each reply's header that it is
-    another model version."""
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_error(404)
-
-            def do_POST(self):
-                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"]
-                data = json.dumps([[] for _ in texts]).encode()
-                self.send_response(200)
-                self.send_header(VERSION_HEADER, "0ther0version000")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def test_a_reply_from_another_model_version_stops_tag_and_nothing_it_said_is_cached(tmp_path, caplog):
-    served = ServerOfAnotherModel()
+    served = Served(lambda texts: [[] for _ in texts], headers={VERSION_HEADER: "0ther0version000"})
     params = validate(TagParams, TAG_PARAMS | {"url": served.url, "batch_size": 4})
     chunks = iter([{tag.headline_key("v1", "served", t): t for t in ("Apple Up", "Visa Down")}])
     try:
@@ -502,8 +474,7 @@ def test_a_reply_from_another_model_version_stops_tag_and_nothing_it_said_is_cac
                 tag.ask_served(todo, chunks, params, "v1", tmp_path / "gliner_export")
             assert len(cache) == 0
     finally:
-        served.server.shutdown()
-        served.server.server_close()
+        served.stop()
     assert "/health names no model_version" in caplog.text
 
 
