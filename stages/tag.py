@@ -29,6 +29,7 @@ import math
 import os
 import time
 import urllib.request
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -191,7 +192,7 @@ class Todo:
             yield chunk
 
 
-def stored_spans(cache: AnswerCache, version: str, via: str, used: list[int]) -> Callable[[list[str]], Spans]:
+def stored_spans(cache: AnswerCache, version: str, via: str, used: array) -> Callable[[list[str]], Spans]:
     """spans_of(texts) from the store, once every headline is in it; notes in `used` where each answer lies."""
 
     def spans_of(texts: list[str]) -> Spans:
@@ -483,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
         if todo.unreadable:
             log.warning("tag: %d cached answer(s) could not be read back as spans; asked again", todo.unreadable)
 
-        used: list[int] = []  # where each headline's answer lies in the store
+        used = array("Q")  # where each headline's answer lies in the store: 8 bytes a headline
         carried = carried_fields(args.headlines)
         written = headline_batches(args.headlines, params.batch_size, carried)
         counts = write_tagged(

@@ -8,6 +8,7 @@ import random
 import shutil
 import socket
 import time
+from array import array
 
 import polars as pl
 import pyarrow as pa
@@ -122,7 +123,7 @@ def run_tag(tmp_path, predict, headlines, canonical, batch_size=4, carried=None)
         todo = tag.Todo(cache, "v1", "in_process", lambda n: None)
         chunks = todo.chunks(tag.headline_batches(headlines, batch_size), batch_size)
         run = tag.predict_missing(predict, todo, chunks, batch_size) | {"unreadable": todo.unreadable}
-        used: list[int] = []
+        used = array("Q")
         counts = tag.write_tagged(
             tmp_path / "tagged.parquet",
             tag.headline_batches(headlines, batch_size, carried),
