@@ -21,6 +21,7 @@ from yaml.nodes import CollectionNode, MappingNode, Node
 
 from stages.core import stage_params
 from stages.core.params import Section, validate
+from stages.securities import settings as link_params
 from stages.students import config as student_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = "REQUIRED"
 MODELS = {
     model.SECTION: model
-    for module in (stage_params, student_params)
+    for module in (stage_params, student_params, link_params)
     for model in vars(module).values()
     if isinstance(model, type) and issubclass(model, Section) and "SECTION" in vars(model)
 }

@@ -2,8 +2,10 @@
 
 The headlines are written by us from templates and a list of real listed companies; nothing is copied
 from a news source. Outputs:
-  data/sample/headlines.csv      date,text            (what the pipeline reads)
+  data/sample/headlines.csv      date,text,symbol     (what the pipeline reads; symbol: the first company's, as
+                                                       FNSPID's Stock_symbol gives one per headline)
   data/sample/reviewer_labels.jsonl  text, date, spans   (the demo's stand-in for human reviewers)
+  data/sample/symbol_gold.jsonl  text, date, mentions  (each company mention's symbol as of the headline's date)
 Run: python -m scripts.make_sample_headlines  (deterministic: same seed, same files)
 """
 
@@ -220,10 +222,31 @@ MONTHS = [
     "December",
 ]
 SLOT = re.compile(r"\{([A-Z]+)\}")
+# The tickers above that changed within or after the demo's years: (first day, last day, symbol then); a day in
+# none of the periods had no listed security of that company (Sprint after its merger, D&B while private).
+TICKER_HISTORY = {
+    "META": [(None, dt.date(2022, 6, 8), "FB"), (dt.date(2022, 6, 9), None, "META")],
+    "BBRY": [(None, dt.date(2017, 10, 15), "BBRY"), (dt.date(2017, 10, 16), None, "BB")],
+    "SNE": [(None, dt.date(2021, 3, 31), "SNE"), (dt.date(2021, 4, 1), None, "SONY")],
+    "RDS.A": [(None, dt.date(2022, 1, 28), "RDS.A"), (dt.date(2022, 1, 31), None, "SHEL")],
+    "S": [(None, dt.date(2020, 3, 31), "S")],
+    "DNB": [(None, dt.date(2019, 2, 7), "DNB"), (dt.date(2020, 7, 1), None, "DNB")],
+}
 
 
-def render(template: str, rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
-    """Fill a template; return the text and the character spans of company mentions and tickers."""
+def symbol_on(ticker: str, day: dt.date) -> str | None:
+    """The symbol the company of `ticker` traded under on `day` (None: it was not listed then)."""
+    periods = TICKER_HISTORY.get(ticker)
+    if periods is None:
+        return ticker
+    return next(
+        (sym for start, end, sym in periods if (start is None or start <= day) and (end is None or day <= end)), None
+    )
+
+
+def render(template: str, rng: random.Random) -> tuple[str, list[tuple[int, int, str]]]:
+    """Fill a template; return the text and the character spans of company mentions and tickers, each with the
+    company's ticker."""
     picks = rng.sample(COMPANIES, 3)
     companies = {"C": picks[0], "D": picks[1], "E": picks[2]}
     ticker_of = {"T": picks[0], "U": picks[1], "V": picks[2]}
@@ -232,10 +255,11 @@ def render(template: str, rng: random.Random) -> tuple[str, list[tuple[int, int]
         text += template[pos : match.start()]
         slot = match.group(1)
         if slot in companies:
-            name, _, short = companies[slot]
+            name, ticker, short = companies[slot]
             value, is_entity = rng.choice([name, short, short]), True
         elif slot in ticker_of:
-            value, is_entity = ticker_of[slot][1], True
+            ticker = ticker_of[slot][1]
+            value, is_entity = ticker, True
         else:
             value, is_entity = (
                 {
@@ -250,7 +274,7 @@ def render(template: str, rng: random.Random) -> tuple[str, list[tuple[int, int]
                 False,
             )
         if is_entity:
-            spans.append((len(text), len(text) + len(value)))
+            spans.append((len(text), len(text) + len(value), ticker))
         text += value
         pos = match.end()
     text += template[pos:]
@@ -289,11 +313,14 @@ def generate(seed: int = SEED, target: int = TARGET) -> list[dict]:
         if text in seen:
             continue
         seen.add(text)
+        date = random_date(rng)
+        day = dt.date.fromisoformat(date)
         rows.append(
             {
-                "date": random_date(rng),
+                "date": date,
                 "text": text,
-                "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e in spans],
+                "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e, _ in spans],
+                "mentions": [{"start": s, "end": e, "symbol": symbol_on(t, day)} for s, e, t in spans],
             }
         )
     return sorted(rows, key=lambda r: (r["date"], r["text"]))
@@ -302,12 +329,26 @@ def generate(seed: int = SEED, target: int = TARGET) -> list[dict]:
 def main() -> None:
     rows = generate()
     with open(ROOT / "data/sample/headlines.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["date", "text"], lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=["date", "text", "symbol"], lineterminator="\n")
         writer.writeheader()
-        writer.writerows({"date": r["date"], "text": r["text"]} for r in rows)
+        writer.writerows(
+            {
+                "date": r["date"],
+                "text": r["text"],
+                "symbol": next((m["symbol"] for m in r["mentions"] if m["symbol"]), ""),
+            }
+            for r in rows
+        )
     with open(ROOT / "data/sample/reviewer_labels.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+            f.write(json.dumps({k: r[k] for k in ("date", "spans", "text")}, ensure_ascii=False, sort_keys=True) + "\n")
+    with open(ROOT / "data/sample/symbol_gold.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            if r["mentions"]:
+                f.write(
+                    json.dumps({k: r[k] for k in ("date", "mentions", "text")}, ensure_ascii=False, sort_keys=True)
+                    + "\n"
+                )
     print(f"wrote {len(rows)} headlines, {sum(len(r['spans']) for r in rows)} gold spans")
 
 

@@ -181,7 +181,10 @@ def point_params(workdir: Path, teacher_threads: int | None) -> None:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     if teacher_threads:
         params["llm_label"]["local_threads"] = teacher_threads
-    params["fetch"].update(source="sentfin", kind="file", path=HEADLINES_FILE, columns={"text": "text", "date": "date"})
+    params["fetch"].update(
+        source="sentfin", kind="file", path=HEADLINES_FILE, columns={"text": "text", "date": "date"}, keep_columns=[]
+    )
+    params["link"].update(symbol_column=None, gold_file=None)  # SEntFiN has no symbols, and the gold is the demo's
     params["llm_label"]["limit"] = None
     params["argilla_review"].update(label_dir=str(Path(LABELS_FILE).parent), label_files=[LABELS_FILE])
     params["evaluate"]["extra_test_sets"] = [EXTRA_FILE]

@@ -6,8 +6,10 @@
     make serve MODEL=models/spanmarker_export PORT=8081
 
 Routes: POST / takes {"inputs": str | [str, ...], "parameters": {...}} and answers what the handler returns (for a
-string, a list of {"entity_group", "score", "word", "start", "end"}; for a list, a list of those); GET /health
-says the model is loaded (the folder's name, its student and model version), with request and connection counts.
+string, a list of {"entity_group", "score", "word", "start", "end"}, with "symbol", "link_score", "evidence" and
+"candidates" where the folder bundles a security master, as of "parameters": {"date": "YYYY-MM-DD"}; for a list, a
+list of those); GET /health says the model is loaded (the folder's name, its student and model version, the master
+it links against or null), with request and connection counts.
 Every reply carries the headers X-Student and X-Model-Version, so a client (tag) can check which model answered.
 A bad body (not JSON, no "inputs", wrong types, a lone surrogate in a text, more than --max-batch texts, a text over
 --max-chars) gets a 4xx JSON {"error": "..."} naming the input and the server's limit, and the server carries on; a
@@ -306,7 +308,7 @@ def make_app(handler: EndpointHandler, model_dir: Path, limits: Limits) -> web.A
         except Exception as failure:
             batcher.counts["failed"] += 1
             return error(500, f"the model failed on this request: {type(failure).__name__}: {failure}")
-        results = [entities(text, spans, handler.label, request) for text, spans in zip(request.texts, found)]
+        results = [entities(t, spans, handler.label, request, handler.linker) for t, spans in zip(request.texts, found)]
         return web.json_response(results[0] if request.single else results)
 
     async def health(_: web.Request) -> web.Response:
@@ -318,6 +320,7 @@ def make_app(handler: EndpointHandler, model_dir: Path, limits: Limits) -> web.A
                 "model_version": handler.version,
                 "format": settings.get("format", "saved"),
                 "entity_label": handler.label,
+                "master": handler.master,  # the security master entities are linked against, or null: none bundled
                 "max_batch": limits.max_batch,
                 "max_chars": limits.max_chars,
                 **batcher.counts,

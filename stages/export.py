@@ -2,14 +2,17 @@
 
 models/<student> in; models/<student>_export out: the int8 ONNX form (students/runtime.py, the student's own
 export), its predict settings (with the student's decode settings from params `predict`, e.g. GLiNER's threshold),
-the Inference Endpoints handler with the code it runs and pinned requirements (serving/package.py), and the model
-card (students/card.py) with the export's validation scores. Its own stage, so editing the handler, the packaging,
+the Inference Endpoints handler with the code it runs and pinned requirements (serving/package.py), the security
+master of params `link` (files and accepted aliases joined) with the linker's settings, so the handler gives each
+entity its symbol, and the model card (students/card.py) with the export's validation scores and the master it
+links against. Its own stage, so editing the handler, the packaging,
 the card or a decode setting rebuilds this folder and retrains nothing.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from stages.core.cli import run_stage, setup_logging, stage_parser
 from stages.core.io import log, read_table
@@ -17,6 +20,8 @@ from stages.core.metrics import entity_scores
 from stages.core.params import load_params
 from stages.core.stage_params import FetchParams
 from stages.labels.records import LABEL_COLUMNS, human_or_all, labelled_records
+from stages.securities.master import describe, load_master
+from stages.securities.settings import LinkParams
 from stages.serving.layout import CARD_FILE
 from stages.serving.package import servable_folder
 from stages.students.card import CardData, render
@@ -35,12 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     datasets = [fetch.hf_dataset.path] if fetch.kind == "hf_dataset" else []
     chosen = student(args.student)
     decode = load_params(PredictParams).decode(chosen.NAME)  # dvc.yaml declares the keys read: predict.<student>
+    link = load_params(LinkParams)  # dvc.yaml declares the keys read: link.master_files, accepted_aliases, linker
+    accepted = Path(link.accepted_aliases) if link.accepted_aliases else None
+    master = load_master([Path(p) for p in link.master_files], accepted)
     summary = read_summary(args.model)
     valid = human_or_all(labelled_records(read_table(args.valid, LABEL_COLUMNS)))
     started = time.perf_counter()
-    servable_folder(chosen, args.model, args.out, decode)
+    servable_folder(chosen, args.model, args.out, decode, (master, link.linker))
     scores = entity_scores([r["spans"] for r in valid], chosen.load(args.out)([r["text"] for r in valid]))
-    (args.out / CARD_FILE).write_text(render(CardData(summary, scores, datasets)))
+    securities = describe(master, link.master_files) | {"accepted_aliases": link.accepted_aliases}
+    (args.out / CARD_FILE).write_text(render(CardData(summary, scores, datasets, securities)))
     log.info(
         "export %s: %s -> %s (%s) in %.1f s; valid F1 %.4f (saved model %.4f)",
         chosen.NAME,

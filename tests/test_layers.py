@@ -14,7 +14,8 @@ MAY_IMPORT = {
     "teacher": {"core", "http", "teacher"},
     "labels": {"core", "labels"},
     "students": {"core", "labels", "students"},
-    "serving": {"core", "students", "serving"},
+    "serving": {"core", "students", "securities", "serving"},
+    "securities": {"core", "securities"},
 }
 
 

@@ -5,10 +5,16 @@
 output: for a string, a list of `{"entity_group", "score", "word", "start", "end"}` (character offsets); for a
 list, one such list per string. Parameters (all optional): `threshold` keeps entities scoring at least it (the
 model decodes at its own threshold, so a lower one finds nothing more), `ignore_labels` drops those labels,
-`batch_size` is the model's batch. A bad body raises BadRequest (a ValueError) with the HTTP status it deserves,
-naming the input at fault (a text that is not Unicode a model can read, a lone surrogate, is refused here rather than
-failing inside the model). `student` (registry name) and `version` (layout.model_version: the hash tag caches under)
-say which model answers, for a server to report.
+`batch_size` is the model's batch, `date` (YYYY-MM-DD) the headlines' date for linking. A bad body raises
+BadRequest (a ValueError) with the HTTP status it deserves, naming the input at fault (a text that is not Unicode
+a model can read, a lone surrogate, is refused here rather than failing inside the model). `student` (registry
+name) and `version` (layout.model_version: the hash tag caches under) say which model answers, for a server to
+report.
+
+A folder exported with a security master (layout.MASTER_DIR, written by the export stage from params `link`)
+links each entity as the link stage does: it gains `symbol` (null when unknown or ambiguous), `link_score`,
+`evidence` and `candidates`, as of `parameters.date` (without one: as of the day the request is served).
+`master` describes the bundled master, or is None when the folder has none (entities then carry no symbol).
 
 An exported folder carries this module and the code it imports, with a `handler.py` that imports it
 (stages/serving/package.py), so Inference Endpoints runs it with no checkout of this repository;
@@ -17,17 +23,24 @@ scripts/serve.py serves the same handler locally.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.serving.layout import model_version, verify_folder
+from pydantic import ValidationError
+
+from stages.core.errors import ModelError
+from stages.securities.link import Linker
+from stages.securities.master import describe, load_saved_master
+from stages.securities.settings import LinkerParams
+from stages.serving.layout import MASTER_DIR, model_version, verify_folder
 from stages.students import registry
 from stages.students.settings import read_settings
 
 MAX_TEXTS = 64  # texts in one request: more is refused (413), so one client cannot hold the model for long
 MAX_CHARS = 2000  # characters in one text (a headline has ~80; GLiNER reads at most 128 tokens anyway)
-PARAMETERS = ("batch_size", "ignore_labels", "threshold")
+PARAMETERS = ("batch_size", "date", "ignore_labels", "threshold")
 
 
 class BadRequest(ValueError):
@@ -43,6 +56,7 @@ class Request:
     threshold: float | None = None
     ignore_labels: tuple[str, ...] = ()
     batch_size: int = 32
+    date: dt.date | None = None  # the headlines' date, for linking (None: the day it is served)
 
     @property
     def options(self) -> tuple:
@@ -107,6 +121,11 @@ def parse_request(data, max_texts: int = MAX_TEXTS, max_chars: int = MAX_CHARS) 
         request["threshold"] = _number(parameters, "threshold", float, 0, 1)
     if parameters.get("batch_size") is not None:
         request["batch_size"] = _number(parameters, "batch_size", int, 1, 256)
+    if parameters.get("date") is not None:
+        try:
+            request["date"] = dt.date.fromisoformat(parameters["date"])
+        except (TypeError, ValueError):
+            raise BadRequest(f"parameters.date must be a date written YYYY-MM-DD; got {parameters['date']!r}") from None
     labels = parameters.get("ignore_labels")
     if labels is not None:
         if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
@@ -115,11 +134,12 @@ def parse_request(data, max_texts: int = MAX_TEXTS, max_chars: int = MAX_CHARS) 
     return Request(**request)
 
 
-def entities(text: str, spans: list[dict], label: str, request: Request) -> list[dict]:
-    """A student's spans in the token-classification output shape, filtered by the request's parameters."""
+def entities(text: str, spans: list[dict], label: str, request: Request, linker: Linker | None = None) -> list[dict]:
+    """A student's spans in the token-classification output shape, filtered by the request's parameters, each
+    linked to its security where the folder bundles a master."""
     if label in request.ignore_labels:
         return []
-    return [
+    found = [
         {
             "entity_group": label,
             "score": float(s["score"]),
@@ -130,6 +150,30 @@ def entities(text: str, spans: list[dict], label: str, request: Request) -> list
         for s in spans
         if request.threshold is None or s["score"] >= request.threshold
     ]
+    if linker is not None:
+        day = request.date or dt.date.today()
+        for entity in found:
+            link = linker.link(entity["word"], entity["start"], entity["end"], text, day)
+            entity |= {
+                "symbol": link.symbol,
+                "link_score": link.score,
+                "evidence": link.evidence,
+                "candidates": [asdict(c) for c in link.candidates],
+            }
+    return found
+
+
+def bundled_linker(model_dir: Path) -> tuple[Linker | None, dict | None]:
+    """The linker of the master a folder bundles, and what the master is; (None, None) without one."""
+    folder = model_dir / MASTER_DIR
+    if not folder.exists():
+        return None, None
+    master, settings = load_saved_master(folder)
+    try:
+        linker = Linker(master, LinkerParams.model_validate(settings))
+    except ValidationError as error:
+        raise ModelError(f"{folder}: linker settings unreadable: {error.errors()[0]['msg']}") from None
+    return linker, describe(master, [f"{MASTER_DIR}/"])
 
 
 class EndpointHandler:
@@ -152,11 +196,12 @@ class EndpointHandler:
         self.version = model_version(model_dir)
         self.predict = registry.student(self.student).load(model_dir)
         self.label, self.max_texts, self.max_chars = settings["entity_label"], max_texts, max_chars
+        self.linker, self.master = bundled_linker(model_dir)
 
     def __call__(self, data: dict) -> list:
         request = parse_request(data, self.max_texts, self.max_chars)
         found = self.run(request.texts, request.batch_size)
-        results = [entities(text, spans, self.label, request) for text, spans in zip(request.texts, found)]
+        results = [entities(t, spans, self.label, request, self.linker) for t, spans in zip(request.texts, found)]
         return results[0] if request.single else results
 
     def run(self, texts: list[str], batch_size: int = 32) -> list[list[dict]]:

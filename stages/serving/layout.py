@@ -23,8 +23,9 @@ HANDLER_FILE, REQUIREMENTS_FILE, CARD_FILE = "handler.py", "requirements.txt", "
 # What a server (scripts/serve.py) says it serves, on every reply; tag checks both against the folder it caches under.
 VERSION_HEADER, STUDENT_HEADER = "X-Model-Version", "X-Student"
 MANIFEST_FILE = "manifest.json"  # inside an exported student: size and sha256 of each file the export wrote
-# None of these changes a prediction, so none of them is in model_files.
-PACKAGING = frozenset({CODE_DIR, HANDLER_FILE, REQUIREMENTS_FILE, CARD_FILE, MANIFEST_FILE})
+MASTER_DIR = "master"  # inside an exported student: the security master its handler links spans against
+# None of these changes a span, so none of them is in model_files (a new master keeps tag's cached spans valid).
+PACKAGING = frozenset({CODE_DIR, HANDLER_FILE, REQUIREMENTS_FILE, CARD_FILE, MANIFEST_FILE, MASTER_DIR})
 # Not in the manifest: the card is written after it (the export stage adds its scores), the manifest is itself.
 UNLISTED = frozenset({CARD_FILE, MANIFEST_FILE})
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from stages.core.errors import PipelineError
 from stages.core.io import replacing_dir
+from stages.securities.master import Master, save_master
+from stages.securities.settings import LinkerParams
 from stages.serving import handler as endpoint_handler
-from stages.serving.layout import CODE_DIR, HANDLER_FILE, REQUIREMENTS_FILE, write_manifest
+from stages.serving.layout import CODE_DIR, HANDLER_FILE, MASTER_DIR, REQUIREMENTS_FILE, write_manifest
 from stages.students.interface import Student
 from stages.students.runtime import EXPORT_FORMAT
 from stages.students.settings import read_settings, write_settings
@@ -110,14 +112,23 @@ def ship_handler(folder: Path) -> None:
     (folder / REQUIREMENTS_FILE).write_text(endpoint_requirements(third_party))
 
 
-def servable_folder(student: Student, model_dir: Path, out: Path, decode: Mapping[str, Any] | None = None) -> None:
+def servable_folder(
+    student: Student,
+    model_dir: Path,
+    out: Path,
+    decode: Mapping[str, Any] | None = None,
+    master: tuple[Master, LinkerParams] | None = None,
+) -> None:
     """The folder to serve and upload, from a saved student: its int8 ONNX form (the student's export), predict
     settings naming the student by registry name (with `decode`, the params' decode settings, over those the
-    training saved), the handler with its code and requirements, and last the manifest of all of them (checked
-    when the folder is served: layout.verify_folder). It replaces `out` only once complete."""
+    training saved), the handler with its code and requirements, the security master its handler links against
+    with the linker's settings (where given), and last the manifest of all of them (checked when the folder is
+    served: layout.verify_folder). It replaces `out` only once complete."""
     with replacing_dir(out) as staging:
         student.export(model_dir, staging)
         settings = read_settings(model_dir) | dict(decode or {})
         write_settings(staging, settings | {"format": EXPORT_FORMAT, "student": student.NAME})
         ship_handler(staging)
+        if master is not None:
+            save_master(*master, staging / MASTER_DIR)
         write_manifest(staging)

@@ -43,6 +43,7 @@ class CardData:
     training: TrainingSummary
     export_scores: dict  # the export's precision/recall/f1 on the validation headlines the training kept its epoch by
     datasets: list[str] = field(default_factory=list)  # hub ids of the headline source, where it is one
+    securities: dict | None = None  # the bundled security master in numbers (securities.master.describe), or None
     versions: dict = field(default_factory=library_versions)
 
 
@@ -104,6 +105,24 @@ def usage(card: CardData) -> str:
     )
 
 
+def securities_section(master: dict | None) -> str:
+    if master is None:
+        return "## Securities\n\nNo security master is bundled: entities carry no symbol."
+    dated = (
+        f"its dated rows run from {master['dated_from']} to {master['dated_to']}; the rest are open-ended"
+        if master["dated_from"] or master["dated_to"]
+        else "no row is dated: every row is open-ended"
+    )
+    aliases = f", with the accepted aliases of `{master['accepted_aliases']}`" if master.get("accepted_aliases") else ""
+    return (
+        "## Securities\n\nEach entity also carries `symbol` (null when unknown or ambiguous), `link_score`, "
+        "`evidence` and `candidates`, linked point in time against the master bundled in `master/`: "
+        f"{master['rows']} rows, {master['symbols']} symbols of {master['securities']} securities, built from "
+        f"{', '.join(f'`{f}`' for f in master['files'])}{aliases}; {dated}. Send the headlines' date as "
+        '`"parameters": {"date": "YYYY-MM-DD"}`; without it, links are as of the day the request is served.'
+    )
+
+
 def body(card: CardData) -> str:
     training = card.training
     sizes, best, scores = training.sizes, training.best, card.export_scores
@@ -129,6 +148,7 @@ def body(card: CardData) -> str:
         "card as the export stage writes it: `evaluate` measures them afterwards (`metrics/metrics.json`), and "
         "`python -m scripts.push_to_hub` adds them to the card it uploads.",
         f"## Parameters\n\n```json\n{json.dumps(training.params, indent=2, sort_keys=True)}\n```",
+        securities_section(card.securities),
         "## Library versions\n\n" + "".join(f"- {name} {v}\n" for name, v in card.versions.items()).rstrip(),
         "## Limits\n\nTrained on English headlines. Labels are only as good as the review behind them "
         "(see `metrics/review.json`).",

@@ -131,3 +131,35 @@ def test_batch_independence(tiny_gliner):
     assert saved["batch_8_vs_batch_1"]["headlines_with_other_spans"] == 0, (
         "fp32 predictions do not depend on batchmates"
     )
+
+
+@pytest.mark.slow
+def test_link_real_feed(tiny_gliner, tmp_path):
+    """On 200 of the sample's headlines with their symbol column (those without one left out), the tiny student,
+    a 2013 cutoff."""
+    lines = (ROOT / "data/sample/headlines.csv").read_text().splitlines()[:201]
+    (tmp_path / "feed.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "verdicts.csv").write_text("key,start,end,symbol,correct,note\n")
+    out = bench(
+        "link_real_feed",
+        str(tmp_path / "feed.csv"),
+        "--model",
+        str(tiny_gliner / "gliner"),
+        "--learn-until",
+        "2012-12-31",
+        "--evaluate-from",
+        "2013-01-01",
+        "--sample",
+        "5",
+        "--verdicts",
+        str(tmp_path / "verdicts.csv"),
+        "--out",
+        str(tmp_path / "link.json"),
+        timeout=300,
+    )
+    assert out["checked"] == 0 and out["precision"] is None  # no verdicts: no precision, not a made-up one
+    report = json.loads((tmp_path / "link.json").read_text())
+    assert set(report["variants"]) == {"master", "master_learnt_aliases", "master_learnt_aliases_counts_only"}
+    evaluated = report["variants"]["master"]["evaluation_period"]
+    assert evaluated["headlines"] == sum(1 for line in lines[1:] if line >= "2013" and not line.endswith(","))
+    assert 0 <= evaluated["hits"] <= evaluated["headlines"] and report["watch"]["cutoff"] == "2012-12-31"

@@ -81,14 +81,14 @@ def test_a_profile_then_its_inverse_gives_params_yaml_back_byte_for_byte(tmp_pat
     shutil.copy(ROOT / "params.yaml", params)
     shipped = params.read_bytes()
     run = profile("case_study", params, "--set", f"llm_label.endpoint.base_url={ENDPOINT}", "--inverse", str(undo))
-    assert run.returncode == 0 and "changed 23 key(s)" in run.stdout, run.stderr
+    assert run.returncode == 0 and "changed 25 key(s)" in run.stdout, run.stderr
     changed = params.read_text().splitlines()
     assert len(changed) == len(shipped.splitlines())  # no line added, removed or re-wrapped
     for old, new in zip(shipped.decode().splitlines(), changed):
         if old != new:  # a changed value: its key and its comment stay as they were
             assert old.split(":")[0] == new.split(":")[0] and old.partition(" #")[2] == new.partition(" #")[2], new
     back = profile(str(undo), params)
-    assert back.returncode == 0 and "changed 23 key(s)" in back.stdout, back.stderr
+    assert back.returncode == 0 and "changed 25 key(s)" in back.stdout, back.stderr
     assert params.read_bytes() == shipped
 
 

@@ -1,6 +1,7 @@
 """The embedded sample is what users see first: check it covers what the issue promised."""
 
 import csv
+import datetime as dt
 import json
 import re
 import subprocess
@@ -49,4 +50,19 @@ def test_generator_reproduces_the_committed_files(tmp_path):
     regenerated = json.loads(out)
     with open(ROOT / "data/sample/reviewer_labels.jsonl", encoding="utf-8") as f:
         committed = [json.loads(line) for line in f]
-    assert regenerated == committed
+    assert [{k: r[k] for k in ("date", "spans", "text")} for r in regenerated] == committed
+    with open(ROOT / "data/sample/symbol_gold.jsonl", encoding="utf-8") as f:
+        gold = [json.loads(line) for line in f]
+    assert [{k: r[k] for k in ("date", "mentions", "text")} for r in regenerated if r["mentions"]] == gold
+    with open(ROOT / "data/sample/headlines.csv", encoding="utf-8", newline="") as f:
+        symbols = {row["text"]: row["symbol"] for row in csv.DictReader(f)}
+    assert all(symbols[g["text"]] == next(m["symbol"] for m in g["mentions"] if m["symbol"]) for g in gold[:50])
+
+
+def test_the_symbol_gold_follows_the_tickers_that_changed():
+    from scripts.make_sample_headlines import symbol_on
+
+    assert [symbol_on("META", dt.date(2015, 1, 2)), symbol_on("META", dt.date(2022, 6, 9))] == ["FB", "META"]
+    assert [symbol_on("BBRY", dt.date(2017, 10, 15)), symbol_on("BBRY", dt.date(2017, 10, 16))] == ["BBRY", "BB"]
+    assert [symbol_on("S", dt.date(2020, 3, 31)), symbol_on("S", dt.date(2020, 4, 1))] == ["S", None]
+    assert symbol_on("DNB", dt.date(2019, 6, 1)) is None and symbol_on("AAPL", dt.date(2019, 6, 1)) == "AAPL"

@@ -166,11 +166,22 @@ def test_model_card_renders_every_section_with_numbers_in_place():
                 examples=[{"text": "Visa Rallies", "spans": [{"start": 0, "end": 4, "text": "Visa"}]}],
             ),
             export_scores={"precision": 0.8, "recall": 0.75, "f1": 0.7742},
+            securities={
+                "files": ["data/master/securities.csv", "data/master/supplement.csv"],
+                "accepted_aliases": "data/master/accepted_aliases.csv",
+                "rows": 1807,
+                "symbols": 1805,
+                "securities": 1795,
+                "name_forms": 1809,
+                "dated_from": "2017-10-16",
+                "dated_to": "2025-01-20",
+            },
         )
     )
     expected = (ROOT / "tests/data/model_card.md").read_text()
     assert re.sub(r"\d+(\.\d+)*", "N", card) == expected
     assert "Best epoch 5 of 6: precision 0.8100, recall" in card and "0.0001" in card
+    assert "its dated rows run from 2017-10-16 to 2025-01-20" in card
 
 
 def test_spanmarker_trains_a_multi_word_company_as_one_entity():
