@@ -27,6 +27,7 @@ from stages.students import config as student_params
 ROOT = Path(__file__).resolve().parents[1]
 
 REQUIRED = "REQUIRED"
+# Every params.yaml section's model (the tests check the shipped params against these)
 MODELS = {
     model.SECTION: model
     for module in (stage_params, student_params, link_params)

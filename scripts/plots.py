@@ -50,6 +50,8 @@ def draw(rows: list[dict], props: dict, title: str, out: Path) -> None:
     columns = list(rows[0])
     x, y = props.get("x", columns[0]), props.get("y", columns[-1])
     template = props.get("template", "linear")
+    if template != "bar_horizontal" and (isinstance(y, list) or any(number(r[x]) is None for r in rows)):
+        return draw_series(rows, x, y if isinstance(y, list) else [y], props, title, out)
     figure, axis = plt.subplots(figsize=(7, 4.2), dpi=110)
     if template == "bar_horizontal":  # y is the category, x the value
         axis.barh([r[y] for r in rows], [number(r[x]) or 0.0 for r in rows])
@@ -83,6 +85,27 @@ def draw(rows: list[dict], props: dict, title: str, out: Path) -> None:
             axis.legend(fontsize=8)
     axis.set_xlabel(props.get("x_label", x))
     axis.set_ylabel(props.get("y_label", y))
+    axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out, metadata={"Software": None})
+    plt.close(figure)
+
+
+def draw_series(rows: list[dict], x: str, ys: list[str], props: dict, title: str, out: Path) -> None:
+    """Several y columns as lines over an x that may be text (months): one line each, x in the rows' order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=110)
+    positions = range(len(rows))
+    for y in ys:
+        axis.plot(positions, [number(r[y]) or 0.0 for r in rows], "-", label=y)
+    step = max(1, len(rows) // 12)  # about a dozen labels, however long the axis
+    axis.set_xticks(list(positions)[::step], [r[x] for r in rows][::step], rotation=45, fontsize=7)
+    axis.legend(fontsize=8)
+    axis.set_xlabel(props.get("x_label", x))
     axis.set_title(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(out, metadata={"Software": None})

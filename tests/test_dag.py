@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.core import stage_params
-from stages.securities import settings as link_params
-from stages.students import config as student_params
+from scripts.apply_profile import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -79,7 +77,7 @@ OWN_SECTION = {"argilla_sync": "argilla_review"}  # a stage's own params section
 def sections_loaded(module: str) -> set[str]:
     """params.yaml sections a stage module reads with load_params(SomeParams)."""
     tree = ast.parse(module_path(module).read_text())
-    models = {**vars(stage_params), **vars(student_params), **vars(link_params)}
+    models = {model.__name__: model for model in MODELS.values()}
     return {
         models[node.args[0].id].SECTION
         for node in ast.walk(tree)

@@ -250,16 +250,19 @@ def test_quality_files_hold_test_p_r_f1_with_ci_reference_and_size_per_model(tmp
     assert [path.name for path in (tmp_path / "quality").iterdir()] == ["nothing_scored.json"]  # no stale file
 
 
-def test_dvc_metrics_show_of_the_committed_metrics_is_the_quality_table_in_120_columns(tmp_path):
+def test_dvc_metrics_show_of_the_committed_quality_metrics_is_one_table_in_120_columns(tmp_path):
     """What a person reads first: one row per model, F1 first, no speeds or stage internals (real dvc, on a copy
     of dvc.yaml, params.yaml and metrics/)."""
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "metrics", tmp_path / "metrics")
     sh(tmp_path, "dvc", "init", "--no-scm", "-q")
-    shown = sh(tmp_path, "dvc", "metrics", "show").rstrip("\n").splitlines()
+    shown = sh(tmp_path, "dvc", "metrics", "show", "metrics/quality").rstrip("\n").splitlines()
     assert max(len(line.rstrip()) for line in shown) <= 120, "\n".join(shown)
     assert shown[0].split()[:2] == ["Path", "f1"]
     paths = [line.split()[0] for line in shown[1:]]
     assert paths == sorted(f"metrics/quality/{path.name}" for path in (ROOT / "metrics/quality").glob("*.json"))
     assert {"metrics/quality/gliner.json", "metrics/quality/teacher.json"} <= set(paths)
+    # the other metric dvc.yaml declares: link's figures, no stage internals either
+    everything = sh(tmp_path, "dvc", "metrics", "show").splitlines()
+    assert {line.split()[0] for line in everything[1:]} == set(paths) | {"metrics/linking.json"}

@@ -14,8 +14,9 @@ SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())["fetch"]
 
 
 def fetch_params(**changes) -> FetchParams:
-    """The shipped fetch section with these keys changed, validated like a stage validates it."""
-    return FetchParams.model_validate(SHIPPED | changes)
+    """The shipped fetch section with these keys changed (no kept columns: the sample's `symbol` is no column of
+    these tests' files), validated like a stage validates it."""
+    return FetchParams.model_validate(SHIPPED | {"keep_columns": []} | changes)
 
 
 PARAMS = fetch_params(source="mine", columns={"text": "title", "date": "published"})
@@ -207,7 +208,7 @@ def test_a_split_range_holding_no_fetched_headline_stops_fetch_before_anything_i
         "title,published\nApple Up,2024-01-02\nTesla Down,2024-02-10\nVisa Flat,2024-03-05\nNokia Up,2023-06-01\n"
     )
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["fetch"] |= {"path": "h.csv", "columns": {"text": "title", "date": "published"}}
+    params["fetch"] |= {"path": "h.csv", "columns": {"text": "title", "date": "published"}, "keep_columns": []}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     shipped = params["split"]["ranges"]

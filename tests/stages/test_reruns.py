@@ -71,6 +71,9 @@ def set_key(params: dict, dotted: str, value) -> dict:
         ("predict.gliner.threshold", 0.4, {"export@gliner", "evaluate", "tag"}),
         ("finetune_gliner.min_valid_f1", 0.2, {"finetune_gliner"}),  # the quality gate: its own stage only
         ("finetune_spanmarker.min_valid_f1", 0.2, {"finetune_spanmarker"}),
+        # how a mention is linked: link, and the exports that bundle the linker; nothing retrains or relabels
+        ("link.linker.min_score", 0.8, {"link", "export@gliner", "export@spanmarker"}),
+        ("link.watch_top_names", 3, {"link"}),  # the watch is link's alone
     ],
 )
 def test_a_params_edit_reruns_only_the_stages_that_read_the_key(up_to_date, key, value, reruns):
@@ -83,4 +86,5 @@ def test_a_params_edit_reruns_only_the_stages_that_read_the_key(up_to_date, key,
     assert set(status) - always == reruns
     for stage in reruns:
         changed = status[stage][0]["changed deps"]["params.yaml"]
-        assert set(changed) in ({key}, {key.rsplit(".", 1)[0]}), changed  # the key, or the student's decode block
+        # the key, the block declared around it (a student's decode block, link.linker), or a stage's own section
+        assert set(changed) in ({key}, {key.rsplit(".", 1)[0]}, {key.split(".")[0]}), changed
