@@ -183,10 +183,17 @@ def normalise(
     used = list(dict.fromkeys([*columns.values(), *keep, *(f.column for f in params.filters)]))
     missing = [c for c in used if c not in raw.columns]
     if missing:
+        absent = [c for c in missing if c in keep]
+        hint = (
+            f"; fetch.keep_columns names {absent}: a source without them keeps none (the demo's `symbol`: set "
+            f"fetch.keep_columns: [] and link.symbol_column: null)"
+            if absent
+            else ""
+        )
         raise InputError(
             f"{where}: missing column(s) {missing}; the source has "
             f"{[c for c in raw.columns if c != ROW]} (map them with params.yaml fetch.columns, "
-            f"keep_columns and filters)"
+            f"keep_columns and filters){hint}"
         )
     if ROW not in raw.columns:
         raw = raw.with_columns(pl.format("row {}", pl.int_range(pl.len())).alias(ROW))

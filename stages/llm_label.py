@@ -10,6 +10,10 @@ and no DVC output).
 
 `python -m stages.llm_label --plan` prints what a run would ask and cost, after the checks a run makes before
 its first paid request (the endpoint answers, takes the token, serves the model), without asking for any answer.
+
+With llm_label.budget_usd, the answers a run uses may cost that much in all (cached ones at what their records
+say): requests go in chunks that fit what is left, and the stage stops before one that would pass it, every answer
+bought cached, saying how far it got and what the rest would cost; a rerun with a larger cap buys only the rest.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from stages.core.paths import dvc_paths
 from stages.core.schema import HEADLINE_COLUMNS, seeded_rank
 from stages.core.stage_params import Cost, Endpoint, LlmLabelParams
 from stages.http.answer_cache import AnswerCache, CacheWriteError, key_hash, publish, seed
-from stages.teacher.endpoint import LOCAL, Asker, ModelMismatch, describe_failures, preflight
+from stages.teacher.endpoint import LOCAL, Asker, BudgetReached, ModelMismatch, describe_failures, preflight
 from stages.teacher.labels import label_figures, label_table
 from stages.teacher.local_server import gguf_path, gguf_sha256
 from stages.teacher.request import Extractive, Prompt, RequestSpec
@@ -144,6 +148,9 @@ def plan(requests: int, cached_answers: Iterable[dict], spec: RequestSpec, param
         "estimated_cost_usd": price["estimated_cost_usd"],
         "basis": (f"tokens: mean of {answered} cached answers" if answered else "tokens: a rough guess")
         + (f"; time: {timed} answers' latencies" if timed else "; time: llm_label.expected_headlines_per_s"),
+        # the cap also counts the cached answers a run uses: a run stops before the request that would pass it
+        "budget_usd": params.budget_usd,
+        "estimate_over_budget": None if params.budget_usd is None else price["usd"] > params.budget_usd,
     }
 
 
@@ -287,7 +294,15 @@ def main(argv: list[str] | None = None) -> None:
                 params.endpoint.base_url,
                 len(cache),
             )
-            figures, failures, points, totals = label_all(batches, specs, cache, params, args.out, args.answers, total)
+            try:
+                figures, failures, points, totals = label_all(
+                    batches, specs, cache, params, args.out, args.answers, total
+                )
+            except BudgetReached as stop:  # what is left, counted in the store as --plan counts it
+                _, remaining = count_missing(
+                    specs, headline_batches(args.headlines, params.limit, params.sample_seed)[1], cache
+                )
+                sys.exit(stop.explain(remaining))
     except ModelMismatch as error:  # the answers in flight were cached under the model that gave them
         sys.exit(f"llm_label: {error}; set it to the served model's id (it is part of every answer's cache key)")
     except CacheWriteError as error:  # a full disk: one line; the answers in flight were cached first
@@ -318,6 +333,12 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
+def cached_locations(keys: dict[str, list[str]], cache: AnswerCache) -> np.ndarray:
+    """Where the answers of these keys that the store holds lie (each once)."""
+    found = [where for ks in keys.values() for key in ks if (where := cache.location(key)) is not None]
+    return np.unique(np.array(found, dtype=np.uint64))
+
+
 def label_all(
     batches: Iterator[pl.DataFrame],
     specs: list[RequestSpec],
@@ -341,6 +362,9 @@ def label_all(
         for batch in batches:
             keys, todo, legacy = missing_answers(specs, batch["text"].unique(maintain_order=True), cache)
             cache.refile(legacy)
+            if params.budget_usd is not None:  # what the cached answers this batch uses cost counts too
+                for answer in cache.answers_at(cached_locations(keys, cache)):
+                    asker.used.add(answer)
             asked += len(todo)
             failures |= asker.ask(todo)
             table = label_table(batch, specs, cache, failures, params.occurrences, keys)

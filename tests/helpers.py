@@ -315,6 +315,7 @@ ALL_STAGES = {
     "export@spanmarker",
     "evaluate",
     "tag",
+    "link",
 }
 # What a `dvc repro` with nothing changed runs: nothing, with argilla_review.server: none (as shipped); with a review
 # server and `always_changed: true` on argilla_sync in dvc.yaml, that cheap check (its output hash rarely changes).

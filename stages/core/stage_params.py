@@ -158,6 +158,7 @@ class LlmLabelParams(Section):
     fail_on_request_errors: bool
     self_consistency: SelfConsistency
     cost: Cost
+    budget_usd: float | None = Field(gt=0)  # what the answers a run uses may cost in all; null: no cap
     expected_headlines_per_s: float = Field(gt=0)
 
 

@@ -17,12 +17,13 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from typing import Protocol
 
 import aiohttp
 import orjson
 from tqdm import tqdm
 
-from stages.core.errors import EndpointError
+from stages.core.errors import EndpointError, PipelineError
 from stages.core.io import log
 from stages.core.stage_params import Endpoint, LlmLabelParams
 from stages.http.answer_cache import AnswerCache
@@ -31,7 +32,48 @@ from stages.http.concurrency import AdaptiveLimit
 from stages.teacher.local_server import local_teacher
 from stages.teacher.replies import reply_answer
 from stages.teacher.request import RequestSpec
-from stages.teacher.usage import percentile
+from stages.teacher.usage import UsageTotals, estimate_cost, percentile
+
+BUDGET_CHUNK = 4  # with a budget, requests go in chunks of this many times concurrency.max, checked between chunks
+
+
+class BudgetReached(PipelineError):
+    """The next request would spend past llm_label.budget_usd: the run stops, every answer bought is cached."""
+
+    def __init__(self, budget: float, spent: float, bought: int, per_answer: float | None):
+        self.budget, self.spent, self.bought, self.per_answer = budget, spent, bought, per_answer
+        super().__init__(f"llm_label.budget_usd {budget} reached: ~{spent:.4f} USD spent")
+
+    def explain(self, remaining: int) -> str:
+        """One line: how far the run got and what the rest would cost."""
+        rest = (
+            f"~{remaining * self.per_answer:.4f} USD more at ~{self.per_answer:.6f} USD an answer"
+            if self.per_answer is not None
+            else "at a price no answer has shown yet"
+        )
+        return (
+            f"llm_label: stopped before passing llm_label.budget_usd {self.budget}: the answers used cost "
+            f"~{self.spent:.4f} USD, {self.bought} of them bought by this run and cached; {remaining} requests "
+            f"remain, {rest}. Raise llm_label.budget_usd (null: no cap) and `dvc repro`: nothing bought is asked again"
+        )
+
+
+class AnswerSink(Protocol):
+    """Where ask_all puts each answer as it arrives: the answer store, or one that also counts what it costs."""
+
+    def put(self, answer: dict) -> None: ...
+
+
+class _Metered:
+    """The answer store as ask_all sees it: every answer put is also counted (tokens, endpoint time)."""
+
+    def __init__(self, cache: AnswerCache, usage: UsageTotals):
+        self.cache, self.usage = cache, usage
+
+    def put(self, answer: dict) -> None:
+        self.cache.put(answer)
+        self.usage.add(answer)
+
 
 LOCAL = "local"  # endpoint.base_url value that starts the bundled llama.cpp teacher
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
@@ -90,7 +132,7 @@ def filed_under(spec: RequestSpec, body: dict, answer: dict, settings: ClientSet
 
 async def ask_all(
     jobs: Iterable[tuple[RequestSpec, str] | tuple[RequestSpec, str, dict]],
-    cache: AnswerCache,
+    cache: AnswerSink,
     settings: ClientSettings,
     on_done: Callable[[], None] = lambda: None,
     limit: AdaptiveLimit | None = None,
@@ -221,6 +263,9 @@ class Asker:
 
     def __init__(self, params: LlmLabelParams, cache: AnswerCache, stack: contextlib.ExitStack, progress: tqdm):
         self.params, self.cache, self.stack, self.progress = params, cache, stack, progress
+        # With llm_label.budget_usd: what every answer the run uses costs (cached ones as their records say,
+        # added by the caller through `used`), and what the answers bought by this run cost
+        self.used, self.bought = UsageTotals(), UsageTotals()
         self.settings: ClientSettings | None = None
         self.limit: AdaptiveLimit | None = None
         self.calls = self.retries = 0
@@ -246,17 +291,53 @@ class Asker:
         )
         self.limit = self.settings.limit()
 
+    def cost(self, usage: UsageTotals) -> float:
+        return estimate_cost(usage.prompt_tokens, usage.completion_tokens, usage.endpoint_s, self.params.cost)["usd"]
+
+    def per_answer(self) -> float | None:
+        """What an answer costs: this run's bought ones on average, else the cached ones', else the hourly price
+        at llm_label.expected_headlines_per_s; None when nothing says (per-token prices, no answer yet)."""
+        for usage in (self.bought, self.used):
+            if usage.count and (usage.endpoint_s or usage.prompt_tokens or usage.completion_tokens):
+                return self.cost(usage) / usage.count
+        hourly = self.params.cost.usd_per_hour
+        if self.params.cost.usd_per_million_prompt_tokens is None and hourly is not None:
+            return hourly / 3600 / (self.params.expected_headlines_per_s * self.params.self_consistency.samples)
+        return None
+
+    def affordable(self, wanted: int) -> int:
+        """How many of `wanted` requests fit in what is left of the budget (1 to learn the price, when unknown)."""
+        budget = self.params.budget_usd
+        if budget is None:
+            return wanted
+        left, per = budget - self.cost(self.used) - self.cost(self.bought), self.per_answer()
+        if left <= 0:
+            return 0
+        fits = 1 if per is None else wanted if per == 0 else int(left / per + 1e-9)
+        return min(wanted, fits, BUDGET_CHUNK * self.params.concurrency.max)
+
     def ask(self, todo: list[tuple[RequestSpec, str, dict]]) -> dict[str, str]:
-        """Every missing answer of a batch; returns the error kind of each headline that still failed."""
-        if not todo:
-            return {}
+        """Every missing answer of a batch; returns the error kind of each headline that still failed. With a
+        budget, in chunks that fit what is left of it; BudgetReached before a request that would pass it."""
+        failures: dict[str, str] = {}
+        while todo:
+            room = self.affordable(len(todo))
+            if room == 0:
+                spent = self.cost(self.used) + self.cost(self.bought)
+                raise BudgetReached(self.params.budget_usd or 0.0, spent, self.bought.count, self.per_answer())
+            failures |= self._ask(todo[:room])
+            todo = todo[room:]
+        return failures
+
+    def _ask(self, todo: list[tuple[RequestSpec, str, dict]]) -> dict[str, str]:
         if self.settings is None:
             self._connect()
         assert self.settings is not None  # _connect set it
         samples = self.params.self_consistency.samples
         share = 1 if samples == 1 else 1 / samples  # the bar counts headlines
+        metered = _Metered(self.cache, self.bought)
         stats, failures = asyncio.run(
-            ask_all(todo, self.cache, self.settings, lambda: self.progress.update(share), limit=self.limit)
+            ask_all(todo, metered, self.settings, lambda: self.progress.update(share), limit=self.limit)
         )
         self.calls, self.retries = self.calls + stats.calls, self.retries + stats.retries
         self.latencies_s.extend(stats.latencies_s)

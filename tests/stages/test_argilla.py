@@ -531,7 +531,7 @@ def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fa
     test_record = first_labelled("test")
     assert test_record["human_origin"] == "file"
     annotate(server, "dvc-flow-test", {test_record["id"]: ("submitted", [])})  # the reviewer overrules the file
-    assert stages_run(sh(repo, "dvc", "repro")) == POLLED | {"argilla_review", "evaluate"}
+    assert stages_run(sh(repo, "dvc", "repro")) == POLLED | {"argilla_review", "evaluate", "link"}
     after = {r["id"]: r for r in pl.read_parquet(repo / "data/reviewed/test.parquet").iter_rows(named=True)}
     assert after[test_record["id"]]["label_spans"] == [] and after[test_record["id"]]["human_origin"] == "argilla"
     assert stages_run(sh(repo, "dvc", "repro")) == POLLED
@@ -545,6 +545,7 @@ def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fa
         "export@spanmarker",
         "evaluate",
         "tag",
+        "link",
     }
     assert stages_run(sh(repo, "dvc", "repro")) == POLLED
     review = yaml.safe_load((repo / "metrics/review.json").read_text())

@@ -457,3 +457,32 @@ def test_batches_give_the_table_one_batch_gives_and_a_repeated_text_is_asked_onc
     llm_label.main([*command[:at], "one.parquet", *command[at + 1 :]])
     batched, whole = pl.read_parquet("b.parquet"), pl.read_parquet("one.parquet")
     assert batched.height == 230 and batched.equals(whole) and batched["id"].is_sorted()
+
+
+def test_a_budget_stops_the_stage_mid_feed_and_a_larger_one_buys_only_the_rest(tmp_path, fake_teacher):
+    """Issue 33: the fake teacher's answers take 100 prompt tokens, 0.1 USD each at these prices; a 1.05 USD cap
+    buys 10 of the 40 (the first one learns the price), stops before the 11th and says what the rest costs."""
+    prices = {"usd_per_hour": None, "usd_per_million_prompt_tokens": 1000.0, "usd_per_million_completion_tokens": 0.0}
+    directory = label_project(tmp_path, fake_teacher, cost=prices, budget_usd=1.05)
+    run = label(directory)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "llm_label: stopped before passing llm_label.budget_usd 1.05: the answers used cost ~1.0000 USD, 10 of them "
+        "bought by this run and cached; 30 requests remain, ~3.0000 USD more at ~0.100000 USD an answer. Raise "
+        "llm_label.budget_usd (null: no cap) and `dvc repro`: nothing bought is asked again"
+    )
+    assert cached_lines(directory) == 10 and sum(fake_teacher.requests.values()) == 10
+    assert not (directory / "data/labels/llm_labels.parquet").exists()  # no half table
+
+    plan = label(directory, "--plan")
+    assert json.loads(plan.stdout)["budget_usd"] == 1.05 and json.loads(plan.stdout)["estimate_over_budget"]
+
+    edit(directory, lambda section: section.update(budget_usd=4.0))  # exactly what all 40 cost
+    run = label(directory)
+    assert run.returncode == 0, run.stderr
+    assert sum(fake_teacher.requests.values()) == 40  # 0 answers bought twice
+    assert cached_lines(directory) == 40 and labels(directory).height == 40
+
+    edit(directory, lambda section: section.update(budget_usd=1.0))  # below what the cached answers cost
+    before = sum(fake_teacher.requests.values())
+    assert label(directory).returncode == 0 and sum(fake_teacher.requests.values()) == before  # nothing to buy

@@ -14,8 +14,11 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
     assert stages_run(sh(repo, "dvc", "repro")) == ALL_STAGES
     assert sum(fake_teacher.requests.values()) == LABELLED
     shown = next(iter(json.loads(sh(repo, "dvc", "metrics", "show", "--json")).values()))["data"]
-    scores = {path.removeprefix("metrics/quality/").removesuffix(".json"): v["data"] for path, v in shown.items()}
-    assert set(scores) == {"teacher", "gliner", "spanmarker", "gliner_export", "spanmarker_export"}  # nothing else
+    quality = {path: v for path, v in shown.items() if path.startswith("metrics/quality/")}
+    scores = {path.removeprefix("metrics/quality/").removesuffix(".json"): v["data"] for path, v in quality.items()}
+    assert set(scores) == {"teacher", "gliner", "spanmarker", "gliner_export", "spanmarker_export"}
+    assert set(shown) - set(quality) == {"metrics/linking.json"}  # nothing else: no stage internals, no timings
+    assert shown["metrics/linking.json"]["data"]["gold_mentions"] > 0
     assert {s["reference"] for s in scores.values()} == {"human"} and scores["gliner"]["headlines"] > 0
     assert scores["teacher"]["f1"] < 1.0  # the demo's reviewer file is the reference
     for model in ("gliner", "spanmarker", "teacher"):
@@ -37,6 +40,7 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
         "argilla_review",
         "evaluate",
         "tag",
+        "link",
     )
     for stage in stages:
         sh(repo, "dvc", "repro", "-f", "-s", stage)
@@ -57,14 +61,15 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
     edit_params(repo, lambda p: p["split"]["ranges"]["test"].update(start="2020-01-01"))
     # fetch checks split.ranges against its dates (the same table comes out): labelling does not rerun; the review
     # check reruns as its input (the split) changed, and its snapshot does not
-    rerun = {"fetch", "split", "scout", "argilla_sync", "argilla_review", "evaluate"}
+    rerun = {"fetch", "split", "scout", "argilla_sync", "argilla_review", "evaluate", "link"}  # link: the watch cutoff
     assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | rerun
     commit(repo, "test on 2020 only")
     params_diff = json.loads(sh(repo, "dvc", "params", "diff", base_branch, "--json"))
     change = params_diff["params.yaml"]["split.ranges.test.start"]
     assert (change["old"], change["new"]) == ("2019-01-01", "2020-01-01")
     metrics_diff = json.loads(sh(repo, "dvc", "metrics", "diff", base_branch, "--json"))
-    assert {path for path in metrics_diff} <= {f"metrics/quality/{model}.json" for model in scores}  # no timings
+    declared = {f"metrics/quality/{model}.json" for model in scores} | {"metrics/linking.json"}
+    assert {path for path in metrics_diff} <= declared  # no timings
     test_headlines = metrics_diff["metrics/quality/gliner.json"]["headlines"]
     assert test_headlines["new"] < test_headlines["old"]
     sh(repo, "git", "checkout", "-q", base_branch)

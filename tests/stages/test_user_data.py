@@ -21,7 +21,9 @@ def test_a_users_own_csv_runs_with_the_demo_label_file_still_in_params(repo):
     pl.DataFrame(rows).write_csv(repo / "data/own/headlines.csv")
 
     def own_data(params):
-        params["fetch"].update(path="data/own/headlines.csv", source="own")
+        # a file without the demo's symbol column keeps none (link then has no feed symbols to check against)
+        params["fetch"].update(path="data/own/headlines.csv", source="own", keep_columns=[])
+        params["link"].update(symbol_column=None)
         params["llm_label"].update(limit=None)
         params["cluster_sample"].update(sample_size=5)
 
