@@ -26,7 +26,7 @@ from tqdm import tqdm
 from stages.core.errors import EndpointError, PipelineError
 from stages.core.io import log
 from stages.core.stage_params import Endpoint, LlmLabelParams
-from stages.http.answer_cache import AnswerCache
+from stages.http.answer_cache import AnswerCache, answer_record
 from stages.http.client import RETRYABLE_KINDS, ClientSettings, Gate, RunStats, ask, ask_each
 from stages.http.concurrency import AdaptiveLimit
 from stages.teacher.local_server import local_teacher
@@ -72,7 +72,7 @@ class _Metered:
 
     def put(self, answer: dict) -> None:
         self.cache.put(answer)
-        self.usage.add(answer)
+        self.usage.add(answer_record(answer))  # as the store keeps it: a reply's null token counts are none
 
 
 LOCAL = "local"  # endpoint.base_url value that starts the bundled llama.cpp teacher
