@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 ARGILLA_VENV := .venv-argilla
 
-.PHONY: install demo test lint clean plan case-study results plots argilla-up argilla-down browser learning-curve review-priority serve real-headlines
+.PHONY: install demo test lint clean plan case-study results plots argilla-up argilla-down browser learning-curve review-priority serve real-headlines real-learning-curve whole-feed
 
 install: $(VENV)/.installed
 
@@ -95,7 +95,14 @@ SERVE_ARGS ?=
 serve: install
 	python -m scripts.serve $(MODEL) --host 127.0.0.1 --port $(PORT) $(SERVE_ARGS)
 
-# The whole pipeline on 500 real headlines (SEntFiN, data/real_headlines/) in a scratch copy, their human
-# annotations as reviewers' labels (~20 min): metrics/real_headlines.json
+# The whole pipeline on 1,500 real headlines (SEntFiN, data/real_headlines/) in a scratch copy (REAL_RUN), their
+# human annotations as reviewers' labels, each student trained with seeds 0, 1, 2 (~100 min on 2 cores):
+# metrics/real_headlines.json. Then, on that run's splits: the learning curve, human vs teacher labels
+# (metrics/real_learning_curve.*), and the whole-feed recipes at 300 human labels (metrics/whole_feed.*).
+REAL_RUN ?= $(or $(TMPDIR),/tmp)/headline-ner-real
 real-headlines: install
-	python -m scripts.real_headlines
+	python -m scripts.real_headlines --workdir $(REAL_RUN)
+real-learning-curve: install
+	python -m scripts.learning_curve --run $(REAL_RUN) --sizes 100 300 600 all --seeds 0 1 2 --name real_learning_curve
+whole-feed: install
+	python -m scripts.whole_feed --run $(REAL_RUN) --budget 300 --seeds 0 1 2

@@ -2,39 +2,33 @@
 
 Trains a student on n training headlines labelled by the teacher and on the same n headlines labelled
 by humans, for several n, and scores every model (and the teacher) on the human-labelled test split with
-the bootstrap CI that `evaluate` uses. Reads what the last `dvc repro` wrote (the reviewed splits, params.yaml);
-writes metrics/learning_curve.csv (DVC plot data: `dvc plots show metrics/learning_curve.csv`) and
-metrics/learning_curve.png.
+the bootstrap CI that `evaluate` uses. Reads what the last `dvc repro` wrote (the reviewed splits, params.yaml)
+in this working tree, or in another run's directory (--run: a real-headline run's scratch copy); writes
+metrics/<name>.csv (DVC plot data: `dvc plots show metrics/learning_curve.csv`) and metrics/<name>.png, where
+--name is learning_curve by default.
 
   python -m scripts.learning_curve [--sizes 50 100 200 all] [--students gliner spanmarker] [--seeds 0 1]
+                                   [--run DIR --name real_learning_curve]
 
-Many trainings, so a script rather than a stage: GLiNER at the demo's sizes takes about 6 minutes on 2 cores.
+Many trainings, so a script rather than a stage: GLiNER at the demo's sizes takes about 6 minutes on 2 cores. Each
+training's scores are kept in the run's directory (experiments/) as it finishes: a rerun trains only what it lacks.
 """
 
 from __future__ import annotations
 
 import argparse
+from functools import partial
+from pathlib import Path
 
 import polars as pl
 
-from scripts.student_runs import (
-    ROOT,
-    human_test,
-    plot_f1,
-    reviewed_splits,
-    student_params,
-    teacher_score,  # noqa: I001
-    train_and_score,
-    validation,
-)
+from scripts.student_runs import ROOT, Run, plot_f1, train_and_score
 from stages.core.cli import setup_logging
 from stages.core.io import log, write_csv
 from stages.labels.records import HUMAN_LABELLED, labelled_records, seeded_subset
 from stages.students.registry import STUDENTS
 
-CSV_OUT = ROOT / "metrics/learning_curve.csv"
-PNG_OUT = ROOT / "metrics/learning_curve.png"
-FIELDS = ["student", "labels", "n", "seed", "f1", "f1_ci_low", "f1_ci_high", "precision", "recall"]
+FIELDS = ["student", "labels", "n", "seed", "f1", "f1_ci_low", "f1_ci_high", "precision", "recall", "seconds"]
 
 
 def paired_pool(train: pl.DataFrame) -> dict[str, list[dict]]:
@@ -50,7 +44,7 @@ def training_sets(pool: dict[str, list[dict]], sizes: list[int | None], seed: in
     return [(labels, n, seeded_subset(pool[labels], n, seed)) for n in counts for labels in ("teacher", "human")]
 
 
-def plot(rows: list[dict], teacher_f1: float) -> None:
+def plot(rows: list[dict], teacher_f1: float, path: Path) -> None:
     series = []
     for (student, labels), style in zip(sorted({(r["student"], r["labels"]) for r in rows}), ["o-", "s--"] * 4):
         by_n: dict[int, list[dict]] = {}
@@ -65,7 +59,7 @@ def plot(rows: list[dict], teacher_f1: float) -> None:
             {"label": f"{student}, {labels} labels", "x": n, "f1": f1, "low": low, "high": high, "style": style}
         )
     plot_f1(
-        PNG_OUT,
+        path,
         "Students trained on teacher vs human labels (same headlines, 95% CI)",
         "training headlines",
         series,
@@ -78,29 +72,38 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["50", "100", "200", "all"])
     parser.add_argument("--students", nargs="+", default=["gliner"], choices=sorted(STUDENTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--run", type=Path, default=ROOT, help="the pipeline run's directory (default: this tree)")
+    parser.add_argument("--name", default="learning_curve", help="metrics/<name>.csv and .png")
     args = parser.parse_args()
     setup_logging()
     sizes = [None if s == "all" else int(s) for s in args.sizes]
-    splits = reviewed_splits()
-    test, valid, pool = human_test(splits["test"]), validation(splits["valid"]), paired_pool(splits["train"])
-    teacher = teacher_score(splits["test"], test)
+    run = Run(args.run)
+    splits = run.splits()
+    test, valid, pool = run.human_test(splits["test"]), run.validation(splits["valid"]), paired_pool(splits["train"])
+    teacher = run.teacher_score(splits["test"], test)
     rows = []
     for name in args.students:
-        training = student_params(name)
         for seed in args.seeds:
             for labels, n, records in training_sets(pool, sizes, seed):
                 log.info("learning curve: %s on %d headlines with %s labels (seed %d)", name, n, labels, seed)
-                result = train_and_score(name, training.model_copy(update={"seed": seed}), records, valid, test)
-                rows.append({"student": name, "labels": labels, "n": n, "seed": seed, **result})
+                training = run.training(name, seed)
+                kept = run.kept(
+                    f"learning-curve-{name}-{labels}-n{n}-seed{seed}",
+                    {"training": training.model_dump(), "decode": run.decode(name), "labels": labels, "n": n},
+                    partial(train_and_score, run, name, training, records, valid, {"test": test}),
+                )
+                result = kept["test"] | {"seconds": kept["seconds"]}
+                rows.append({"student": name, "labels": labels, "n": n, "seed": seed} | result)
                 log.info(
                     "learning curve: -> F1 %.3f [%.3f, %.3f]", result["f1"], result["f1_ci_low"], result["f1_ci_high"]
                 )
     rows.sort(key=lambda r: (r["student"], r["labels"], r["n"], r["seed"]))
-    write_csv(CSV_OUT, rows, FIELDS)
-    plot(rows, teacher["f1"])
+    csv_out, png_out = (ROOT / "metrics" / f"{args.name}.{suffix}" for suffix in ("csv", "png"))
+    write_csv(csv_out, rows, FIELDS)
+    plot(rows, teacher["f1"], png_out)
     print(
         f"{len(rows)} points on {len(test)} human-labelled test headlines (teacher F1 {teacher['f1']:.3f}) -> "
-        f"{CSV_OUT.relative_to(ROOT)}, {PNG_OUT.relative_to(ROOT)}"
+        f"{csv_out.relative_to(ROOT)}, {png_out.relative_to(ROOT)}"
     )
 
 

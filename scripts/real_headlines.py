@@ -1,15 +1,21 @@
 """Real headlines: the whole pipeline on real financial news that no one here wrote, scored against its humans.
 
-Takes a slice of SEntFiN (data/real_headlines/: real Indian and international headlines with human entity
+Takes SEntFiN's titles (data/real_headlines/: real Indian and international headlines with human entity
 annotations, MIT, see its README) and runs `dvc repro` in a scratch copy of this working tree as a user would
-on their own data: the slice's headlines as `fetch.path`, its annotations as an existing human-label file
-(`argilla_review.label_files`), the rest of the shipped file as an `evaluate.extra_test_sets` file, every
-other param as params.yaml has it (but `llm_label.limit: null`, so the teacher labels the whole slice).
+on their own data: the titles as `fetch.path`, their annotations as an existing human-label file
+(`argilla_review.label_files`), every other param as params.yaml has it (but `llm_label.limit: null`, so the
+teacher labels every title). With --extra, further titles of the file are an `evaluate.extra_test_sets` file.
 
 SEntFiN has no dates, and the pipeline splits by date: each headline gets a synthetic date, deterministically.
 Headlines are ordered by a hash of their id; the first `--headlines` form the slice, the next `--extra` the
-extra test set. Within the slice the first 60% get train dates, the next 20% valid and the last 20% test: the
-i-th headline of a split is dated i days after its `split.ranges` start (wrapping inside the range).
+extra test set. Within the slice the first 80% get train dates, the next 10% valid and the last 10% test (the
+case study's proportions): the i-th headline of a split is dated i days after its `split.ranges` start (wrapping
+inside the range).
+
+Seeds: the pipeline trains each student with its params seed; this script trains it again with every other
+--seeds value on the same splits, by the harness (scripts/student_runs.py) on the records its finetune stage
+takes, exports each to int8 ONNX, and reports each model's mean over seeds with the spread. A seed's scores are
+kept in the workdir (experiments/), under a digest of what they depend on, so a rerun trains only what changed.
 
 SEntFiN's guidelines count sectors, indices, commodities and regulators too ("IT stocks", "Nifty", "gold"),
 which a company extractor is not asked for, so every model is scored three ways: on all spans (exact, as evaluate
@@ -20,9 +26,10 @@ commodity, currency, regulator or place (what our review guidelines say is no co
 such spans from gold and predictions alike: a model is neither credited nor charged for them.
 The company-only reference is also scored as if it were a model ("company_only_reference"): its all-spans F1 is
 the most a model that names companies only, and nothing SEntFiN calls a sector or index, can score there.
-Writes metrics/real_headlines.json. About 15-25 minutes on 2 cores (the local teacher labels ~1 headline/s).
+Writes metrics/real_headlines.json. About 100 minutes on 2 cores: the local teacher labels ~1.2 headlines/s, and
+each seed trains both students on 1,200 titles.
 
-  python -m scripts.real_headlines [--headlines 500] [--extra 1000] [--workdir DIR]
+  python -m scripts.real_headlines [--headlines 1500] [--extra 0] [--seeds 0 1 2] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -36,27 +43,34 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from scripts.student_runs import Run, over_seeds, score_folder, train_and_score
 from scripts.worktree import copy_worktree
+from stages.core.cli import setup_logging
+from stages.core.io import log
 from stages.core.metrics import score
 from stages.core.params import load_params
-from stages.core.stage_params import Bootstrap, EvaluateParams, SplitParams
+from stages.core.schema import SPLITS
+from stages.core.stage_params import Bootstrap, SplitParams
+from stages.labels.records import labelled_records, unreviewed_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SOURCE = ROOT / "data/real_headlines/sentfin_dev.jsonl"
 NOT_COMPANIES = ROOT / "data/real_headlines/not_companies.yaml"
 OUT = ROOT / "metrics/real_headlines.json"
-SHARES = (("train", 0.6), ("valid", 0.2), ("test", 0.2))
-SPLITS = [name for name, _ in SHARES]
+SHARES = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 HEADLINES_FILE = "data/real_headlines/headlines.jsonl"  # inside the scratch copy: fetch.path
 LABELS_FILE = "data/real_headlines/reviewer_labels.jsonl"  # the slice's annotations as reviewers' labels
 EXTRA_FILE = "data/test_sets/sentfin_rest.jsonl"  # the rest of the slice: an extra test set
-MODELS = ("gliner", "spanmarker", "gliner_export", "spanmarker_export")
+PIPELINE_SECONDS = "pipeline_seconds.txt"  # the workdir's last `dvc repro`, as this script timed it
+STUDENT_NAMES = ("gliner", "spanmarker")
+MODELS = (*STUDENT_NAMES, *(f"{name}_export" for name in STUDENT_NAMES))
 KEYS = ("f1", "f1_ci_low", "f1_ci_high", "precision", "recall")
 VIEWS = ("capitalised", "company_only")  # besides all spans, which the top-level figures are
 CEILING = "company_only_reference"
@@ -175,8 +189,8 @@ def commit(workdir: Path) -> None:
         subprocess.run(command, cwd=workdir, check=True, capture_output=True)
 
 
-def point_params(workdir: Path, teacher_threads: int | None) -> None:
-    """The user's-own-data params: fetch the slice, take its annotations as reviewers', score the rest too
+def point_params(workdir: Path, teacher_threads: int | None, extra: bool) -> None:
+    """The user's-own-data params: fetch the slice, take its annotations as reviewers', score the extra set (if any)
     (teacher_threads: the local teacher's threads, for a machine shared with other jobs; None keeps params')."""
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     if teacher_threads:
@@ -187,7 +201,7 @@ def point_params(workdir: Path, teacher_threads: int | None) -> None:
     params["link"].update(symbol_column=None, gold_file=None)  # SEntFiN has no symbols, and the gold is the demo's
     params["llm_label"]["limit"] = None
     params["argilla_review"].update(label_dir=str(Path(LABELS_FILE).parent), label_files=[LABELS_FILE])
-    params["evaluate"]["extra_test_sets"] = [EXTRA_FILE]
+    params["evaluate"]["extra_test_sets"] = [EXTRA_FILE] if extra else []
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -201,40 +215,83 @@ def run_pipeline(workdir: Path) -> None:
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "evaluate"], cwd=workdir, env=env, check=True)
 
 
-def model_scores(workdir: Path, records: list[dict], bootstrap: Bootstrap, teacher: list[list[dict]] | None) -> dict:
-    """Every student (and the teacher's labels, where given) on records, each view; and CEILING: the company-only
-    reference itself as predictions, which bounds what a model that names companies only scores on all spans."""
-    from stages.students.registry import STUDENTS
-
+def views_scorer(bootstrap: Bootstrap) -> Callable[[list[dict], list[list[dict]]], dict]:
+    """The harness's scorer for this run: every view's figures of predictions against records."""
     not_companies = NotCompanies.from_yaml(yaml.safe_load(NOT_COMPANIES.read_text()))
-    texts = [r["text"] for r in records]
-    result = {"teacher": scores(records, teacher, bootstrap, not_companies)} if teacher is not None else {}
-    result[CEILING] = scores(
-        records, [company_only(r["spans"], not_companies) for r in records], bootstrap, not_companies
+    return lambda records, predicted: scores(records, predicted, bootstrap, not_companies)
+
+
+def fixed_scores(records: list[dict], teacher: list[list[dict]] | None, scorer) -> dict:
+    """The teacher's labels (where given) and CEILING, the company-only reference itself as predictions, which
+    bounds what a model that names companies only scores on all spans: neither depends on a seed."""
+    not_companies = NotCompanies.from_yaml(yaml.safe_load(NOT_COMPANIES.read_text()))
+    result = {"teacher": scorer(records, teacher)} if teacher is not None else {}
+    return result | {CEILING: scorer(records, [company_only(r["spans"], not_companies) for r in records])}
+
+
+def seed_scores(run: Run, student: str, seed: int, sets: dict[str, list[dict]], scorer) -> dict:
+    """{"model": {set: views}, "export": {set: views}} of a student trained with a seed: the pipeline's own
+    folders for the params' seed, else trained here on the records its finetune stage takes (kept in the run's
+    directory with the seconds that took, under everything the scores depend on)."""
+    if seed == run.training(student).seed:
+        return {
+            "model": score_folder(run, student, run.paths[student], sets, scorer),
+            "export": score_folder(run, student, run.paths[f"{student}_export"], sets, scorer),
+        }
+    splits = run.splits()
+    training = run.training(student, seed)
+    train = unreviewed_rule(labelled_records(splits["train"]), training.unreviewed)
+    depends_on = {
+        "training": training.model_dump(),
+        "decode": run.decode(student),
+        "not_companies": hashlib.sha256(NOT_COMPANIES.read_bytes()).hexdigest(),
+        "sets": sets,
+    }
+    return run.kept(
+        f"{student}-seed{seed}",
+        depends_on,
+        lambda: train_and_score(run, student, training, train, run.validation(splits["valid"]), sets, True, scorer),
     )
-    for name in MODELS:
-        predict = STUDENTS[name.removesuffix("_export")].load(workdir / "models" / name)
-        result[name] = scores(records, predict(texts, 32), bootstrap, not_companies)
-    return result
 
 
-def report(workdir: Path, extra: list[dict], seconds: float | None) -> dict:
-    import polars as pl
+def seed_table(by_seed: dict[str, dict[int, dict]], test_set: str) -> dict:
+    """{view: {model: over_seeds}} of each model's per-seed scores on one set."""
+    return {
+        view: {
+            name: over_seeds([runs[seed][test_set][view] for seed in sorted(runs)]) for name, runs in by_seed.items()
+        }
+        for view in ("all", *VIEWS)
+    }
 
-    from stages.labels.records import human_records, labelled_records
 
-    bootstrap = load_params(EvaluateParams, workdir / "params.yaml").bootstrap
-    test = pl.read_parquet(workdir / "data/reviewed/test.parquet")
-    records = human_records(labelled_records(test))
-    teacher_spans = dict(zip(test["id"].to_list(), test["teacher_spans"].to_list()))
-    on_test = model_scores(workdir, records, bootstrap, [teacher_spans[r["id"]] or [] for r in records])
-    on_extra = model_scores(workdir, extra, bootstrap, None)
+def report(workdir: Path, extra: list[dict], seeds: list[int]) -> dict:
+    from stages.labels.records import human_records
+
+    run = Run(workdir)
+    splits = run.splits()
+    scorer = views_scorer(run.bootstrap())
+    records = human_records(labelled_records(splits["test"]))
+    sets = {"test": records} | ({"extra": extra} if extra else {})
+    teacher_spans = dict(zip(splits["test"]["id"].to_list(), splits["test"]["teacher_spans"].to_list()))
+    fixed = fixed_scores(records, [teacher_spans[r["id"]] or [] for r in records], scorer)
+    by_seed: dict[str, dict[int, dict]] = {}  # model -> seed -> set -> view -> scores
+    seconds_by_seed: dict[str, dict[str, int]] = {}
+    for student in STUDENT_NAMES:
+        for seed in seeds:
+            log.info("real headlines: %s, seed %d", student, seed)
+            result = seed_scores(run, student, seed, sets, scorer)
+            by_seed.setdefault(student, {})[seed] = result["model"]
+            by_seed.setdefault(f"{student}_export", {})[seed] = result["export"]
+            if "seconds" in result:
+                seconds_by_seed.setdefault(student, {})[str(seed)] = result["seconds"]
+    params_seed = {name: run.training(name.removesuffix("_export")).seed for name in MODELS}
+    on_test = fixed | {name: by_seed[name][params_seed[name]]["test"] for name in MODELS}
     metrics = json.loads((workdir / "metrics/metrics.json").read_text())
     sizes = {k: v for k, v in json.loads((workdir / "metrics/split.json").read_text()).items() if k in SPLITS}
     for name in ("teacher", *MODELS):  # the pipeline's own figures must be the ones recomputed here
         if abs(metrics[name]["f1"] - on_test[name]["all"]["f1"]) > 1e-9:
             raise SystemExit(f"{name}: evaluate says F1 {metrics[name]['f1']}, recomputed {on_test[name]['all']['f1']}")
-    return {
+    result = {
         "source": "SEntFiN 1.0 (MIT), data/real_headlines/sentfin_dev.jsonl",
         "headlines": sum(sizes.values()),
         **sizes,
@@ -242,20 +299,74 @@ def report(workdir: Path, extra: list[dict], seconds: float | None) -> dict:
         "reference": metrics["reference"],
         **{name: on_test[name]["all"] for name in on_test},
         **{view: {name: on_test[name][view] for name in on_test} for view in VIEWS},
-        "extra_test_set": {
+        "seeds": seeds,
+        "over_seeds": seed_table(by_seed, "test"),
+        "f1_by_seed": {
+            name: {str(seed): by_seed[name][seed]["test"]["all"]["f1"] for seed in seeds} for name in MODELS
+        },
+        # the last `dvc repro` this script ran there (null: none did), this machine
+        "pipeline_seconds": int(timing.read_text()) if (timing := workdir / PIPELINE_SECONDS).is_file() else None,
+        "seed_seconds": seconds_by_seed,  # the seeds trained here (not the pipeline's own)
+    }
+    if extra:
+        on_extra = fixed_scores(extra, None, scorer) | {
+            name: by_seed[name][params_seed[name]]["extra"] for name in MODELS
+        }
+        result["extra_test_set"] = {
             "headlines": len(extra),
             **{name: on_extra[name]["all"] for name in on_extra},
             **{view: {name: on_extra[name][view] for name in on_extra} for view in VIEWS},
-        },
-        "pipeline_seconds": None if seconds is None else round(seconds),
-    }
+            "over_seeds": seed_table(by_seed, "extra"),
+        }
+    return result
+
+
+LABELS = {
+    "teacher": "Teacher LLM (labels)",
+    "gliner": "GLiNER fine-tuned",
+    "gliner_export": "GLiNER export (int8 ONNX)",
+    "spanmarker": "SpanMarker fine-tuned",
+    "spanmarker_export": "SpanMarker export (int8 ONNX)",
+    CEILING: "Company-only reference (ceiling)",
+}
+
+
+def seed_cell(figures: dict) -> str:
+    return f"{figures['f1_mean']:.3f} ± {figures['f1_sd']:.3f} [{figures['f1_min']:.3f}, {figures['f1_max']:.3f}]"
+
+
+def markdown_table(result: dict) -> str:
+    """The seed table of docs/real-headlines.md: each student's mean F1 over seeds ± its standard deviation
+    [lowest, highest] per view, the mean 95% CI of one run, and P/R; the teacher and the ceiling are one figure."""
+    seeds = ", ".join(str(s) for s in result["seeds"])
+    lines = [
+        f"Real headlines: {result['headlines']:,} SEntFiN titles, {result['train']:,} train / {result['valid']:,} "
+        f"valid / {result['test']:,} test by synthetic date, all human-labelled; reference: the human labels of the "
+        f"{result['test_human_labelled']} test titles. Students: mean over seeds {seeds} ± standard deviation "
+        "[lowest, highest].",
+        "",
+        "| model | test F1, all spans | one run's 95% CI | capitalised | company-only | P / R (all spans) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, label in LABELS.items():
+        if name in MODELS:
+            by_view = {view: result["over_seeds"][view][name] for view in ("all", *VIEWS)}
+            cells = [seed_cell(by_view[view]) for view in ("all", *VIEWS)]
+            ci = f"[{by_view['all']['one_run_ci_low']:.3f}, {by_view['all']['one_run_ci_high']:.3f}]"
+            pr = f"{by_view['all']['precision_mean']:.3f} / {by_view['all']['recall_mean']:.3f}"
+        else:
+            cells = [f"{result[name]['f1']:.3f}", *(f"{result[view][name]['f1']:.3f}" for view in VIEWS)]
+            ci = f"[{result[name]['f1_ci_low']:.3f}, {result[name]['f1_ci_high']:.3f}]"
+            pr = f"{result[name]['precision']:.3f} / {result[name]['recall']:.3f}"
+        lines.append(f"| {label} | {cells[0]} | {ci} | {cells[1]} | {cells[2]} | {pr} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=SOURCE, help="JSONL of {id, text, spans}")
-    parser.add_argument("--headlines", type=int, default=500, help="headlines the pipeline runs on")
-    parser.add_argument("--extra", type=int, default=1000, help="further headlines scored as an extra test set")
+    parser.add_argument("--headlines", type=int, default=1500, help="headlines the pipeline runs on")
+    parser.add_argument("--extra", type=int, default=0, help="further headlines scored as an extra test set")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "headline-ner-real")
     parser.add_argument(
         "--teacher-threads",
@@ -269,8 +380,14 @@ def main() -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="score what the last run in workdir left, run nothing"
     )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="train each student with each")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--table", action="store_true", help="print the table of the --out file, run nothing")
     args = parser.parse_args()
+    setup_logging()
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())), end="")
+        return
     with open(args.source, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     pipeline_rows, extra = take_slice(rows, args.headlines, args.extra)
@@ -282,11 +399,13 @@ def main() -> None:
         write_jsonl(
             args.workdir / LABELS_FILE, [{"text": r["text"], "date": r["date"], "spans": r["spans"]} for r in dated]
         )
-        write_jsonl(args.workdir / EXTRA_FILE, [{"text": r["text"], "spans": r["spans"]} for r in extra])
-        point_params(args.workdir, args.teacher_threads)
+        if extra:
+            write_jsonl(args.workdir / EXTRA_FILE, [{"text": r["text"], "spans": r["spans"]} for r in extra])
+        point_params(args.workdir, args.teacher_threads, bool(extra))
         commit(args.workdir)
         run_pipeline(args.workdir)
-    result = report(args.workdir, extra, None if args.report_only else time.perf_counter() - started)
+        (args.workdir / PIPELINE_SECONDS).write_text(f"{round(time.perf_counter() - started)}\n")
+    result = report(args.workdir, extra, args.seeds)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(
         json.dumps(

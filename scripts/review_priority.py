@@ -21,17 +21,7 @@ from statistics import mean
 
 import polars as pl
 
-from scripts.student_runs import (
-    PATHS,
-    ROOT,
-    human_test,
-    plot_f1,
-    reviewed_splits,
-    student_params,  # noqa: I001
-    teacher_score,
-    train_and_score,
-    validation,
-)
+from scripts.student_runs import ROOT, Run, plot_f1, train_and_score
 from stages.core.cli import setup_logging
 from stages.core.io import log, write_csv, write_json
 from stages.core.schema import seeded_rank
@@ -113,10 +103,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
     setup_logging()
-    splits = reviewed_splits()
-    priority = pl.read_parquet(PATHS["priority"])
-    test, valid = human_test(splits["test"]), validation(splits["valid"])
-    training = student_params("gliner")
+    run = Run()
+    splits = run.splits()
+    priority = pl.read_parquet(run.paths["priority"])
+    test, valid = run.human_test(splits["test"]), run.validation(splits["valid"])
     runs = [(strategy, k) for k in args.k for strategy in STRATEGIES]
     runs += [("random", 2 * k) for k in args.k if 2 * k not in args.k]  # random 2k: the goal's yardstick
     rows, trained = [], {}
@@ -136,8 +126,8 @@ def main() -> None:
                         len(records),
                     )
                     trained[key] = train_and_score(
-                        "gliner", training.model_copy(update={"seed": seed}), records, valid, test
-                    )
+                        run, "gliner", run.training("gliner", seed), records, valid, {"test": test}
+                    )["test"]
                     log.info("review priority: -> F1 %.3f", trained[key]["f1"])
                 rows.append(
                     {
@@ -154,7 +144,7 @@ def main() -> None:
     write_csv(CSV_OUT, rows, list(rows[0]))
     result = summary(rows, args.k)
     double_k = {k: best_rule_f1(rows, "random", 2 * k) for k in args.k}
-    teacher = teacher_score(splits["test"], test)
+    teacher = run.teacher_score(splits["test"], test)
     result |= {
         "random_2k_f1": list(double_k.values()),
         "seeds": args.seeds,

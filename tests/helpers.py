@@ -25,6 +25,7 @@ import polars as pl
 import yaml
 from aiohttp import web
 
+from scripts.student_runs import Run
 from stages.http.client import ClientSettings
 from stages.teacher.endpoint import ask_all
 from stages.teacher.local_server import free_port
@@ -449,3 +450,30 @@ class Served:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def experiment_run(directory, labelled: list[dict], threshold: float, tiny: bool = False) -> Run:
+    """A run's directory: the shipped dvc.yaml and params (GLiNER's threshold changed; tiny: its recipe is
+    TINY_RECIPES'), reviewed splits of the fixture headlines, all human-labelled: 20 train, 5 valid, 5 test; the
+    teacher's answers are the human labels less every third headline's spans."""
+    params = shipped_params()
+    params["predict"]["gliner"]["threshold"] = threshold
+    if tiny:
+        section = params["finetune_gliner"]
+        recipe = {**TINY_RECIPES["gliner"]}
+        section["max_width"] = recipe.pop("max_width")
+        section["recipes"][section["recipe"]].update(recipe)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(ROOT / "dvc.yaml", directory / "dvc.yaml")
+    run = Run(directory)
+    run.paths["reviewed"].mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", labelled[:20]), ("valid", labelled[20:25]), ("test", labelled[25:])):
+        frame = pl.DataFrame(
+            [
+                r | {"label_spans": r["spans"], "teacher_spans": [] if i % 3 == 0 else r["spans"], "valid": True}
+                for i, r in enumerate(rows)
+            ]
+        ).drop("spans")
+        frame.write_parquet(run.paths["reviewed"] / f"{name}.parquet")
+    return run

@@ -1,0 +1,52 @@
+"""The whole-feed recipes: who labels which train headline at a review budget, self-training's threshold and
+pseudo-labels, and a real tiny run of every recipe (pretraining included, fine-tuned from its own checkpoint)."""
+
+import pytest
+
+from scripts import whole_feed
+from tests.helpers import experiment_run
+
+
+def span(text: str, word: str, score: float | None = None) -> dict:
+    start = text.index(word)
+    found = {"start": start, "end": start + len(word), "text": word}
+    return found if score is None else found | {"score": score}
+
+
+def test_a_budget_is_seeded_nested_and_splits_train_into_human_and_teacher_labels(tmp_path, labelled_headlines):
+    train = experiment_run(tmp_path, labelled_headlines, 0.5).splits()["train"]
+    five, ten = whole_feed.budget_ids(train, 5, 0), whole_feed.budget_ids(train, 10, 0)
+    assert len(five) == 5 and five < ten and whole_feed.budget_ids(train, 5, 1) != five
+    human, rest = whole_feed.human_part(train, five), whole_feed.teacher_part(train, five)
+    assert {r["id"] for r in human} == five and not five & {r["id"] for r in rest}
+    assert len(human) + len(rest) == train.height == len(whole_feed.teacher_part(train))
+    assert {r["label_source"] for r in human} == {"human"} and {r["label_source"] for r in rest} == {"llm"}
+    by_id = {row["id"]: row for row in train.iter_rows(named=True)}
+    assert all(r["spans"] == by_id[r["id"]]["teacher_spans"] for r in rest)  # the teacher's, not the human's
+    assert all(r["spans"] == by_id[r["id"]]["label_spans"] for r in human)
+
+
+def test_self_training_takes_the_threshold_with_the_best_validation_f1_and_labels_with_it():
+    text = "Apple and Intel rise"
+    gold = [{"text": text, "spans": [span(text, "Apple")]}]
+    scored = [[span(text, "Apple", 0.8), span(text, "Intel", 0.4)]]
+    # from 0.45 up to 0.8 only Apple is kept (F1 1.0); the lowest such threshold wins the tie
+    assert whole_feed.best_threshold(gold, scored) == 0.45
+    rest = [{"id": "a", "text": text, "spans": [], "label_source": "llm"}]
+    labelled = whole_feed.pseudo_labels(rest, scored, 0.45)
+    assert labelled[0]["spans"] == [span(text, "Apple")] and labelled[0]["id"] == "a"
+
+
+@pytest.mark.slow
+def test_every_recipe_trains_and_scores_on_a_tiny_run(tmp_path, labelled_headlines):
+    run = experiment_run(tmp_path, labelled_headlines, 0.5, tiny=True)
+    rows = whole_feed.recipe_runs(run, run.splits(), 8, 0, list(whole_feed.RECIPES))
+    assert [r["recipe"] for r in rows] == list(whole_feed.RECIPES)
+    by_recipe = {r["recipe"]: r for r in rows}
+    assert by_recipe["human"]["train_records"] == by_recipe["pretrain"]["train_records"] == 8
+    assert by_recipe["keep"]["train_records"] == by_recipe["self_train"]["train_records"] == 20
+    assert by_recipe["self_train"]["threshold"] in whole_feed.THRESHOLDS
+    assert all(0 <= r["f1"] <= 1 and r["f1_ci_low"] <= r["f1"] <= r["f1_ci_high"] for r in rows)
+    summary = whole_feed.summary(rows, list(whole_feed.RECIPES))
+    assert summary["keep"]["seeds"] == 1 and summary["keep"]["f1_mean"] == by_recipe["keep"]["f1"]
+    assert whole_feed.recipe_runs(run, run.splits(), 8, 0, ["keep"]) == [by_recipe["keep"]]  # kept: not retrained
