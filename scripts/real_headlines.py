@@ -57,7 +57,7 @@ from stages.core.metrics import score
 from stages.core.params import load_params
 from stages.core.schema import SPLITS
 from stages.core.stage_params import Bootstrap, SplitParams
-from stages.labels.records import labelled_records, unreviewed_rule
+from stages.labels.records import human_records, labelled_records, unreviewed_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -265,8 +265,6 @@ def seed_table(by_seed: dict[str, dict[int, dict]], test_set: str) -> dict:
 
 
 def report(workdir: Path, extra: list[dict], seeds: list[int]) -> dict:
-    from stages.labels.records import human_records
-
     run = Run(workdir)
     splits = run.splits()
     scorer = views_scorer(run.bootstrap())
