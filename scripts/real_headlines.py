@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import yaml
 
 from scripts.student_runs import Run, over_seeds, score_folder, train_and_score
@@ -215,21 +216,21 @@ def run_pipeline(workdir: Path) -> None:
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "evaluate"], cwd=workdir, env=env, check=True)
 
 
-def views_scorer(bootstrap: Bootstrap) -> Callable[[list[dict], list[list[dict]]], dict]:
+def views_scorer(bootstrap: Bootstrap, not_companies: NotCompanies) -> Callable[[list[dict], list[list[dict]]], dict]:
     """The harness's scorer for this run: every view's figures of predictions against records."""
-    not_companies = NotCompanies.from_yaml(yaml.safe_load(NOT_COMPANIES.read_text()))
     return lambda records, predicted: scores(records, predicted, bootstrap, not_companies)
 
 
-def fixed_scores(records: list[dict], teacher: list[list[dict]] | None, scorer) -> dict:
+def fixed_scores(records: list[dict], teacher: list[list[dict]] | None, scorer, not_companies: NotCompanies) -> dict:
     """The teacher's labels (where given) and CEILING, the company-only reference itself as predictions, which
     bounds what a model that names companies only scores on all spans: neither depends on a seed."""
-    not_companies = NotCompanies.from_yaml(yaml.safe_load(NOT_COMPANIES.read_text()))
     result = {"teacher": scorer(records, teacher)} if teacher is not None else {}
     return result | {CEILING: scorer(records, [company_only(r["spans"], not_companies) for r in records])}
 
 
-def seed_scores(run: Run, student: str, seed: int, sets: dict[str, list[dict]], scorer) -> dict:
+def seed_scores(
+    run: Run, splits: dict[str, pl.DataFrame], student: str, seed: int, sets: dict[str, list[dict]], scorer
+) -> dict:
     """{"model": {set: views}, "export": {set: views}} of a student trained with a seed: the pipeline's own
     folders for the params' seed, else trained here on the records its finetune stage takes (kept in the run's
     directory with the seconds that took, under everything the scores depend on)."""
@@ -238,7 +239,6 @@ def seed_scores(run: Run, student: str, seed: int, sets: dict[str, list[dict]], 
             "model": score_folder(run, student, run.paths[student], sets, scorer),
             "export": score_folder(run, student, run.paths[f"{student}_export"], sets, scorer),
         }
-    splits = run.splits()
     training = run.training(student, seed)
     train = unreviewed_rule(labelled_records(splits["train"]), training.unreviewed)
     depends_on = {
@@ -267,17 +267,18 @@ def seed_table(by_seed: dict[str, dict[int, dict]], test_set: str) -> dict:
 def report(workdir: Path, extra: list[dict], seeds: list[int]) -> dict:
     run = Run(workdir)
     splits = run.splits()
-    scorer = views_scorer(run.bootstrap())
+    not_companies = NotCompanies.from_yaml(yaml.safe_load(NOT_COMPANIES.read_text()))
+    scorer = views_scorer(run.bootstrap, not_companies)
     records = human_records(labelled_records(splits["test"]))
     sets = {"test": records} | ({"extra": extra} if extra else {})
     teacher_spans = dict(zip(splits["test"]["id"].to_list(), splits["test"]["teacher_spans"].to_list()))
-    fixed = fixed_scores(records, [teacher_spans[r["id"]] or [] for r in records], scorer)
+    fixed = fixed_scores(records, [teacher_spans[r["id"]] or [] for r in records], scorer, not_companies)
     by_seed: dict[str, dict[int, dict]] = {}  # model -> seed -> set -> view -> scores
     seconds_by_seed: dict[str, dict[str, int]] = {}
     for student in STUDENT_NAMES:
         for seed in seeds:
             log.info("real headlines: %s, seed %d", student, seed)
-            result = seed_scores(run, student, seed, sets, scorer)
+            result = seed_scores(run, splits, student, seed, sets, scorer)
             by_seed.setdefault(student, {})[seed] = result["model"]
             by_seed.setdefault(f"{student}_export", {})[seed] = result["export"]
             if "seconds" in result:
@@ -307,7 +308,7 @@ def report(workdir: Path, extra: list[dict], seeds: list[int]) -> dict:
         "seed_seconds": seconds_by_seed,  # the seeds trained here (not the pipeline's own)
     }
     if extra:
-        on_extra = fixed_scores(extra, None, scorer) | {
+        on_extra = fixed_scores(extra, None, scorer, not_companies) | {
             name: by_seed[name][params_seed[name]]["extra"] for name in MODELS
         }
         result["extra_test_set"] = {

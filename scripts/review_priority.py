@@ -21,11 +21,11 @@ from statistics import mean
 
 import polars as pl
 
-from scripts.student_runs import ROOT, Run, plot_f1, train_and_score
+from scripts.student_runs import ROOT, Run, plot_f1, train_and_score, training_records
 from stages.core.cli import setup_logging
 from stages.core.io import log, write_csv, write_json
 from stages.core.schema import seeded_rank
-from stages.labels.records import HUMAN, HUMAN_LABELLED, LLM
+from stages.labels.records import HUMAN_LABELLED
 
 JSON_OUT = ROOT / "metrics/review_priority.json"
 CSV_OUT = ROOT / "metrics/review_priority.csv"
@@ -43,22 +43,6 @@ def reviewed_ids(train: pl.DataFrame, priority: pl.DataFrame, strategy: str, k: 
     else:
         ordered = sorted(reviewable, key=lambda i: seeded_rank(seed, i))
     return set(ordered[:k])
-
-
-def training_records(train: pl.DataFrame, reviewed: set[str], rule: str) -> list[dict]:
-    """Reviewed headlines with their human label; the others with the teacher's (keep, valid answers only) or
-    left out (drop)."""
-    records = []
-    for row in train.sort("id").iter_rows(named=True):
-        if row["id"] in reviewed:
-            records.append(
-                {"id": row["id"], "text": row["text"], "spans": row["label_spans"] or [], "label_source": HUMAN}
-            )
-        elif rule == "keep" and row["valid"]:
-            records.append(
-                {"id": row["id"], "text": row["text"], "spans": row["teacher_spans"] or [], "label_source": LLM}
-            )
-    return records
 
 
 def mean_f1(rows: list[dict], strategy: str, k: int, rule: str) -> float:

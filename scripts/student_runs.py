@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from statistics import mean, stdev
 
@@ -28,7 +29,7 @@ from stages.core.params import load_params
 from stages.core.paths import dvc_paths
 from stages.core.schema import SPLITS
 from stages.core.stage_params import Bootstrap, EvaluateParams
-from stages.labels.records import human_or_all, human_records, labelled_records
+from stages.labels.records import HUMAN, LLM, human_or_all, human_records, labelled_records
 from stages.students.config import GlinerTraining, PredictParams, SpanMarkerTraining
 from stages.students.registry import STUDENTS, training_params
 
@@ -45,7 +46,7 @@ class Run:
 
     root: Path = ROOT
 
-    @property
+    @cached_property
     def paths(self) -> dict[str, Path]:
         return dvc_paths(self.root)
 
@@ -71,6 +72,7 @@ class Run:
         training = training_params(student, self.root / "params.yaml")
         return training if seed is None else training.model_copy(update={"seed": seed})
 
+    @cached_property
     def bootstrap(self) -> Bootstrap:
         return load_params(EvaluateParams, self.root / "params.yaml").bootstrap
 
@@ -79,7 +81,7 @@ class Run:
 
     def scores(self, records: Records, predicted: list[list[dict]]) -> dict:
         """P, R, F1 and its bootstrap CI, as evaluate reports them."""
-        result = score(records, predicted, self.bootstrap())
+        result = score(records, predicted, self.bootstrap)
         return {k: result[k] for k in SCORE_KEYS}
 
     def kept(self, name: str, depends_on: object, compute: Callable[[], dict]) -> dict:
@@ -102,6 +104,22 @@ class Run:
     def teacher_score(self, test_frame: pl.DataFrame, test: Records) -> dict:
         spans = dict(zip(test_frame["id"], test_frame["teacher_spans"].to_list()))
         return self.scores(test, [spans[r["id"]] or [] for r in test])
+
+
+def training_records(train: pl.DataFrame, reviewed: set[str], rule: str) -> Records:
+    """A simulated review of a train split, by id: the reviewed headlines with their human label; the others with
+    the teacher's (keep, valid answers only) or left out (drop)."""
+    records = []
+    for row in train.sort("id").iter_rows(named=True):
+        if row["id"] in reviewed:
+            records.append(
+                {"id": row["id"], "text": row["text"], "spans": row["label_spans"] or [], "label_source": HUMAN}
+            )
+        elif rule == "keep" and row["valid"]:
+            records.append(
+                {"id": row["id"], "text": row["text"], "spans": row["teacher_spans"] or [], "label_source": LLM}
+            )
+    return records
 
 
 def score_folder(

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import polars as pl
 
-from scripts.student_runs import ROOT, Records, Run, over_seeds, score_folder, trained
+from scripts.student_runs import ROOT, Records, Run, over_seeds, score_folder, trained, training_records
 from stages.core.cli import setup_logging
 from stages.core.io import log, write_csv, write_json
 from stages.core.metrics import entity_scores
 from stages.core.schema import seeded_rank
-from stages.labels.records import HUMAN, HUMAN_LABELLED, LLM
+from stages.labels.records import HUMAN_LABELLED, LLM, labelled_records
 from stages.students.registry import STUDENTS
 
 RECIPES = ("human", "keep", "pretrain", "self_train")
@@ -51,23 +51,6 @@ def budget_ids(train: pl.DataFrame, budget: int, seed: int) -> set[str]:
     larger budget holds a smaller one)."""
     reviewable = train.filter(HUMAN_LABELLED)["id"].to_list()
     return set(sorted(reviewable, key=lambda i: seeded_rank(seed, i))[:budget])
-
-
-def record(row: dict, spans: list[dict] | None, source: str) -> dict:
-    return {"id": row["id"], "text": row["text"], "spans": spans or [], "label_source": source}
-
-
-def human_part(train: pl.DataFrame, reviewed: set[str]) -> Records:
-    return [record(r, r["label_spans"], HUMAN) for r in train.sort("id").iter_rows(named=True) if r["id"] in reviewed]
-
-
-def teacher_part(train: pl.DataFrame, reviewed: set[str] | None = None) -> Records:
-    """The teacher's labels of the validly answered train headlines outside `reviewed` (all of them: None)."""
-    return [
-        record(r, r["teacher_spans"], LLM)
-        for r in train.sort("id").iter_rows(named=True)
-        if r["valid"] and (reviewed is None or r["id"] not in reviewed)
-    ]
 
 
 def above(spans: list[dict], threshold: float) -> list[dict]:
@@ -92,7 +75,8 @@ def recipe_runs(run: Run, splits: dict[str, pl.DataFrame], budget: int, seed: in
     training = run.training(STUDENT, seed)
     valid, test = run.validation(splits["valid"]), run.human_test(splits["test"])
     reviewed = budget_ids(splits["train"], budget, seed)
-    human, rest = human_part(splits["train"], reviewed), teacher_part(splits["train"], reviewed)
+    human = training_records(splits["train"], reviewed, "drop")
+    rest = [r for r in training_records(splits["train"], reviewed, "keep") if r["label_source"] == LLM]
 
     def tested(model: Path, records: int, **extra) -> dict:
         return {"train_records": records, **score_folder(run, STUDENT, model, {"test": test})["test"], **extra}
@@ -106,7 +90,7 @@ def recipe_runs(run: Run, splits: dict[str, pl.DataFrame], budget: int, seed: in
             return tested(model, len(human) + len(rest))
 
     def pretrain() -> dict:
-        with trained(STUDENT, training, teacher_part(splits["train"]), valid) as first:
+        with trained(STUDENT, training, labelled_records(splits["train"], "teacher"), valid) as first:
             then = training.model_copy(update={"base_model": str(first), "revision": None})
             with trained(STUDENT, then, human, valid) as model:
                 return tested(model, len(human))

@@ -4,6 +4,8 @@ pseudo-labels, and a real tiny run of every recipe (pretraining included, fine-t
 import pytest
 
 from scripts import whole_feed
+from scripts.student_runs import training_records
+from stages.labels.records import labelled_records
 from tests.helpers import experiment_run
 
 
@@ -17,9 +19,10 @@ def test_a_budget_is_seeded_nested_and_splits_train_into_human_and_teacher_label
     train = experiment_run(tmp_path, labelled_headlines, 0.5).splits()["train"]
     five, ten = whole_feed.budget_ids(train, 5, 0), whole_feed.budget_ids(train, 10, 0)
     assert len(five) == 5 and five < ten and whole_feed.budget_ids(train, 5, 1) != five
-    human, rest = whole_feed.human_part(train, five), whole_feed.teacher_part(train, five)
+    human = training_records(train, five, "drop")
+    rest = [r for r in training_records(train, five, "keep") if r["label_source"] == "llm"]
     assert {r["id"] for r in human} == five and not five & {r["id"] for r in rest}
-    assert len(human) + len(rest) == train.height == len(whole_feed.teacher_part(train))
+    assert len(human) + len(rest) == train.height == len(labelled_records(train, "teacher"))
     assert {r["label_source"] for r in human} == {"human"} and {r["label_source"] for r in rest} == {"llm"}
     by_id = {row["id"]: row for row in train.iter_rows(named=True)}
     assert all(r["spans"] == by_id[r["id"]]["teacher_spans"] for r in rest)  # the teacher's, not the human's
