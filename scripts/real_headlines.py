@@ -50,7 +50,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from scripts.student_runs import Run, over_seeds, score_folder, train_and_score
+from scripts.student_runs import Run, over_seeds, score_folder, seed_cell, train_and_score
 from scripts.worktree import copy_worktree
 from stages.core.cli import setup_logging
 from stages.core.io import log
@@ -58,7 +58,8 @@ from stages.core.metrics import score
 from stages.core.params import load_params
 from stages.core.schema import SPLITS
 from stages.core.stage_params import Bootstrap, SplitParams
-from stages.labels.records import human_records, labelled_records, unreviewed_rule
+from stages.labels.records import human_records, labelled_records
+from stages.students.finetune import stage_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -240,7 +241,7 @@ def seed_scores(
             "export": score_folder(run, student, run.paths[f"{student}_export"], sets, scorer),
         }
     training = run.training(student, seed)
-    train = unreviewed_rule(labelled_records(splits["train"]), training.unreviewed)
+    train, pretrain_on = stage_records(splits["train"], training.unreviewed)
     depends_on = {
         "training": training.model_dump(),
         "decode": run.decode(student),
@@ -250,7 +251,9 @@ def seed_scores(
     return run.kept(
         f"{student}-seed{seed}",
         depends_on,
-        lambda: train_and_score(run, student, training, train, run.validation(splits["valid"]), sets, True, scorer),
+        lambda: train_and_score(
+            run, student, training, train, run.validation(splits["valid"]), sets, True, scorer, pretrain_on
+        ),
     )
 
 
@@ -328,10 +331,6 @@ LABELS = {
     "spanmarker_export": "SpanMarker export (int8 ONNX)",
     CEILING: "Company-only reference (ceiling)",
 }
-
-
-def seed_cell(figures: dict) -> str:
-    return f"{figures['f1_mean']:.3f} ± {figures['f1_sd']:.3f} [{figures['f1_min']:.3f}, {figures['f1_max']:.3f}]"
 
 
 def markdown_table(result: dict) -> str:

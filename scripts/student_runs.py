@@ -31,6 +31,7 @@ from stages.core.schema import SPLITS
 from stages.core.stage_params import Bootstrap, EvaluateParams
 from stages.labels.records import HUMAN, LLM, human_or_all, human_records, labelled_records
 from stages.students.config import GlinerTraining, PredictParams, SpanMarkerTraining
+from stages.students.finetune import train_student
 from stages.students.registry import STUDENTS, training_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,10 +156,12 @@ def train_and_score(
     sets: Mapping[str, Records],
     export: bool = False,
     scorer: Scorer | None = None,
+    pretrain_on: Records | None = None,
 ) -> dict:
-    """Train a student in a scratch folder (best epoch on `valid`, as the finetune stages pick it) and score it on
-    each record set: {set: scores}, or with_export's {"model": ..., "export": ...} when export."""
-    with trained(student, training, train, valid) as model:
+    """Train a student in a scratch folder (best epoch on `valid`, as the finetune stages pick it; first on
+    pretrain_on where given) and score it on each record set: {set: scores}, or with_export's
+    {"model": ..., "export": ...} when export."""
+    with trained(student, training, train, valid, pretrain_on) as model:
         if export:
             return with_export(run, student, model, sets, scorer)
         return score_folder(run, student, model, sets, scorer)
@@ -166,11 +169,16 @@ def train_and_score(
 
 @contextmanager
 def trained(
-    student: str, training: GlinerTraining | SpanMarkerTraining, train: Records, valid: Records
+    student: str,
+    training: GlinerTraining | SpanMarkerTraining,
+    train: Records,
+    valid: Records,
+    pretrain_on: Records | None = None,
 ) -> Iterator[Path]:
-    """The folder of a student trained in scratch space (best epoch on `valid`), removed afterwards."""
+    """The folder of a student trained in scratch space as the finetune stages train (best epoch on `valid`; first
+    on pretrain_on where given), removed afterwards."""
     with tempfile.TemporaryDirectory() as scratch:
-        STUDENTS[student].train(training, train, valid, Path(scratch) / "model")
+        train_student(STUDENTS[student], training, train, valid, Path(scratch) / "model", pretrain_on)
         yield Path(scratch) / "model"
 
 
@@ -189,6 +197,11 @@ def over_seeds(runs: list[dict]) -> dict:
         "one_run_ci_low": round(mean(r["f1_ci_low"] for r in runs), 4),
         "one_run_ci_high": round(mean(r["f1_ci_high"] for r in runs), 4),
     }
+
+
+def seed_cell(figures: dict) -> str:
+    """over_seeds() in a table cell: mean ± standard deviation [lowest, highest]."""
+    return f"{figures['f1_mean']:.3f} ± {figures['f1_sd']:.3f} [{figures['f1_min']:.3f}, {figures['f1_max']:.3f}]"
 
 
 def plot_f1(path: Path, title: str, xlabel: str, series: list[dict], teacher_f1: float) -> None:

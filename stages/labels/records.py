@@ -18,6 +18,7 @@ from stages.core.schema import Record, seeded_rank
 HUMAN, LLM, NONE = "human", "llm", "none"  # the values of label_source
 LABEL_COLUMNS = ["label_source", "label_spans", "teacher_spans", "valid"]  # what labelled_records reads
 HUMAN_LABELLED = pl.col("label_source") == HUMAN
+UnreviewedRule = Literal["keep", "drop", "pretrain"]  # finetune_*.unreviewed: see unreviewed_rule
 
 
 def is_human(record: Record) -> bool:
@@ -56,10 +57,12 @@ def human_or_all(records: list[Record]) -> list[Record]:
     return human_records(records) or records
 
 
-def unreviewed_rule(records: list[Record], rule: Literal["keep", "drop"]) -> list[Record]:
-    """How headlines no human labelled enter training: with the teacher's labels (keep) or not at all (drop).
-    Weak labels can cost more than they add when the teacher is weak, so this is a choice, not a default.
-    (A loss weight below 1 is not offered: neither library's trainer takes per-example weights cleanly.)"""
+def unreviewed_rule(records: list[Record], rule: UnreviewedRule) -> list[Record]:
+    """How headlines no human labelled enter training: with the teacher's labels (keep), not at all (drop), or
+    only through a first model trained on the teacher's labels that the human labels then fine-tune (pretrain:
+    these are the fine-tuning's records; the finetune stage adds the first training). Weak labels can cost more
+    than they add when the teacher is weak, so this is a choice, not a default. (A loss weight below 1 is not
+    offered: neither library's trainer takes per-example weights cleanly.)"""
     return records if rule == "keep" else human_records(records)
 
 

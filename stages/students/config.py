@@ -35,7 +35,9 @@ class TrainingShared(Section):
     weight_decay: float = Field(ge=0)
     warmup_ratio: float = Fraction
     patience: int = Field(ge=0)
-    unreviewed: Literal["keep", "drop"]
+    # labels.records.UnreviewedRule, spelt out: importing it would make every stage that reads this file depend on
+    # labels/records.py (mypy holds the two to the same values where the finetune stage passes one to the other)
+    unreviewed: Literal["keep", "drop", "pretrain"]
     device: Literal["auto", "cpu", "cuda"]
     seed: int
     min_valid_f1: float = Fraction  # the finetune stage writes no model whose best valid F1 is below it

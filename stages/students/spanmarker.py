@@ -60,6 +60,8 @@ def build_model(training: SpanMarkerTraining):
     }
     encoder = local_encoder_dir(base)
     try:
+        if (Path(base) / ENCODER_DIR).is_dir():  # a student saved here (pretrain's first model): as load() reads it
+            return SpanMarkerModel.from_pretrained(base, config=_config(Path(base)))
         if encoder is None:
             return SpanMarkerModel.from_pretrained(base, revision=training.revision, **sizes)
         label = training.entity_label
@@ -87,6 +89,9 @@ def save(model, directory: Path) -> None:
     """save_pretrained, plus what SpanMarker needs to rebuild a local encoder anywhere: SpanMarker reloads
     its encoder config and tokenizer from the encoder's original path, which only exists on this machine."""
     model.save_pretrained(str(directory))
+    # SpanMarker's own card lists label examples in set order, which differs from run to run (the folder's hash
+    # with it); the export stage writes the card a servable folder carries
+    (directory / "README.md").unlink(missing_ok=True)
     source = Path(model.config.encoder.get("_name_or_path", ""))
     if not source.is_dir():
         return  # a hub id: resolvable wherever the hub (or its cache) is

@@ -98,7 +98,7 @@ PROBES = [
     (
         "finetune_gliner.unreviewed",
         "weight",
-        r"finetune_gliner.unreviewed: 'weight' is not allowed: Input should be 'keep' or 'drop'",
+        r"finetune_gliner.unreviewed: 'weight' is not allowed: Input should be 'keep', 'drop' or 'pretrain'",
     ),
     (
         "finetune_gliner.device",

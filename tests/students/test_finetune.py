@@ -14,10 +14,10 @@ from stages.core.errors import PipelineError
 from stages.core.schema import SPANS
 from stages.students import gliner as gliner_student
 from stages.students.config import FinetuneGlinerParams, PredictParams
-from stages.students.finetune import below_teacher, finetune_main, teacher_valid_f1
-from stages.students.registry import STUDENTS
+from stages.students.finetune import below_teacher, finetune_main, teacher_valid_f1, train_student
+from stages.students.registry import STUDENTS, training_params
 from stages.students.training import TrainingResult
-from tests.helpers import TINY_RECIPES, project, shipped_params
+from tests.helpers import ROOT, STUDENT_NAMES, TINY_RECIPES, project, shipped_params
 
 ARGV = [
     "--train",
@@ -64,14 +64,17 @@ def finetune_project(directory: Path, train: list[dict], valid: pl.DataFrame, **
 
 
 class FakeStudent:
-    """A student whose training reaches a given valid F1 (and writes a model folder), for the gate's rules."""
+    """A student whose training reaches a given valid F1 (and writes a model folder), for the gate's rules; it
+    notes each training's base model and records."""
 
     NAME = "gliner"
 
     def __init__(self, f1: float):
         self.f1 = f1
+        self.trainings: list[tuple[str, list[dict]]] = []
 
     def train(self, training, train_records, valid_records, out_dir: Path) -> TrainingResult:
+        self.trainings.append((training.base_model, list(train_records)))
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "weights").write_text("weights")
         row = {"epoch": 1, "train_loss": 1.0, "valid_precision": self.f1, "valid_recall": self.f1, "valid_f1": self.f1}
@@ -137,6 +140,62 @@ def test_a_student_below_its_teacher_ships_with_one_warning_and_the_teachers_f1_
     finetune_main(FinetuneGlinerParams, "GLiNER", FakeStudent(0.5), ARGV)
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
     assert json.loads(Path("metrics.json").read_text())["teacher_valid_f1"] is None
+
+
+def test_pretrain_trains_on_every_teacher_label_then_on_the_human_labels_from_that_checkpoint(
+    tmp_path, monkeypatch, labelled_headlines
+):
+    """Half the train split reviewed: the first training takes the teacher's labels of all 20 headlines, the second
+    only the 10 human labels, from the first one's folder."""
+    train = reviewed(labelled_headlines[:20], teacher={r["id"]: [] for r in labelled_headlines[:20]})
+    train = train.with_columns(
+        label_source=pl.when(pl.int_range(pl.len()) < 10).then(pl.lit("human")).otherwise(pl.lit("llm"))
+    )
+    directory = finetune_project(tmp_path, [], reviewed(labelled_headlines[20:]), unreviewed="pretrain")
+    train.write_parquet(directory / "train.parquet")
+    monkeypatch.chdir(directory)
+    student = FakeStudent(0.9)
+    finetune_main(FinetuneGlinerParams, "GLiNER", student, ARGV)
+    (first_base, first), (second_base, second) = student.trainings
+    assert first_base == "local-minilm" and len(first) == 20
+    assert {r["label_source"] for r in first} == {"llm"} and all(r["spans"] == [] for r in first)  # the teacher's
+    assert Path(second_base).name == "model" and Path(second_base).parent.name.startswith("pretrained-")
+    assert [r["id"] for r in second] == [r["id"] for r in labelled_headlines[:10]]
+    assert [r["spans"] for r in second] == [r["spans"] for r in labelled_headlines[:10]]  # the human labels
+    assert any(r["spans"] for r in second) and {r["label_source"] for r in second} == {"human"}
+    metrics = json.loads(Path("metrics.json").read_text())
+    assert (metrics["train_records"], metrics["pretrain_records"], metrics["pretrain_best_valid_f1"]) == (10, 20, 0.9)
+    assert not Path(second_base).exists()  # the first model was scratch
+
+
+def test_without_pretrain_the_student_trains_once(tmp_path, monkeypatch, labelled_headlines):
+    monkeypatch.chdir(finetune_project(tmp_path, labelled_headlines[:20], reviewed(labelled_headlines[20:])))
+    student = FakeStudent(0.9)
+    finetune_main(FinetuneGlinerParams, "GLiNER", student, ARGV)
+    assert len(student.trainings) == 1
+    metrics = json.loads(Path("metrics.json").read_text())
+    assert (metrics["pretrain_records"], metrics["pretrain_best_valid_f1"]) == (None, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STUDENT_NAMES)
+def test_a_real_pretrained_student_reloads_and_names_no_scratch_folder(name, tmp_path, labelled_headlines):
+    """Both students fine-tune from their own first checkpoint; the saved folder points at nothing of this machine
+    (it would differ from run to run, and DVC's hashes with it)."""
+    training = training_params(name, ROOT / "params.yaml").model_copy(update=TINY_RECIPES[name] | {"epochs": 2})
+    result, first = train_student(
+        STUDENTS[name],
+        training,
+        labelled_headlines[:10],
+        labelled_headlines[20:],
+        tmp_path / "model",
+        pretrain_on=labelled_headlines[:20],
+    )
+    assert first is not None and len(first.history) == len(result.history) == 2
+    for path in (tmp_path / "model").rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".txt", ".md"}:
+            assert "pretrained-" not in path.read_text(), f"{path} names the scratch checkpoint"
+    assert len(STUDENTS[name].load(tmp_path / "model")(["Apple buys Beats"])) == 1
 
 
 def test_every_student_has_its_decode_settings_in_params():

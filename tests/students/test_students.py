@@ -40,6 +40,7 @@ def test_tiny_training_keeps_the_best_epoch_that_predicts_and_reloads_in_a_fresh
     assert len(losses) == training.epochs and losses[-1] < losses[0]
     assert result.best_valid_f1 == max(h["valid_f1"] for h in result.history) > 0
     assert (out / SETTINGS_FILE).exists() and not (models / f"{name}.partial").exists()
+    assert not (out / "README.md").exists()  # SpanMarker's own card differs from run to run (the export writes one)
     for path in out.rglob("*.json"):  # a saved model must not point at this machine's files
         assert sys.prefix not in path.read_text(), f"{path} names a path of this machine"
 
