@@ -9,6 +9,7 @@ metrics/<name>.csv (DVC plot data: `dvc plots show metrics/learning_curve.csv`) 
 
   python -m scripts.learning_curve [--sizes 50 100 200 all] [--students gliner spanmarker] [--seeds 0 1]
                                    [--run DIR --name real_learning_curve]
+  python -m scripts.learning_curve --name real_learning_curve --table   # its table, as docs/ has it
 
 Many trainings, so a script rather than a stage: GLiNER at the demo's sizes takes about 6 minutes on 2 cores. Each
 training's scores are kept in the run's directory (experiments/) as it finishes: a rerun trains only what it lacks.
@@ -19,10 +20,11 @@ from __future__ import annotations
 import argparse
 from functools import partial
 from pathlib import Path
+from statistics import mean
 
 import polars as pl
 
-from scripts.student_runs import ROOT, Run, plot_f1, train_and_score
+from scripts.student_runs import ROOT, Run, over_seeds, plot_f1, seed_cell, train_and_score
 from stages.core.cli import setup_logging
 from stages.core.io import log, write_csv
 from stages.labels.records import HUMAN_LABELLED, labelled_records, seeded_subset
@@ -67,6 +69,33 @@ def plot(rows: list[dict], teacher_f1: float, path: Path) -> None:
     )
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The learning curve as a table: per student and size, F1 with human and with teacher labels over seeds, and
+    what human labels add seed by seed (the same headlines: mean [lowest, highest])."""
+    f1 = {(r["student"], r["labels"], r["n"], r["seed"]): r["f1"] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        f"Mean test F1 over seeds {', '.join(str(s) for s in seeds)} ± standard deviation [lowest, highest]; the "
+        "same n headlines for both label sources with each seed; one run's 95% CI is for human labels.",
+        "",
+        "| student | n | human labels | teacher labels | human − teacher [lowest, highest] | one run's 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for student, n in sorted({(r["student"], r["n"]) for r in rows}):
+        by_labels = {
+            labels: over_seeds([r for r in rows if (r["student"], r["labels"], r["n"]) == (student, labels, n)])
+            for labels in ("human", "teacher")
+        }
+        gains = [f1[(student, "human", n, s)] - f1[(student, "teacher", n, s)] for s in seeds]
+        human = by_labels["human"]
+        lines.append(
+            f"| {student} | {n:,} | {seed_cell(human)} | {seed_cell(by_labels['teacher'])} | "
+            f"{mean(gains):+.3f} [{min(gains):+.3f}, {max(gains):+.3f}] | "
+            f"[{human['one_run_ci_low']:.3f}, {human['one_run_ci_high']:.3f}] |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["50", "100", "200", "all"])
@@ -74,7 +103,12 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--run", type=Path, default=ROOT, help="the pipeline run's directory (default: this tree)")
     parser.add_argument("--name", default="learning_curve", help="metrics/<name>.csv and .png")
+    parser.add_argument("--table", action="store_true", help="print the table of metrics/<name>.csv, run nothing")
     args = parser.parse_args()
+    csv_out, png_out = (ROOT / "metrics" / f"{args.name}.{suffix}" for suffix in ("csv", "png"))
+    if args.table:
+        print(markdown_table(pl.read_csv(csv_out).to_dicts()), end="")
+        return
     setup_logging()
     sizes = [None if s == "all" else int(s) for s in args.sizes]
     run = Run(args.run)
@@ -98,7 +132,6 @@ def main() -> None:
                     "learning curve: -> F1 %.3f [%.3f, %.3f]", result["f1"], result["f1_ci_low"], result["f1_ci_high"]
                 )
     rows.sort(key=lambda r: (r["student"], r["labels"], r["n"], r["seed"]))
-    csv_out, png_out = (ROOT / "metrics" / f"{args.name}.{suffix}" for suffix in ("csv", "png"))
     write_csv(csv_out, rows, FIELDS)
     plot(rows, teacher["f1"], png_out)
     print(

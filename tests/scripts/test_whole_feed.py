@@ -1,10 +1,12 @@
 """The whole-feed recipes: who labels which train headline at a review budget, self-training's threshold and
 pseudo-labels, and a real tiny run of every recipe (pretraining included, fine-tuned from its own checkpoint)."""
 
+import json
+
 import pytest
 
 from scripts import whole_feed
-from scripts.student_runs import training_records
+from scripts.student_runs import ROOT, training_records
 from stages.labels.records import labelled_records
 from tests.helpers import experiment_run
 
@@ -53,3 +55,40 @@ def test_every_recipe_trains_and_scores_on_a_tiny_run(tmp_path, labelled_headlin
     summary = whole_feed.summary(rows, list(whole_feed.RECIPES))
     assert summary["keep"]["seeds"] == 1 and summary["keep"]["f1_mean"] == by_recipe["keep"]["f1"]
     assert whole_feed.recipe_runs(run, run.splits(), 8, 0, ["keep"]) == [by_recipe["keep"]]  # kept: not retrained
+
+
+def test_the_summary_gives_each_recipes_gain_over_human_labels_seed_by_seed():
+    def row(recipe: str, seed: int, f1: float, **extra) -> dict:
+        scores = {"f1_ci_low": f1 - 0.05, "f1_ci_high": f1 + 0.05, "precision": f1, "recall": f1}
+        return {"recipe": recipe, "seed": seed, "f1": f1, "train_records": 10, **scores, **extra}
+
+    rows = [
+        row("human", 0, 0.70),
+        row("human", 1, 0.80),
+        row("self_train", 0, 0.75, threshold=0.3),
+        row("self_train", 1, 0.79, threshold=0.5),
+    ]
+    summary = whole_feed.summary(rows, ["human", "self_train"])
+    assert "gain_over_human" not in summary["human"]
+    assert summary["self_train"]["gain_over_human"] == {"mean": 0.02, "min": -0.01, "max": 0.05}
+    assert summary["self_train"]["thresholds"] == [0.3, 0.5]
+    result = {
+        "budget": 10,
+        "seeds": [0, 1],
+        "train_headlines": 40,
+        "test_human_labelled": 12,
+        "teacher": {"f1": 0.5},
+        "recipes": summary,
+    }
+    table = whole_feed.markdown_table(result)
+    assert (
+        "| (d) self-trained: its own confident spans on the rest join | 10 human + 30 its own | 0.770 ± 0.028" in table
+    )
+    assert table.rstrip().endswith("| 0.770 / 0.770 | +0.020 [-0.010, +0.050] |")
+
+
+@pytest.mark.parametrize("name", ["whole_feed", "whole_feed_demo"])
+def test_the_docs_tables_are_the_committed_runs(name):
+    result = json.loads((ROOT / f"metrics/{name}.json").read_text())
+    docs = (ROOT / "docs/real-headlines.md").read_text().replace("\n  ", "\n")  # the demo's sits in a list item
+    assert whole_feed.markdown_table(result) in docs, f"rerun: python -m scripts.whole_feed --name {name} --table"
