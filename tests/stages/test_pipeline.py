@@ -83,11 +83,13 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
         )
     )
     # A student's servable folder is rebuilt only when the student itself changed (here every sampled headline is
-    # human-labelled, so a student may train to the very same bytes).
-    before = model_hashes(repo)
+    # human-labelled, so a student may train to the very same bytes), and evaluate reruns only when an export or
+    # the reviewed test split it scores on changed.
+    before, test_split = model_hashes(repo), (repo / "data/reviewed/test.parquet").read_bytes()
     ran = stages_run(sh(repo, "dvc", "repro"))
     rebuilt = {f"export@{name}" for name, md5 in model_hashes(repo).items() if md5 != before[name]}
-    assert ran == ALL_STAGES - {"fetch", "export@gliner", "export@spanmarker"} | rebuilt
+    scored = {"evaluate"} if rebuilt or (repo / "data/reviewed/test.parquet").read_bytes() != test_split else set()
+    assert ran == ALL_STAGES - {"fetch", "export@gliner", "export@spanmarker", "evaluate"} | rebuilt | scored
     assert sum(fake_teacher.requests.values()) == 2 * LABELLED
 
 
