@@ -124,3 +124,19 @@ def accept_threshold(scores: Sequence[float], outcomes: Sequence[bool], target: 
         if last_of_tie and wilson_lower(hits, count) >= target:
             best = score
     return best
+
+
+def teacher_span_scores(teacher: Sequence[dict], scored: Sequence[dict]) -> list[float]:
+    """Per teacher span, the score another model gave the same span (start and end), 0.0 where it did not predict
+    it (below its decode threshold, or beaten by an overlapping span in its greedy decode)."""
+    by_offsets = {(s["start"], s["end"]): s["score"] for s in scored}
+    return [float(by_offsets.get((t["start"], t["end"]), 0.0)) for t in teacher]
+
+
+def missed_score(teacher: Sequence[dict], scored: Sequence[dict]) -> float:
+    """The highest score the other model gave a span that overlaps no teacher span (0.0 when none): how strongly it
+    says the teacher missed a company in this headline."""
+    return max(
+        (s["score"] for s in scored if not any(s["start"] < t["end"] and t["start"] < s["end"] for t in teacher)),
+        default=0.0,
+    )

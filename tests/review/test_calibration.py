@@ -52,3 +52,14 @@ def test_the_accept_threshold_needs_the_lower_bound_of_precision_not_the_point_e
     # all 320 hold 300 right (0.94, lower bound 0.905): enough for a 0.9 target, not for 0.95
     assert calibration.accept_threshold(scores, outcomes, 0.9) == 0.5
     assert calibration.accept_threshold(scores, outcomes, 0.95) == 0.8
+
+
+def test_teacher_spans_take_the_other_models_score_of_the_same_offsets_and_misses_its_best_other_span():
+    def span(start: int, end: int, score: float | None = None) -> dict:
+        return {"start": start, "end": end} | ({} if score is None else {"score": score})
+
+    teacher = [span(0, 5), span(10, 15)]
+    scored = [span(0, 5, 0.9), span(10, 13, 0.7), span(20, 25, 0.4), span(30, 34, 0.6)]
+    assert calibration.teacher_span_scores(teacher, scored) == [0.9, 0.0]  # (10, 13) is not (10, 15)
+    assert calibration.missed_score(teacher, scored) == 0.6  # (10, 13) overlaps a teacher span: not a miss
+    assert calibration.missed_score(teacher, scored[:2]) == 0.0
