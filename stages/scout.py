@@ -23,10 +23,15 @@ from stages.core.metrics import entity_scores
 from stages.core.params import load_params
 from stages.core.schema import SPANS, SPLITS, seeded_rank
 from stages.core.stage_params import ScoutParams
+from stages.review.calibration import missed_score, teacher_span_scores
 from stages.students import gliner as gliner_student
 from stages.students.config import FinetuneGlinerParams, GlinerTraining
 
 SIGNALS = ("disagreement", "invalid", "low_agreement", "dropped_mentions")
+# Scouts decode down to this score, so every teacher span they considered gets a score to calibrate
+# (stages/review/calibration.py); their own spans, which the disagreement compares, are those at GLiNER's
+# threshold. Greedy decoding picks spans by score, so the spans above it are the same either way.
+SCORE_FLOOR = 0.05
 
 
 def fold_of(record_id: str, folds: int, seed: int) -> int:
@@ -70,7 +75,8 @@ def priorities(
     seeded order)."""
     scored = []
     for row in rows:
-        spans = scout_spans.get(row["id"], [])
+        considered = scout_spans.get(row["id"], [])
+        spans = [s for s in considered if s["score"] >= gliner_student.TRAINING_THRESHOLD]
         teacher = row["teacher_spans"] or []
         agree = entity_scores([teacher], [spans])
         disagreement = 0.0 if not teacher and not spans else 1.0 - agree["f1"]
@@ -83,6 +89,10 @@ def priorities(
                 "priority": priority,
                 **signals,
                 "scout_spans": [{"start": s["start"], "end": s["end"], "text": s["text"]} for s in spans],
+                # what calibration fits on human labels: the scout's score of each teacher span, in their order
+                # (0.0: it did not consider it), and of its best span the teacher missed
+                "teacher_span_scores": teacher_span_scores(teacher, considered),
+                "missed_score": missed_score(teacher, considered),
             }
         )
     scored.sort(key=lambda r: (-r["priority"], seeded_rank(seed, r["id"])))
@@ -96,6 +106,8 @@ def priorities(
             "priority": pl.Float64,
             **{name: pl.Float64 for name in SIGNALS},
             "scout_spans": SPANS,
+            "teacher_span_scores": pl.List(pl.Float64),
+            "missed_score": pl.Float64,
             "rank": pl.Int64,
         },
     )
@@ -137,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="scout-") as scratch:
             # Held-out headlines must not pick the epoch (that would leak): a slice of the training ones does.
             gliner_student.train(gliner, records, records[:64], Path(scratch) / "model")
-            return gliner_student.load(Path(scratch) / "model")(texts)
+            return gliner_student.load(Path(scratch) / "model", decode={"threshold": SCORE_FLOOR})(texts)
 
     trained_on_teacher = [
         {"id": r["id"], "text": r["text"], "spans": r["teacher_spans"] or [], "valid": r["valid"]} for r in rows
@@ -146,12 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     table = priorities(rows, scout_spans, params.weights.model_dump(), params.seed)
     write_table(table, args.out)
     top = table.filter(pl.col("rank") <= max(1, table.height // 10))
+    decided = dict(zip(table["id"].to_list(), table["scout_spans"].to_list()))  # the scouts' spans at threshold
     # a mean of a float column is a float (polars types it as any value)
     metrics: dict[str, Any] = {
         "headlines": table.height,
         "folds": params.folds,
         "mean": {name: round(float(cast(float, table[name].mean())), 4) for name in (*SIGNALS, "priority")},
-        "scout_vs_teacher": entity_scores([r["teacher_spans"] for r in rows], [scout_spans[r["id"]] for r in rows]),
+        "scout_vs_teacher": entity_scores([r["teacher_spans"] for r in rows], [decided[r["id"]] for r in rows]),
         "top_decile_mean_priority": round(float(cast(float, top["priority"].mean())), 4),
     }
     write_json(args.metrics, metrics)

@@ -84,7 +84,7 @@ def rows():
 
 
 def test_disagreement_and_teacher_signals_rank_first_and_the_table_is_deterministic():
-    apple = [{"start": 0, "end": 5, "text": "Apple"}]
+    apple = [{"start": 0, "end": 5, "text": "Apple", "score": 0.9}]
     scout = {"agree": apple, "disagree": apple, "invalid": apple, "shaky": apple, "empty": []}
     table = priorities(rows(), scout, WEIGHTS, seed=0)
     order = table.sort("rank")["id"].to_list()
@@ -92,6 +92,19 @@ def test_disagreement_and_teacher_signals_rank_first_and_the_table_is_determinis
     assert table.filter(pl.col("id") == "invalid")["priority"][0] == 2.0  # disagrees and is invalid
     assert table.filter(pl.col("id") == "shaky")["priority"][0] == 0.7  # 0.5 * (1 - 0.6) + 0.5
     assert priorities(list(reversed(rows())), scout, WEIGHTS, seed=0).sort("id").equals(table.sort("id"))
+
+
+def test_the_scout_scores_each_teacher_span_and_its_best_miss_below_its_own_threshold_too():
+    """A scout that gives the teacher's Apple 0.3 does not predict it (disagreement 1) but scores it for
+    calibration; its 0.2 for another span is the headline's missed score."""
+    shaky_apple = {"start": 0, "end": 5, "text": "Apple", "score": 0.3}
+    other = {"start": 6, "end": 8, "text": "Up", "score": 0.2}
+    table = priorities(rows(), {"shaky": [shaky_apple, other]}, WEIGHTS, seed=0)
+    shaky = table.filter(pl.col("id") == "shaky").row(0, named=True)
+    assert shaky["scout_spans"] == [] and shaky["disagreement"] == 1.0
+    assert shaky["teacher_span_scores"] == [0.3] and shaky["missed_score"] == 0.2
+    empty = table.filter(pl.col("id") == "empty").row(0, named=True)
+    assert empty["teacher_span_scores"] == [] and empty["missed_score"] == 0.0
 
 
 def test_review_priority_experiment_reviews_top_k_or_random_k_and_keeps_or_drops_the_rest():
