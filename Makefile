@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 ARGILLA_VENV := .venv-argilla
 
-.PHONY: install demo test lint clean plan case-study results plots argilla-up argilla-down browser learning-curve review-priority serve real-headlines real-learning-curve whole-feed
+.PHONY: install demo test lint clean plan case-study results plots argilla-up argilla-down browser learning-curve review-priority serve real-headlines real-learning-curve whole-feed review-rounds
 
 install: $(VENV)/.installed
 
@@ -98,7 +98,9 @@ serve: install
 # The whole pipeline on 1,500 real headlines (SEntFiN, data/real_headlines/) in a scratch copy (REAL_RUN), their
 # human annotations as reviewers' labels, each student trained with seeds 0, 1, 2 (~100 min on 2 cores):
 # metrics/real_headlines.json. Then, on that run's splits: the learning curve, human vs teacher labels
-# (metrics/real_learning_curve.*), and the whole-feed recipes at 300 human labels (metrics/whole_feed.*).
+# (metrics/real_learning_curve.*), the whole-feed recipes at 300 human labels (metrics/whole_feed.*), and review
+# order at equal review counts: random, the scout's one-shot priority, rounds with auto-accept (metrics/review_rounds.*;
+# after real-learning-curve, whose points it shares; ~40 min a seed).
 REAL_RUN ?= $(or $(TMPDIR),/tmp)/headline-ner-real
 real-headlines: install
 	python -m scripts.real_headlines --workdir $(REAL_RUN)
@@ -106,3 +108,5 @@ real-learning-curve: install
 	python -m scripts.learning_curve --run $(REAL_RUN) --sizes 100 300 600 all --seeds 0 1 2 --name real_learning_curve
 whole-feed: install
 	python -m scripts.whole_feed --run $(REAL_RUN) --budget 300 --seeds 0 1 2
+review-rounds: install
+	python -m scripts.review_rounds --run $(REAL_RUN) --batch 300 --rounds 2 --seeds 0 1 2

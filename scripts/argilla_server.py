@@ -194,7 +194,7 @@ def main() -> None:
         f"Argilla is up at {server['url']}  (login: {server['username']} / {server['password']})\n"
         f"For the pipeline:  export ARGILLA_API_KEY={server['api_key']}\n"
         f"and set argilla_review.server: argilla (api_url: {server['url']}) in params.yaml, and always_changed: true\n"
-        f"on the argilla_sync stage in dvc.yaml (so every dvc repro asks the server for new submissions)."
+        f"on the argilla_pull stage in dvc.yaml (so every dvc repro asks the server for new submissions)."
     )
 
 

@@ -46,6 +46,17 @@ def training_sets(pool: dict[str, list[dict]], sizes: list[int | None], seed: in
     return [(labels, n, seeded_subset(pool[labels], n, seed)) for n in counts for labels in ("teacher", "human")]
 
 
+def curve_point(run: Run, student: str, labels: str, records: list[dict], seed: int, valid, test) -> dict:
+    """The test scores (and seconds) of a student trained on one point's records, kept in the run's directory."""
+    training = run.training(student, seed)
+    kept = run.kept(
+        f"learning-curve-{student}-{labels}-n{len(records)}-seed{seed}",
+        {"training": training.model_dump(), "decode": run.decode(student), "labels": labels, "n": len(records)},
+        partial(train_and_score, run, student, training, records, valid, {"test": test}),
+    )
+    return kept["test"] | {"seconds": kept["seconds"]}
+
+
 def plot(rows: list[dict], teacher_f1: float, path: Path) -> None:
     series = []
     for (student, labels), style in zip(sorted({(r["student"], r["labels"]) for r in rows}), ["o-", "s--"] * 4):
@@ -120,13 +131,7 @@ def main() -> None:
         for seed in args.seeds:
             for labels, n, records in training_sets(pool, sizes, seed):
                 log.info("learning curve: %s on %d headlines with %s labels (seed %d)", name, n, labels, seed)
-                training = run.training(name, seed)
-                kept = run.kept(
-                    f"learning-curve-{name}-{labels}-n{n}-seed{seed}",
-                    {"training": training.model_dump(), "decode": run.decode(name), "labels": labels, "n": n},
-                    partial(train_and_score, run, name, training, records, valid, {"test": test}),
-                )
-                result = kept["test"] | {"seconds": kept["seconds"]}
+                result = curve_point(run, name, labels, records, seed, valid, test)
                 rows.append({"student": name, "labels": labels, "n": n, "seed": seed} | result)
                 log.info(
                     "learning curve: -> F1 %.3f [%.3f, %.3f]", result["f1"], result["f1_ci_low"], result["f1_ci_high"]

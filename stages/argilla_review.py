@@ -1,11 +1,15 @@
 """argilla_review: the label every record trains and is scored on, and where it came from.
 
-Inputs: the split tables (teacher's spans), the reviewers' submissions that `argilla_sync` pulled from
+Inputs: the split tables (teacher's spans), the reviewers' submissions that `argilla_pull` pulled from
 Argilla, and human labels from files named in `argilla_review.label_files` (JSONL, an exported dataset
 directory, or CoNLL/IOB2). Precedence, per headline: a submission in Argilla (the newest human decision;
 Discard removes the record from training and evaluation) > a label from a file > the teacher's spans.
 Submissions belong to the headline id, whichever split's dataset they were made in, so a headline that
 moves split keeps its review. Several reviewers of one headline are resolved by `resolve_responses`.
+Auto-accept (stages/review/accept.py): the rule fitted on the human-labelled train and valid headlines, with the
+scout's scores (the priority table), marks the unreviewed headlines whose teacher label meets
+`argilla_review.accept_precision` as `accepted`; how the rule held, cross-fitted and on the test split's human
+labels, and each confidence source's calibration go to metrics/calibration.json and a reliability curve per source.
 The split tables go on unchanged (the teacher's `teacher_spans` included) with the label columns added:
 `label_spans`, `label_source`, `reviewed`, `discarded`, `human_origin` (stages/labels/records.py).
 
@@ -23,51 +27,17 @@ import polars as pl
 
 from stages.core.cli import run_stage, setup_logging, stage_parser
 from stages.core.errors import PipelineError
-from stages.core.io import log, read_jsonl, read_table, write_json, write_table
+from stages.core.io import log, read_jsonl, read_table, replacing_dir, write_csv, write_json, write_table
 from stages.core.metrics import entity_scores
 from stages.core.params import load_params
-from stages.core.schema import SPLITS, seeded_rank
+from stages.core.schema import SPLITS, seeded_share
 from stages.core.stage_params import ReviewParams
 from stages.labels.files import accepted, read_label_files
-from stages.labels.records import HUMAN, HUMAN_LABELLED, LLM, NONE
+from stages.labels.records import ACCEPTED, HUMAN, HUMAN_LABELLED, LLM, NONE
 from stages.labels.resolve import candidates, resolve
-
-
-def resolve_responses(responses: list[dict]) -> tuple[tuple[str, list[tuple[int, int]]] | None, dict | None]:
-    """The decision that counts for a record, (status, spans), and the conflict when reviewers disagree.
-
-    Each reviewer's submitted or discarded response is one vote (drafts do not count): discard, or one set of
-    spans. The decision with the most votes wins. A tie goes to a submission over a discard (a label says more),
-    then to the span set chosen by the lowest user id, so the choice never depends on the order the server lists
-    responses in. The conflict lists every decision with its reviewers, the chosen one first, and says whether
-    a majority or the tie-break chose it.
-    """
-    votes: dict[tuple[str, tuple], list[str]] = {}
-    for r in responses:
-        if r["status"] in ("submitted", "discarded"):
-            spans = (
-                tuple(sorted({(s["start"], s["end"]) for s in r["value"] or []})) if r["status"] == "submitted" else ()
-            )
-            votes.setdefault((r["status"], spans), []).append(r["user_id"])
-    if not votes:
-        return None, None
-    ranked = sorted(votes.items(), key=lambda vote: (-len(vote[1]), vote[0][0] != "submitted", min(vote[1])))
-    (status, spans), _ = ranked[0]
-    if len(ranked) == 1:
-        return (status, list(spans)), None
-    conflict = {
-        "resolved_by": "tie-break" if len(ranked[1][1]) == len(ranked[0][1]) else "majority",
-        "votes": [
-            {"status": s, "spans": [list(span) for span in sp], "users": sorted(users)} for (s, sp), users in ranked
-        ],
-    }
-    return (status, list(spans)), conflict
-
-
-def reviewed_share(ids: list[str], fraction: float, seed: int) -> set[str]:
-    """A seeded share of the ids (nested: a smaller fraction picks a subset of a larger one)."""
-    ranked = sorted(ids, key=lambda i: seeded_rank(seed, i))
-    return set(ranked[: round(fraction * len(ranked))])
+from stages.review.agreement import agreement
+from stages.review.responses import resolve_responses
+from stages.review.tables import auto_accept, judged_labels, review_queue
 
 
 def merge(
@@ -118,6 +88,7 @@ def review_metrics(merged: pl.DataFrame, conflicts: list[dict]) -> dict:
         "human_from_files": int((human["human_origin"] == "file").sum()),
         "discarded": int(merged["discarded"].sum()),
         "unlabelled": int((merged["label_source"] == NONE).sum()),
+        "accepted": int((merged["label_source"] == ACCEPTED).sum()),
         "reviewer_conflicts": len(conflicts),
         "reviewer_conflict_records": conflicts,
         "teacher_vs_human": {k: teacher[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")},
@@ -147,7 +118,7 @@ def file_labels_by_split(
         name: {i: resolved.labels[i] for i in frame["id"].to_list() if i in resolved.labels}
         for name, frame in splits.items()
     }
-    keep = reviewed_share(sorted(per_split["train"]), params.train_reviewed_fraction, params.seed)
+    keep = seeded_share(sorted(per_split["train"]), params.train_reviewed_fraction, params.seed)
     per_split["train"] = {i: label for i, label in per_split["train"].items() if i in keep}
     sampled = set().union(*(frame["id"].to_list() for frame in splits.values()))
     summary = resolved.summary() | {"fetched_not_in_sample": len(set(resolved.labels) - sampled)}
@@ -191,7 +162,18 @@ def export(reviewed_dir: Path, directory: str, hub_repo: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(
-        __doc__.splitlines()[0], optional=("split-dir", "submissions", "headlines", "label-dir", "metrics")
+        __doc__.splitlines()[0],
+        optional=(
+            "split-dir",
+            "submissions",
+            "priority",
+            "headlines",
+            "label-dir",
+            "metrics",
+            "calibration",
+            "reliability-dir",
+            "queue",
+        ),
     )
     parser.add_argument("--out-dir", type=Path, default=Path("data/reviewed"))
     parser.add_argument("--export", metavar="DIR", help="save --out-dir as a Hugging Face DatasetDict")
@@ -200,11 +182,24 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     if args.export:
         return export(args.out_dir, args.export, args.hub_repo)
-    if not all((args.split_dir, args.submissions, args.headlines, args.label_dir, args.metrics)):
-        parser.error("--split-dir, --submissions, --headlines, --label-dir and --metrics are required (see dvc.yaml)")
+    required = (
+        "split_dir",
+        "submissions",
+        "priority",
+        "headlines",
+        "label_dir",
+        "metrics",
+        "calibration",
+        "reliability_dir",
+        "queue",
+    )
+    if not all(getattr(args, name) for name in required):
+        parser.error(", ".join(f"--{name.replace('_', '-')}" for name in required) + " are required (see dvc.yaml)")
     params = load_params(ReviewParams)
     splits = {
-        name: read_table(args.split_dir / f"{name}.parquet", ["id", "text", "date", "valid", "teacher_spans"])
+        name: read_table(
+            args.split_dir / f"{name}.parquet", ["id", "text", "date", "valid", "teacher_spans", "agreement"]
+        )
         for name in SPLITS
     }
     submissions = {row["id"]: row["responses"] for row in read_jsonl(args.submissions)}  # by headline, not split
@@ -220,11 +215,50 @@ def main(argv: list[str] | None = None) -> None:
             + "; ".join(missing)
             + ". Nothing was written."
         )
-    metrics: dict[str, Any] = {"server": params.server, "label_files": file_counts}
+    scores = {
+        row["id"]: row
+        for row in read_table(args.priority, ["id", "priority", "teacher_span_scores", "missed_score"]).iter_rows(
+            named=True
+        )
+    }
+    judged = {name: judged_labels(frame, scores) for name, frame in merged.items()}
+    merged, calibration, curves = auto_accept(merged, judged, params)
+    queue = review_queue(judged, merged, {i: row["priority"] for i, row in scores.items()}, params)
+    metrics: dict[str, Any] = {
+        "server": params.server,
+        "label_files": file_counts,
+        # the adjudicated label of a headline Argilla decided is its label_spans (none when discarded)
+        "agreement": agreement(
+            [
+                (submissions[row["id"]], row["label_spans"] or [])
+                for frame in merged.values()
+                for row in frame.filter(pl.col("human_origin") == "argilla").iter_rows(named=True)
+            ]
+        ),
+    }
     for name, frame in merged.items():
         metrics[name] = review_metrics(frame, conflicts[name])
         write_table(frame, args.out_dir / f"{name}.parquet")
     write_json(args.metrics, metrics)
+    write_json(args.calibration, calibration)
+    write_table(queue, args.queue)
+    with replacing_dir(args.reliability_dir) as staging:  # a source no longer reported leaves no stale curve
+        staging.mkdir(parents=True)
+        for source, rows in curves.items():
+            write_csv(staging / f"{source}.csv", rows, ["bin", "low", "high", "count", "mean_probability", "observed"])
+    crossed, held_out = calibration["cross_fitted"] or {}, calibration["test_held_out"]
+    log.info(
+        "argilla_review: auto-accept at precision %s: accepted unreviewed %s; cross-fitted it accepts %s of %s "
+        "human-labelled train/valid headlines (span precision %s), of the test split's %d %d (span precision %s)",
+        calibration["accept_precision"],
+        calibration["accepted_unreviewed"],
+        crossed.get("accepted"),
+        crossed.get("headlines"),
+        crossed.get("accepted_span_precision"),
+        held_out["headlines"],
+        held_out["accepted"],
+        held_out["accepted_span_precision"],
+    )
     for name in SPLITS:
         for c in conflicts[name]:
             log.warning(

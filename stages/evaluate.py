@@ -12,7 +12,8 @@ Each student is scored twice: as saved (fp32, torch) and in its exported CPU-ser
 ONNX Runtime, written by its export stage), so metrics and speed show what serving the export costs in F1.
 Outputs: quality (one small file per scored model: P/R/F1 with its CI, the reference and the test size: what
 `dvc metrics show` and `dvc metrics diff` show), metrics (deterministic: everything scored, git-tracked), the top
-false positives / negatives per model, and the F1 plot data; every path comes from dvc.yaml. Besides them, a report
+false positives / negatives per model, the F1 plot data, and the rounds table (F1 per round of review: one row per
+count of human-labelled train headlines, kept from run to run); every path comes from dvc.yaml. Besides them, a report
 of this machine (metrics/speed/, ignored by git and no DVC output, so that a run changes neither git nor dvc.lock):
 headlines/s and USD per million headlines, the teacher's from llm_label's report when it ran here, and the
 cost-vs-F1 plot data. The log names each model as it is loaded, predicted and timed.
@@ -26,6 +27,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from stages.core.cli import run_stage, stage_args
 from stages.core.errors import PipelineError
 from stages.core.io import log, read_table, replacing_dir, write_csv, write_json
@@ -35,7 +38,7 @@ from stages.core.params import load_params
 from stages.core.schema import Record, span_tuples
 from stages.core.stage_params import EvaluateParams
 from stages.labels.files import accepted, read_label_file, require_inside
-from stages.labels.records import LABEL_COLUMNS, human_records, labelled_records
+from stages.labels.records import ACCEPTED, HUMAN, LABEL_COLUMNS, human_records, labelled_records
 from stages.labels.resolve import standalone
 from stages.students.config import PredictParams
 from stages.students.encoder import local_encoder_dir
@@ -128,6 +131,23 @@ QUALITY_KEYS = {
 }
 
 
+ROUND_FIELDS = ["train_reviewed", "train_accepted", "teacher", "gliner", "spanmarker", "gliner_export"]
+ROUND_FIELDS += ["spanmarker_export"]
+
+
+def with_round(previous: list[dict], train_sources: Counter, metrics: dict) -> list[dict]:
+    """The rounds table (F1 against human labels per train review count) with this run's row: a rerun at a count
+    already there replaces its row, so each round of review keeps one row and the table never depends on how often
+    the pipeline ran."""
+    row = {
+        "train_reviewed": train_sources.get(HUMAN, 0),
+        "train_accepted": train_sources.get(ACCEPTED, 0),
+        **{name: metrics[name]["f1"] for name in ROUND_FIELDS[2:] if name in metrics},
+    }
+    kept = [r for r in previous if int(r["train_reviewed"]) != row["train_reviewed"]]
+    return sorted([*kept, row], key=lambda r: int(r["train_reviewed"]))
+
+
 def quality_files(metrics: dict, models: list[str]) -> dict[str, dict]:
     """What `dvc metrics show` shows, one small file per scored model (one row each, under 120 columns): exact-span
     P/R/F1 with its 95% CI on the test split, the reference and how many test headlines were scored. The rest
@@ -171,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             "errors",
             "f1-plot",
             "cost-plot",
+            "train",
+            "rounds",
         ),
         argv,
     )
@@ -238,6 +260,10 @@ def main(argv: list[str] | None = None) -> None:
         log.info("evaluate: %d extra test set(s), every student", len(params.extra_test_sets))
         metrics["extra_test_sets"] = extra_test_set_scores(params, args.test_set_dir, {**students, **zero_shot})
     write_quality(args.quality, quality_files(metrics, list(predictions)))
+    if reference == "human":  # a round is measured against human labels only
+        train_sources = Counter(read_table(args.train, ["label_source"])["label_source"].to_list())
+        previous = pl.read_csv(args.rounds).to_dicts() if args.rounds.exists() else []
+        write_csv(args.rounds, with_round(previous, train_sources, metrics), ROUND_FIELDS)
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)
     write_csv(

@@ -308,8 +308,9 @@ ALL_STAGES = {
     "cluster_sample",
     "split",
     "scout",
-    "argilla_sync",
+    "argilla_pull",
     "argilla_review",
+    "argilla_push",
     "finetune_gliner",
     "finetune_spanmarker",
     "export@gliner",
@@ -319,9 +320,9 @@ ALL_STAGES = {
     "link",
 }
 # What a `dvc repro` with nothing changed runs: nothing, with argilla_review.server: none (as shipped); with a review
-# server and `always_changed: true` on argilla_sync in dvc.yaml, that cheap check (its output hash rarely changes).
+# server and `always_changed: true` on argilla_pull in dvc.yaml, that cheap check (its output hash rarely changes).
 ALWAYS: set[str] = set()
-POLLED = {"argilla_sync"}
+POLLED = {"argilla_pull"}
 LABELLED = 120
 
 

@@ -71,7 +71,10 @@ def test_editing_a_package_module_reruns_only_the_stages_that_use_it():
     assert users["stages.teacher.candidates"] == {"llm_label"}
 
 
-OWN_SECTION = {"argilla_sync": "argilla_review"}  # a stage's own params section, where it is not named after it
+OWN_SECTION = {
+    "argilla_pull": "argilla_review",
+    "argilla_push": "argilla_review",
+}  # a stage's own params section, where it is not named after it
 
 
 def sections_loaded(module: str) -> set[str]:

@@ -16,7 +16,7 @@ MAY_IMPORT = {
     "students": {"core", "labels", "students"},
     "serving": {"core", "students", "securities", "serving"},
     "securities": {"core", "securities"},
-    "review": {"core", "labels", "review"},
+    "review": {"core", "labels", "students", "review"},
 }
 
 

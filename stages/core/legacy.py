@@ -39,7 +39,7 @@ def old_answer_key(fingerprint: str, headline: str, headline_schema: str) -> str
 
 
 # Submission snapshots written before reviews were keyed by headline id carry the split on each row (and may list
-# an id once per split); argilla_sync keeps a response's split from them. Can go when no such snapshot is kept.
+# an id once per split); argilla_pull keeps a response's split from them. Can go when no such snapshot is kept.
 def split_of_snapshot_row(row: dict) -> str | None:
     return row.get("split")
 

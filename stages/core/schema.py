@@ -56,3 +56,9 @@ def seeded_rank(seed: int, record_id: str) -> str:
     """A record's place in a seeded order that does not depend on the other records (so a subset taken
     from the front stays stable when records are added)."""
     return hashlib.sha256(f"{seed}:{record_id}".encode()).hexdigest()
+
+
+def seeded_share(ids: list[str], fraction: float, seed: int) -> set[str]:
+    """A seeded share of the ids (nested: a smaller fraction picks a subset of a larger one)."""
+    ranked = sorted(ids, key=lambda i: seeded_rank(seed, i))
+    return set(ranked[: round(fraction * len(ranked))])

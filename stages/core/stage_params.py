@@ -211,6 +211,11 @@ class ReviewParams(Section):
     seed: int
     require_full_review: list[Literal["train", "valid", "test"]]
     keep_missing_submissions: bool
+    # auto-accept's precision target (stages/review/accept.py); None: every label waits for a human
+    accept_precision: float | None = Field(gt=0.5, lt=1)
+    calibration_folds: int = Field(ge=2)
+    batch_size: int | None = Field(gt=0)  # train headlines argilla_push sends a round; None: all at once
+    two_reviewer_share: float = Fraction  # of each split, asked of two reviewers (Argilla TaskDistribution)
 
     _span_types = model_validator(mode="after")(span_types_apart)
 

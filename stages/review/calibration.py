@@ -113,17 +113,27 @@ def wilson_lower(successes: float, trials: float, z: float = 1.96) -> float:
     return (centre - margin) / (1 + z * z / trials)
 
 
+def precision_bounds(scores: Sequence[float], outcomes: Sequence[bool]) -> list[tuple[float, float]]:
+    """(t, the Wilson 95% lower bound of the precision of the items scoring at least t) for every distinct score t,
+    highest first."""
+    ranked = sorted(zip(scores, outcomes), reverse=True)
+    bounds, hits = [], 0.0
+    for count, (score, outcome) in enumerate(ranked, start=1):
+        hits += outcome
+        if count == len(ranked) or ranked[count][0] != score:  # the last of a tie: t takes all its items
+            bounds.append((score, wilson_lower(hits, count)))
+    return bounds
+
+
 def accept_threshold(scores: Sequence[float], outcomes: Sequence[bool], target: float) -> float | None:
     """The lowest score t at which the items scoring at least t were right often enough that the lower 95% bound
     of their precision meets `target`; None when no t does (nothing may be accepted unseen)."""
-    ranked = sorted(zip(scores, outcomes), reverse=True)
-    best, hits = None, 0.0
-    for count, (score, outcome) in enumerate(ranked, start=1):
-        hits += outcome
-        last_of_tie = count == len(ranked) or ranked[count][0] != score
-        if last_of_tie and wilson_lower(hits, count) >= target:
-            best = score
-    return best
+    return min((t for t, bound in precision_bounds(scores, outcomes) if bound >= target), default=None)
+
+
+def supported_precision(scores: Sequence[float], outcomes: Sequence[bool]) -> float:
+    """The highest precision target any threshold meets: what accept_precision could be with these labels."""
+    return round(max((bound for _, bound in precision_bounds(scores, outcomes)), default=0.0), 4)
 
 
 def teacher_span_scores(teacher: Sequence[dict], scored: Sequence[dict]) -> list[float]:

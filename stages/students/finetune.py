@@ -125,7 +125,11 @@ def finetune_main(
         raise InputError(
             f"{section_name}: need labelled train and valid records, have {len(records['train'])} and "
             f"{len(records['valid'])}"
-            + (" (unreviewed: pretrain fine-tunes on human labels only)" if pretrain_on is not None else "")
+            + (
+                " (unreviewed: pretrain fine-tunes on human and auto-accepted labels only)"
+                if pretrain_on is not None
+                else ""
+            )
         )
     sizes = {name: len(rs) for name, rs in records.items()}
     sizes |= {f"{name}_human": len(human_records(rs)) for name, rs in records.items()}

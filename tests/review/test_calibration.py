@@ -63,3 +63,12 @@ def test_teacher_spans_take_the_other_models_score_of_the_same_offsets_and_misse
     assert calibration.teacher_span_scores(teacher, scored) == [0.9, 0.0]  # (10, 13) is not (10, 15)
     assert calibration.missed_score(teacher, scored) == 0.6  # (10, 13) overlaps a teacher span: not a miss
     assert calibration.missed_score(teacher, scored[:2]) == 0.0
+
+
+def test_the_supported_precision_is_the_best_bound_any_threshold_meets():
+    # 200 right at 0.9 (bound 0.981), then 20 wrong at 0.3 (200 of 220: bound 0.867)
+    scores, outcomes = [0.9] * 200 + [0.3] * 20, [True] * 200 + [False] * 20
+    assert calibration.supported_precision(scores, outcomes) == 0.9812
+    assert calibration.accept_threshold(scores, outcomes, 0.981) == 0.9
+    assert calibration.accept_threshold(scores, outcomes, 0.99) is None
+    assert calibration.supported_precision([], []) == 0.0

@@ -1,5 +1,5 @@
-"""argilla_sync + argilla_review: the pure merge, and the round trip against a real Argilla server started for the
-tests, both as stage commands and through `dvc repro`."""
+"""argilla_pull + argilla_review + argilla_push: the pure merge, and the round trip against a real Argilla server
+started for the tests, both as stage commands and through `dvc repro`."""
 
 import datetime as dt
 import json
@@ -15,18 +15,14 @@ import yaml
 
 from scripts import argilla_server
 from scripts.worktree import copy_worktree
-from stages.argilla_review import merge, missing_reviews, resolve_responses, review_metrics, reviewed_share
-from stages.argilla_sync import (
-    argilla_record,
-    check_polling,
-    missing_from,
-    polls_every_repro,
-    records_to_push,
-    snapshot_rows,
-    with_missing,
-)
+from stages.argilla_pull import check_polling, missing_from, polls_every_repro, snapshot_rows, with_missing
+from stages.argilla_push import argilla_record, records_to_push, this_round
+from stages.argilla_review import merge, missing_reviews, review_metrics
 from stages.core.errors import ParamsError
-from stages.core.schema import SPANS
+from stages.core.schema import SPANS, seeded_share
+from stages.core.stage_params import ReviewParams
+from stages.review.responses import resolve_responses
+from stages.review.tables import auto_accept, judged_labels
 from stages.teacher.local_server import free_port
 from tests.helpers import ALL_STAGES, LABELLED, POLLED, ROOT, edit_params, project, sh, shipped_params, stages_run
 
@@ -39,10 +35,11 @@ def split_frame(rows: list[tuple[str, str, bool, list[tuple[int, int]]]], year: 
             "date": [dt.date(year, 1, 2)] * len(rows),
             "valid": [r[2] for r in rows],
             "teacher_spans": [[{"start": a, "end": b, "text": r[1][a:b]} for a, b in r[3]] for r in rows],
+            "agreement": [None] * len(rows),
             "clusters": [["apple"]] * len(rows),
             "sample_reason": ["cluster"] * len(rows),
         },
-        schema_overrides={"teacher_spans": SPANS},
+        schema_overrides={"teacher_spans": SPANS, "agreement": pl.Float64},
     )
 
 
@@ -157,11 +154,11 @@ def test_merge_argilla_beats_file_beats_teacher_and_discarded_is_dropped():
     assert missing_reviews({"test": merged}, ["test"]) == ["test: 2 of 5 not reviewed"]
 
 
-def test_reviewed_share_is_seeded_and_nested():
+def test_seeded_share_is_seeded_and_nested():
     ids = [f"id{i}" for i in range(100)]
-    half, quarter = reviewed_share(ids, 0.5, 0), reviewed_share(ids, 0.25, 0)
+    half, quarter = seeded_share(ids, 0.5, 0), seeded_share(ids, 0.25, 0)
     assert len(half) == 50 and len(quarter) == 25 and quarter < half
-    assert reviewed_share(ids, 0.5, 1) != half and reviewed_share(list(reversed(ids)), 0.5, 0) == half
+    assert seeded_share(ids, 0.5, 1) != half and seeded_share(list(reversed(ids)), 0.5, 0) == half
 
 
 def test_only_new_or_changed_records_are_pushed_and_drafts_stay_out_of_the_snapshot():
@@ -281,23 +278,30 @@ def review_project(directory: Path, argilla: dict, **review) -> Path:
     every = pl.concat(splits.values())
     tables = {f"data/split/{name}.parquet": frame for name, frame in splits.items()}
     tables["data/headlines.parquet"] = every.select("id", "text", "date")
-    tables["data/priority.parquet"] = every.select("id", priority=pl.int_range(pl.len()).cast(pl.Float64) / 2)
+    tables["data/priority.parquet"] = every.select(
+        "id",
+        priority=pl.int_range(pl.len()).cast(pl.Float64) / 2,
+        teacher_span_scores=pl.col("teacher_spans").list.eval(pl.lit(0.5)),
+        missed_score=pl.lit(0.0),
+    )
     project(directory, params, copies=[params["argilla_review"]["guidelines_file"]], tables=tables)
     (directory / "labels").mkdir()
     return directory
 
 
 SUBMISSIONS = "data/review/argilla_submissions.jsonl"
-SYNC = [
-    "stages.argilla_sync",
+QUEUE = "data/review/queue.parquet"
+PULL = ["stages.argilla_pull", "--split-dir", "data/split", "--out", SUBMISSIONS]
+PUSH = [
+    "stages.argilla_push",
     "--split-dir",
     "data/split",
-    "--priority",
-    "data/priority.parquet",
+    "--queue",
+    QUEUE,
     "--guidelines",
     "data/prompts/review_guidelines.md",
-    "--out",
-    SUBMISSIONS,
+    "--metrics",
+    "metrics/argilla_push.json",
 ]
 REVIEW = [
     "stages.argilla_review",
@@ -305,6 +309,8 @@ REVIEW = [
     "data/split",
     "--submissions",
     SUBMISSIONS,
+    "--priority",
+    "data/priority.parquet",
     "--headlines",
     "data/headlines.parquet",
     "--label-dir",
@@ -313,11 +319,18 @@ REVIEW = [
     "data/reviewed",
     "--metrics",
     "metrics/review.json",
+    "--calibration",
+    "metrics/calibration.json",
+    "--reliability-dir",
+    "metrics/calibration",
+    "--queue",
+    QUEUE,
 ]
 
 
-def review_stage(directory: Path, api_key: str | None, commands=(SYNC, REVIEW)):
-    """argilla_sync then argilla_review, as dvc.yaml runs them; stops at the first failure (stderr of both)."""
+def review_stage(directory: Path, api_key: str | None, commands=(PULL, REVIEW, PUSH)):
+    """argilla_pull, argilla_review and argilla_push, as dvc.yaml runs them (the scout's priority table is a fixture
+    here); stops at the first failure (stderr of all)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("ARGILLA_API_KEY", None)
     if api_key:
@@ -339,7 +352,48 @@ def write_snapshot(directory: Path, rows: list[dict]) -> None:
     (directory / SUBMISSIONS).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-NO_SERVER = {"url": "http://127.0.0.1:9"}  # argilla_review reads the snapshot only; argilla_sync runs with server none
+NO_SERVER = {"url": "http://127.0.0.1:9"}  # argilla_review reads the snapshot only; pull and push run with server none
+
+
+def test_auto_accept_learns_from_train_and_valid_labels_only_and_marks_unreviewed_headlines(tmp_path):
+    def frames(human: int, unreviewed: int) -> pl.DataFrame:
+        rows = [(f"h{i:03}", "Visa Rallies", True, [(0, 4)]) for i in range(human)]
+        rows += [(f"u{i}", "Visa Rallies", True, [(0, 4)]) for i in range(unreviewed)]
+        files = {f"h{i:03}": {"spans": [{"start": 0, "end": 4, "text": "Visa"}], "where": "f"} for i in range(human)}
+        return merge(split_frame(rows), {}, files)[0]
+
+    trusted = {"teacher_span_scores": [0.9], "missed_score": 0.1}
+    scores = {f"h{i:03}": trusted for i in range(200)} | {"u0": trusted}
+    scores["u1"] = {"teacher_span_scores": [0.2], "missed_score": 0.1}  # one the scout doubts
+    params = ReviewParams.model_validate(shipped_params()["argilla_review"] | {"accept_precision": 0.95})
+
+    def accept(merged, params):
+        return auto_accept(merged, {name: judged_labels(frame, scores) for name, frame in merged.items()}, params)
+
+    # 200 right train labels at 0.9 support 0.95: the unreviewed headline the scout doubts stays the teacher's
+    merged = {"train": frames(200, 2), "valid": frames(0, 0), "test": frames(0, 0)}
+    marked, metrics, curves = accept(merged, params)
+    assert dict(zip(marked["train"]["id"], marked["train"]["label_source"]))["u0"] == "accepted"
+    assert dict(zip(marked["train"]["id"], marked["train"]["label_source"]))["u1"] == "llm"
+    assert metrics["accepted_unreviewed"] == {"train": 1, "valid": 0, "test": 0}
+    assert metrics["rule"] == {"span_threshold": 0.9, "no_other_company_threshold": 0.9}
+    assert metrics["cross_fitted"]["accepted_span_precision"] == 1.0 and set(curves) == {
+        "scout_span",
+        "no_other_company",
+    }
+    # the same labels in the test split only measure the rule: they never make it
+    merged = {"train": frames(0, 2), "valid": frames(0, 0), "test": frames(200, 0)}
+    marked, metrics, _ = accept(merged, params)
+    assert metrics["accepted_unreviewed"]["train"] == 0 and metrics["test_held_out"]["headlines"] == 200
+    assert metrics["rule"] == {"span_threshold": None, "no_other_company_threshold": None}
+    # accept_precision: null accepts nothing
+    off = params.model_copy(update={"accept_precision": None})
+    assert (
+        accept({"train": frames(200, 2), "valid": frames(0, 0), "test": frames(0, 0)}, off)[1]["accepted_unreviewed"][
+            "train"
+        ]
+        == 0
+    )
 
 
 def test_a_headline_that_moved_split_keeps_its_review_and_disagreements_are_listed(tmp_path):
@@ -391,7 +445,7 @@ def test_the_snapshot_never_shrinks_silently(tmp_path):
         }
     ]
     write_snapshot(directory, previous)
-    run = review_stage(directory, None, [SYNC])
+    run = review_stage(directory, None, [PULL])
     assert run.returncode == 0, run.stderr[-2000:]
     assert [json.loads(line) for line in (directory / SUBMISSIONS).read_text().splitlines()] == previous
     assert (
@@ -401,7 +455,7 @@ def test_the_snapshot_never_shrinks_silently(tmp_path):
     params = yaml.safe_load((directory / "params.yaml").read_text())
     params["argilla_review"]["keep_missing_submissions"] = False  # the user says so, explicitly
     (directory / "params.yaml").write_text(yaml.safe_dump(params))
-    run = review_stage(directory, None, [SYNC])
+    run = review_stage(directory, None, [PULL])
     assert run.returncode == 0 and (directory / SUBMISSIONS).read_text() == "\n"  # no row: DVC warns of empty files
     assert "dropped 1 responses to 1 records that server none no longer holds (te1)" in run.stderr
 
@@ -410,14 +464,14 @@ def reviewed(directory: Path, split: str) -> dict:
     return {r["id"]: r for r in pl.read_parquet(directory / f"data/reviewed/{split}.parquet").iter_rows(named=True)}
 
 
-def annotate(server: dict, dataset_name: str, answers: dict[str, tuple[str, list]]) -> None:
-    """Log in as an annotator (a separate user, as in real life) and submit or discard records."""
+def annotate(server: dict, dataset_name: str, answers: dict[str, tuple[str, list]], username: str = "reviewer") -> None:
+    """As an annotator (a separate user, as in real life), submit or discard records."""
     import argilla as rg
 
     owner = rg.Argilla(api_url=server["url"], api_key=server["api_key"])
     user = (
-        owner.users("reviewer")
-        or rg.User(username="reviewer", password="reviewer-pass-123", role="annotator", client=owner).create()
+        owner.users(username)
+        or rg.User(username=username, password="reviewer-pass-123", role="annotator", client=owner).create()
     )
     workspace = owner.workspaces("argilla")
     if user.id not in [u.id for u in workspace.users]:
@@ -486,6 +540,121 @@ def test_round_trip_human_labels_win_and_are_never_touched_by_a_repush(server, t
 
 
 @pytest.mark.slow
+def test_two_reviewers_answer_the_overlap_share_and_their_agreement_is_measured(server, tmp_path):
+    import argilla as rg
+
+    directory = review_project(tmp_path, server, two_reviewer_share=0.67)  # 2 of the 3 test headlines
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0 and "test: pushed 3 new or changed of 3 records (2 for two reviewers)" in run.stderr
+    owner = rg.Argilla(api_url=server["url"], api_key=server["api_key"])
+    prefix = tmp_path.name[:30]
+    overlap = owner.datasets(f"{prefix}-test-overlap", workspace="argilla")
+    single = owner.datasets(f"{prefix}-test", workspace="argilla")
+    assert overlap.settings.distribution.min_submitted == 2 and single.settings.distribution.min_submitted == 1
+    assert sorted(r.id for r in overlap.records) == ["te1", "te3"]  # the seeded share
+    assert [r.id for r in single.records] == ["te2"]
+    annotate(server, overlap.name, {"te1": ("submitted", [(0, 5), (10, 13)]), "te3": ("submitted", [])})
+    # one submission does not complete an overlap record: Argilla keeps offering it until a second reviewer answers
+    assert {r.id: str(r.status) for r in overlap.records} == {"te1": "pending", "te3": "pending"}
+    annotate(server, overlap.name, {"te1": ("submitted", [(0, 5)]), "te3": ("submitted", [])}, "second")
+    assert {r.id: str(r.status) for r in overlap.records} == {"te1": "completed", "te3": "completed"}
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    metrics = yaml.safe_load((directory / "metrics/review.json").read_text())
+    figures = metrics["agreement"]
+    # te3: no company from both; te1: Apple from both, Dow from one (P 1/2, R 1/1 either way round -> F1 0.667)
+    assert (figures["records_with_several_reviewers"], figures["pairs"], figures["pairs_identical"]) == (2, 2, 0.5)
+    assert figures["exact_f1"] == figures["overlap_f1"] == 0.6667
+    # a tie: the lowest user id's label is adjudicated, and te1 is listed for adjudication
+    assert sorted(v["exact_f1"] for v in figures["reviewer_vs_adjudicated"].values()) == [0.6667, 1.0]
+    assert [c["id"] for c in metrics["test"]["reviewer_conflict_records"]] == ["te1"]
+
+
+def test_a_round_sends_valid_and_test_whole_and_the_train_batch_in_queue_order():
+    splits = {
+        "train": split_frame([("a", "A Up", True, []), ("b", "B Up", True, []), ("c", "C Up", True, [])]),
+        "valid": split_frame([("v", "V Up", True, [])]),
+        "test": split_frame([("t", "T Up", True, [])]),
+    }
+    queue = pl.DataFrame(
+        {"id": ["a", "b", "c", "v"], "batch": [None, 2, 1, None], "priority": [0.1, 0.2, 0.3, 0.4]},
+        schema_overrides={"batch": pl.Int64},
+    ).with_columns(expected_errors=pl.lit(None, pl.Float64), label_confidence=pl.lit(None, pl.Float64))
+    rows = this_round(splits, queue, batch_size=2)
+    assert rows["train"]["id"].to_list() == ["c", "b"] and rows["valid"].height == rows["test"].height == 1
+    assert this_round(splits, queue, batch_size=None)["train"]["id"].to_list() == ["a", "b", "c"]
+
+
+def rounds_project(directory: Path, server: dict) -> Path:
+    """Four train headlines the scout ranks t1 > t2 > t3 > t4, though it doubts t4's teacher span (score 0.1, the
+    others 0.9); 19 valid headlines labelled in a file, where the teacher's spans the scout scores 0.9 are right
+    and those it scores 0.1 wrong: one more human label (20) and the calibration says so."""
+    params = shipped_params()
+    params["argilla_review"].update(
+        server="argilla",
+        api_url=server["url"],
+        label_dir="labels",
+        label_files=["labels/valid.jsonl"],
+        dataset_prefix=directory.name[:30],
+        batch_size=1,
+    )
+    train = [(f"t{i}", f"Visa Rallies {i}", True, [(0, 4)]) for i in range(1, 5)]
+    valid = [(f"v{i:02}", f"Visa Slips {i}", True, [(0, 4)]) for i in range(19)]
+    splits = {
+        "train": split_frame(train, 2012),
+        "valid": split_frame(valid, 2017),
+        "test": split_frame([("te1", "Apple Up", True, [(0, 5)])]),
+    }
+    every = pl.concat(splits.values())
+    doubted = {"t4"} | {f"v{i:02}" for i in range(10, 19)}
+    tables = {f"data/split/{name}.parquet": frame for name, frame in splits.items()}
+    tables["data/headlines.parquet"] = every.select("id", "text", "date")
+    tables["data/priority.parquet"] = pl.DataFrame(
+        {
+            "id": every["id"],
+            "priority": [{"t1": 4.0, "t2": 3.0, "t3": 2.0, "t4": 1.0}.get(i, 0.0) for i in every["id"]],
+            "teacher_span_scores": [[0.1 if i in doubted else 0.9] for i in every["id"]],
+            "missed_score": [0.0] * every.height,
+        }
+    )
+    project(directory, params, copies=[params["argilla_review"]["guidelines_file"]], tables=tables)
+    (directory / "labels").mkdir()
+    (directory / "labels/valid.jsonl").write_text(
+        "".join(
+            json.dumps({"id": i, "spans": [] if i in doubted else [{"start": 0, "end": 4}]}) + "\n" for i, *_ in valid
+        )
+    )
+    return directory
+
+
+@pytest.mark.slow
+def test_the_second_round_is_chosen_with_the_first_rounds_submissions(server, tmp_path):
+    import argilla as rg
+
+    directory = rounds_project(tmp_path, server)
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0 and "train: pushed 1 new or changed of 1 records" in run.stderr, run.stderr[-2000:]
+    owner = rg.Argilla(api_url=server["url"], api_key=server["api_key"])
+    train = owner.datasets(f"{tmp_path.name[:30]}-train", workspace="argilla")
+    # 19 human labels calibrate nothing yet: the scout's priority picks round 1
+    assert [r.id for r in train.records] == ["t1"]
+    assert {r.id for r in owner.datasets(f"{tmp_path.name[:30]}-valid", workspace="argilla").records} == {
+        f"v{i:02}" for i in range(19)
+    }
+    annotate(server, train.name, {"t1": ("submitted", [(0, 4)])})
+    run = review_stage(directory, server["api_key"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    # t1's label is the 20th: calibrated, the teacher span the scout doubts is likely wrong, so t4 goes before t2
+    held = {r.id: r.metadata for r in train.records}
+    assert sorted(held) == ["t1", "t4"]
+    assert held["t4"]["expected_errors"] == 1.0 and held["t4"]["label_confidence"] == 0.0
+    pushed = json.loads((directory / "metrics/argilla_push.json").read_text())
+    assert pushed["records"]["train"] == 1 and pushed["new_or_changed"]["train"] == 1
+    calibration = json.loads((directory / "metrics/calibration.json").read_text())
+    assert calibration["fitted_on"]["headlines"] == 20
+
+
+@pytest.mark.slow
 def test_an_emptied_teacher_answer_clears_its_suggestion_and_a_fresh_dataset_loses_no_submission(server, tmp_path):
     import argilla as rg
 
@@ -531,14 +700,15 @@ def test_dvc_repro_reruns_exactly_what_a_new_submission_changes(server, repo, fa
     test_record = first_labelled("test")
     assert test_record["human_origin"] == "file"
     annotate(server, "dvc-flow-test", {test_record["id"]: ("submitted", [])})  # the reviewer overrules the file
-    assert stages_run(sh(repo, "dvc", "repro")) == POLLED | {"argilla_review", "evaluate", "link"}
+    # a round: the scout learns from the submission, argilla_review recalibrates, argilla_push sends the next batch
+    round_stages = {"scout", "argilla_review", "argilla_push"}
+    assert stages_run(sh(repo, "dvc", "repro")) == POLLED | round_stages | {"evaluate", "link"}
     after = {r["id"]: r for r in pl.read_parquet(repo / "data/reviewed/test.parquet").iter_rows(named=True)}
     assert after[test_record["id"]]["label_spans"] == [] and after[test_record["id"]]["human_origin"] == "argilla"
     assert stages_run(sh(repo, "dvc", "repro")) == POLLED
 
     annotate(server, "dvc-flow-train", {first_labelled("train")["id"]: ("discarded", [])})
-    assert stages_run(sh(repo, "dvc", "repro")) == POLLED | {
-        "argilla_review",
+    assert stages_run(sh(repo, "dvc", "repro")) == POLLED | round_stages | {
         "finetune_gliner",
         "finetune_spanmarker",
         "export@gliner",  # the retrained students' servable folders
@@ -623,11 +793,11 @@ def test_reviewer_sees_the_headline_with_its_suggested_span_in_the_web_ui(server
 
 
 def poll_every_repro(repo: Path, on: bool) -> None:
-    """Set `always_changed` of the argilla_sync stage in a project's dvc.yaml (one line; comments kept)."""
+    """Set `always_changed` of the argilla_pull stage in a project's dvc.yaml (one line; comments kept)."""
     dvc_yaml = repo / "dvc.yaml"
     text = dvc_yaml.read_text()
     old, new = f"always_changed: {str(not on).lower()}", f"always_changed: {str(on).lower()}"
-    assert text.count(old) == 1, "argilla_sync's always_changed line"
+    assert text.count(old) == 1, "argilla_pull's always_changed line"
     dvc_yaml.write_text(text.replace(old, new))
 
 
@@ -643,8 +813,8 @@ def test_a_review_server_needs_dvc_to_ask_it_on_every_repro_and_no_server_needs_
     assert "runs it for nothing and `dvc status` is never clean" in caplog.text
 
 
-def test_with_no_server_the_sync_runs_once_quietly_and_dvc_status_is_clean(tmp_path):
-    """On the real dvc.yaml (a copy of the working tree): with server: none, argilla_sync runs when its inputs
+def test_with_no_server_the_pull_runs_once_quietly_and_dvc_status_is_clean(tmp_path):
+    """On the real dvc.yaml (a copy of the working tree): with server: none, argilla_pull runs when its inputs
     change, writes no empty file (DVC would warn of it, four times a run), and then `dvc status` has nothing to
     say of it; `always_changed: true` is what a review server needs, and it makes the stage always changed."""
     repo = copy_worktree(tmp_path / "repo")
@@ -652,13 +822,11 @@ def test_with_no_server_the_sync_runs_once_quietly_and_dvc_status_is_clean(tmp_p
     for split in ("train", "valid", "test"):  # placeholders: with server none the stage reads neither
         (repo / "data/split").mkdir(parents=True, exist_ok=True)
         (repo / f"data/split/{split}.parquet").write_text(split)
-    (repo / "data/review").mkdir(parents=True, exist_ok=True)
-    (repo / "data/review/priority.parquet").write_text("priority")
-    first = sh(repo, "dvc", "repro", "--single-item", "argilla_sync")
-    assert stages_run(first) == {"argilla_sync"} and "is empty" not in first, first
+    first = sh(repo, "dvc", "repro", "--single-item", "argilla_pull")
+    assert stages_run(first) == {"argilla_pull"} and "is empty" not in first, first
     assert (repo / SUBMISSIONS).read_text() == "\n"
-    assert stages_run(sh(repo, "dvc", "repro", "--single-item", "argilla_sync")) == set()
-    assert "up to date" in sh(repo, "dvc", "status", "argilla_sync")
+    assert stages_run(sh(repo, "dvc", "repro", "--single-item", "argilla_pull")) == set()
+    assert "up to date" in sh(repo, "dvc", "status", "argilla_pull")
 
     poll_every_repro(repo, True)
-    assert "always changed" in sh(repo, "dvc", "status", "argilla_sync")
+    assert "always changed" in sh(repo, "dvc", "status", "argilla_pull")

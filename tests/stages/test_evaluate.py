@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 import polars as pl
 import pytest
@@ -142,6 +143,7 @@ def run_evaluate(tmp_path, monkeypatch, rows: list[dict]) -> dict:
     ).write_parquet("test.parquet")
     (tmp_path / "teacher.json").write_text("{}")
     (tmp_path / "test_sets").mkdir(exist_ok=True)
+    pl.DataFrame({"label_source": ["human", "human", "accepted", "llm"]}).write_parquet("train.parquet")
     evaluate.main(
         [
             "--test",
@@ -170,9 +172,24 @@ def run_evaluate(tmp_path, monkeypatch, rows: list[dict]) -> dict:
             "f1.csv",
             "--cost-plot",
             "cost.csv",
+            "--train",
+            "train.parquet",
+            "--rounds",
+            "rounds.csv",
         ]
     )
     return json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_the_rounds_table_keeps_one_row_per_train_review_count():
+    metrics = {name: {"f1": 0.5} for name in ("teacher", "gliner", "spanmarker", "gliner_export", "spanmarker_export")}
+    first = evaluate.with_round([], Counter(human=100, llm=50), metrics)
+    assert first == [{"train_reviewed": 100, "train_accepted": 0} | {name: 0.5 for name in metrics}]
+    second = evaluate.with_round(first, Counter(human=200, accepted=30), metrics | {"gliner": {"f1": 0.7}})
+    assert [(r["train_reviewed"], r["train_accepted"], r["gliner"]) for r in second] == [(100, 0, 0.5), (200, 30, 0.7)]
+    # a rerun at a count already in the table (a changed recipe, say) replaces that round's row
+    rerun = evaluate.with_round(second, Counter(human=100), metrics | {"gliner": {"f1": 0.6}})
+    assert [(r["train_reviewed"], r["gliner"]) for r in rerun] == [(100, 0.6), (200, 0.7)]
 
 
 def headline(i: int, text: str, source: str, valid: bool = True, spans=()) -> dict:

@@ -36,8 +36,9 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
         "cluster_sample",
         "split",
         "scout",
-        "argilla_sync",
+        "argilla_pull",
         "argilla_review",
+        "argilla_push",
         "evaluate",
         "tag",
         "link",
@@ -61,7 +62,16 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
     edit_params(repo, lambda p: p["split"]["ranges"]["test"].update(start="2020-01-01"))
     # fetch checks split.ranges against its dates (the same table comes out): labelling does not rerun; the review
     # check reruns as its input (the split) changed, and its snapshot does not
-    rerun = {"fetch", "split", "scout", "argilla_sync", "argilla_review", "evaluate", "link"}  # link: the watch cutoff
+    rerun = {
+        "fetch",
+        "split",
+        "argilla_pull",
+        "scout",
+        "argilla_review",
+        "argilla_push",
+        "evaluate",
+        "link",
+    }  # link: the watch cutoff
     assert stages_run(sh(repo, "dvc", "repro")) == ALWAYS | rerun
     commit(repo, "test on 2020 only")
     params_diff = json.loads(sh(repo, "dvc", "params", "diff", base_branch, "--json"))

@@ -49,7 +49,7 @@ def up_to_date(tmp_path_factory) -> tuple[Path, dict, set[str]]:
                 (repo / path / "placeholder").write_text(str(path))
     sh(repo, "dvc", "commit", "-f")
     always = set(dvc_status(repo))
-    assert always <= {"argilla_sync"}, always  # the review check, where dvc.yaml marks it always_changed
+    assert always <= {"argilla_pull"}, always  # the review check, where dvc.yaml marks it always_changed
     return repo, yaml.safe_load((repo / "params.yaml").read_text()), always
 
 

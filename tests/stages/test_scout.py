@@ -5,7 +5,8 @@ import polars as pl
 
 from scripts.review_priority import reviewed_ids, summary, training_records
 from stages.core.schema import SPANS
-from stages.scout import cross_fit, fold_of, priorities
+from stages.review.calibration import fold_of
+from stages.review.scouting import cross_fit, priorities
 
 WEIGHTS = {"disagreement": 1.0, "invalid": 1.0, "low_agreement": 0.5, "dropped_mentions": 0.5}
 
@@ -145,3 +146,19 @@ def test_review_priority_experiment_reviews_top_k_or_random_k_and_keeps_or_drops
     ]
     result = summary(rows, [2])
     assert (result["priority_f1"], result["random_f1"], result["priority_rule"]) == ([0.7], [0.6], ["drop"])
+
+
+def test_a_scout_learns_the_human_label_where_there_is_one_and_nothing_from_a_discard():
+    from stages.review.scouting import scout_records
+
+    apple = [{"start": 0, "end": 5, "text": "Apple"}]
+    rows = [
+        {"id": "t", "text": "Apple Up", "teacher_spans": [], "valid": True},
+        {"id": "h", "text": "Apple Up", "teacher_spans": [], "valid": True},
+        {"id": "d", "text": "Apple Up", "teacher_spans": apple, "valid": True},
+        {"id": "i", "text": "Apple Up", "teacher_spans": None, "valid": False},
+    ]
+    records = {r["id"]: r for r in scout_records(rows, {"h": apple, "d": None})}
+    assert (records["t"]["spans"], records["t"]["valid"]) == ([], True)  # the teacher's answer
+    assert (records["h"]["spans"], records["h"]["valid"]) == (apple, True)  # the reviewer's, over the teacher's
+    assert not records["d"]["valid"] and not records["i"]["valid"]  # discarded; an invalid answer

@@ -136,9 +136,15 @@ def test_unreachable_hub_base_model_names_the_param_to_change():
         spanmarker_student.build_model(hub)
 
 
-def test_unreviewed_headlines_train_with_teacher_labels_or_not_at_all_and_humans_pick_the_epoch():
-    records = [{"id": "a", "label_source": "human"}, {"id": "b", "label_source": "llm"}]
-    assert unreviewed_rule(records, "keep") == records and unreviewed_rule(records, "drop") == records[:1]
+def test_unreviewed_headlines_train_by_the_rule_accepted_ones_always_and_humans_pick_the_epoch():
+    records = [
+        {"id": "a", "label_source": "human"},
+        {"id": "b", "label_source": "llm"},
+        {"id": "c", "label_source": "accepted"},
+    ]
+    assert unreviewed_rule(records, "keep") == records
+    assert unreviewed_rule(records, "drop") == unreviewed_rule(records, "pretrain") == [records[0], records[2]]
+    # an auto-accepted label trains, but only a human one picks the epoch
     assert human_or_all(records) == records[:1] and human_or_all(records[1:]) == records[1:]
 
 
