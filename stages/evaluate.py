@@ -260,10 +260,11 @@ def main(argv: list[str] | None = None) -> None:
         log.info("evaluate: %d extra test set(s), every student", len(params.extra_test_sets))
         metrics["extra_test_sets"] = extra_test_set_scores(params, args.test_set_dir, {**students, **zero_shot})
     write_quality(args.quality, quality_files(metrics, list(predictions)))
-    if reference == "human":  # a round is measured against human labels only
+    rounds = pl.read_csv(args.rounds).to_dicts() if args.rounds.exists() else []
+    if reference == "human":  # a round is measured against human labels only; the table is written either way
         train_sources = Counter(read_table(args.train, ["label_source"])["label_source"].to_list())
-        previous = pl.read_csv(args.rounds).to_dicts() if args.rounds.exists() else []
-        write_csv(args.rounds, with_round(previous, train_sources, metrics), ROUND_FIELDS)
+        rounds = with_round(rounds, train_sources, metrics)
+    write_csv(args.rounds, rounds, ROUND_FIELDS)
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)
     write_csv(

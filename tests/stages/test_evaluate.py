@@ -212,6 +212,8 @@ def test_no_usable_test_headline_says_so_instead_of_dividing_by_zero(why, tmp_pa
     assert metrics["note"].startswith("nothing scored on the test split: no test headline has a usable label")
     assert "gliner" not in metrics and "nothing scored on the test split" in caplog.text
     assert (tmp_path / "errors.csv").read_text() == "model,kind,span,count,example\n"
+    # no round measured against human labels, but the table DVC expects is there
+    assert (tmp_path / "rounds.csv").read_text().startswith("train_reviewed,train_accepted,teacher")
 
 
 def test_errors_csv_cannot_run_a_headline_as_a_spreadsheet_formula(tmp_path, monkeypatch):
