@@ -59,8 +59,8 @@ def review_state(splits: dict[str, pl.DataFrame], reviewed: set[str]) -> dict[st
     human label: the rest of train keeps the teacher's (llm, or none for an invalid answer)."""
     state = {}
     for name, frame in splits.items():
-        if name != "train":
-            state[name] = frame
+        if name != "train":  # reviewed whole: every human label there is a review
+            state[name] = frame.with_columns(reviewed=pl.col("label_source") == HUMAN)
             continue
         seen = pl.col("id").is_in(sorted(reviewed))
         state[name] = frame.with_columns(

@@ -93,12 +93,14 @@ def test_the_dvc_user_flows(repo, fake_teacher, tmp_path):
         )
     )
     # A student's servable folder is rebuilt only when the student itself changed (here every sampled headline is
-    # human-labelled, so a student may train to the very same bytes), and evaluate reruns only when an export or
-    # the reviewed test split it scores on changed.
-    before, test_split = model_hashes(repo), (repo / "data/reviewed/test.parquet").read_bytes()
+    # human-labelled, so a student may train to the very same bytes), and evaluate reruns only when an export, the
+    # reviewed test split it scores on or the train split it counts reviews of (the rounds table) changed.
+    reviewed = [repo / f"data/reviewed/{split}.parquet" for split in ("test", "train")]
+    before, splits_before = model_hashes(repo), [path.read_bytes() for path in reviewed]
     ran = stages_run(sh(repo, "dvc", "repro"))
     rebuilt = {f"export@{name}" for name, md5 in model_hashes(repo).items() if md5 != before[name]}
-    scored = {"evaluate"} if rebuilt or (repo / "data/reviewed/test.parquet").read_bytes() != test_split else set()
+    changed = [path.read_bytes() for path in reviewed] != splits_before
+    scored = {"evaluate"} if rebuilt or changed else set()
     assert ran == ALL_STAGES - {"fetch", "export@gliner", "export@spanmarker", "evaluate"} | rebuilt | scored
     assert sum(fake_teacher.requests.values()) == 2 * LABELLED
 
