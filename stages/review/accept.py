@@ -1,12 +1,12 @@
 """Auto-accept: which teacher labels are right often enough to train on unseen, and how well that held.
 
-The scout (stages/scout.py: cross-fitted, trained on the teacher's labels) judges a teacher label twice: per span,
-its score for that span; per headline, 1 - the score of its best span the teacher did not mark (the "no other
-company" score). On human-labelled headlines each has an outcome: the span is in the human label; the human label
-has no span outside the teacher's. The rule takes, per kind, the lowest score at which the items scoring at least
-that were right often enough that the Wilson 95% lower bound of their precision meets the target. A headline with
-a valid teacher answer is accepted when every span meets the span threshold and its no-other-company score the
-headline threshold: then, to that precision, its teacher label is the human one.
+The scout (stages/scout.py: cross-fitted, trained on the teacher's labels overruled by the train reviews so far)
+judges a teacher label twice: per span, its score for that span; per headline, 1 - the score of its best span the
+teacher did not mark (the "no other company" score). On human-labelled headlines each has an outcome: the span is in
+the human label; the human label has no span outside the teacher's. The rule takes, per kind, the lowest score at
+which the items scoring at least that were right often enough that the Wilson 95% lower bound of their precision
+meets the target. A headline with a valid teacher answer is accepted when every span meets the span threshold and
+its no-other-company score the headline threshold: then, to that precision, its teacher label is the human one.
 
 Pure functions on typed values; argilla_review fits the rule on its human labels and applies it.
 """
@@ -70,7 +70,7 @@ class AcceptRule:
 
 def evidence(human_labelled: Sequence[JudgedLabel]) -> dict[str, tuple[list[float], list[bool]]]:
     """Per kind (span, no_other_company), the scores and outcomes of the valid human-labelled headlines."""
-    usable = [label for label in human_labelled if label.valid]
+    usable = [label for label in human_labelled if label.valid and label.human is not None]
     return {
         "span": (
             [s for label in usable for s in label.span_scores],

@@ -74,15 +74,19 @@ def cross_fitted(
     return calibrated
 
 
-def reliability(probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = 10) -> list[dict]:
-    """Equal-width bins of predicted probability: count, mean prediction and observed share per non-empty bin (the
-    points of a reliability plot)."""
+def binned(probabilities: Sequence[float], outcomes: Sequence[bool], bins: int) -> dict[int, list[float]]:
+    """Equal-width bins of predicted probability: [count, sum of predictions, sum of outcomes] per non-empty bin."""
     table: dict[int, list[float]] = {}
     for p, outcome in zip(probabilities, outcomes):
         row = table.setdefault(min(int(p * bins), bins - 1), [0.0, 0.0, 0.0])
         row[0] += 1
         row[1] += p
         row[2] += outcome
+    return table
+
+
+def reliability(probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = 10) -> list[dict]:
+    """Count, mean prediction and observed share per non-empty bin (the points of a reliability plot)."""
     return [
         {
             "bin": b,
@@ -92,15 +96,14 @@ def reliability(probabilities: Sequence[float], outcomes: Sequence[bool], bins: 
             "mean_probability": round(total / count, 4),
             "observed": round(hits / count, 4),
         }
-        for b, (count, total, hits) in sorted(table.items())
+        for b, (count, total, hits) in sorted(binned(probabilities, outcomes, bins).items())
     ]
 
 
 def expected_calibration_error(probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = 10) -> float:
-    """The count-weighted mean gap between predicted and observed share over reliability()'s bins."""
-    rows = reliability(probabilities, outcomes, bins)
-    total = sum(r["count"] for r in rows)
-    return round(sum(r["count"] * abs(r["mean_probability"] - r["observed"]) for r in rows) / total, 4)
+    """The count-weighted mean gap between predicted and observed share over the bins (of the unrounded sums)."""
+    table = binned(probabilities, outcomes, bins)
+    return round(sum(abs(total - hits) for _, total, hits in table.values()) / len(probabilities), 4)
 
 
 def wilson_lower(successes: float, trials: float, z: float = 1.96) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from stages.core.schema import seeded_rank
-from stages.review.accept import JudgedLabel
+from stages.review.accept import JudgedLabel, evidence
 from stages.review.calibration import Calibrator, fit_isotonic
 
 # Fewer human-labelled headlines than this calibrate nothing: the scout's priority orders the batch.
@@ -28,14 +28,11 @@ class Calibrations:
 
 def fit_calibrations(human_labelled: Sequence[JudgedLabel]) -> Calibrations | None:
     """Both calibrations from the valid human-labelled headlines; None with too few of them (or no span)."""
-    usable = [label for label in human_labelled if label.valid and label.human is not None]
-    spans = [(s, o) for label in usable for s, o in zip(label.span_scores, label.span_outcomes())]
-    if len(usable) < MIN_CALIBRATION_HEADLINES or not spans:
+    found = evidence(human_labelled)
+    spans, headlines = found["span"], found["no_other_company"]
+    if len(headlines[0]) < MIN_CALIBRATION_HEADLINES or not spans[0]:
         return None
-    return Calibrations(
-        span=fit_isotonic([s for s, _ in spans], [o for _, o in spans]),
-        no_other=fit_isotonic([label.no_other for label in usable], [label.nothing_missed() for label in usable]),
-    )
+    return Calibrations(span=fit_isotonic(*spans), no_other=fit_isotonic(*headlines))
 
 
 def expected_errors(label: JudgedLabel, calibrations: Calibrations) -> float:
