@@ -50,7 +50,10 @@ from stages.students.config import FinetuneGlinerParams
 POLICIES = ("random", "one_shot", "rounds", "everything")
 STUDENT = "gliner"
 FIELDS = ["policy", "seed", "reviews", "accepted", "train_records", "f1", "f1_ci_low", "f1_ci_high"]
-FIELDS += ["precision", "recall", "accepted_span_precision", "seconds"]
+# What the calibration on the human labels so far says (rounds only): the highest precision target auto-accept could
+# meet per kind, and the scout span score's ECE before and after calibration
+EVIDENCE = ["supported_span_precision", "supported_no_other_precision", "span_ece_raw", "span_ece_calibrated"]
+FIELDS += ["precision", "recall", "accepted_span_precision", "seconds", *EVIDENCE]
 SCOUT_COLUMNS = ["id", "text", "valid", "teacher_spans", "hallucinated", "agreement"]
 
 
@@ -143,14 +146,18 @@ class Simulation:
             accepted,
             result["f1"],
         )
-        return {
-            "policy": policy,
-            "seed": seed,
-            "reviews": len(reviewed),
-            "accepted": accepted,
-            "train_records": len(records),
-            "accepted_span_precision": (calibration.get("test_held_out") or {}).get("accepted_span_precision"),
-        } | result
+        return (
+            {
+                "policy": policy,
+                "seed": seed,
+                "reviews": len(reviewed),
+                "accepted": accepted,
+                "train_records": len(records),
+                "accepted_span_precision": (calibration.get("test_held_out") or {}).get("accepted_span_precision"),
+            }
+            | evidence(calibration)
+            | result
+        )
 
     def next_batch(self, reviewed: set[str], scores: dict[str, dict]) -> set[str]:
         """The train headlines argilla_review's queue sends next."""
@@ -196,6 +203,19 @@ class Simulation:
         } | result
 
 
+def evidence(calibration: dict) -> dict:
+    """EVIDENCE from argilla_review's calibration metrics (empty without them)."""
+    if not calibration:
+        return {}
+    span = calibration["sources"].get("scout_span", {})
+    return {
+        "supported_span_precision": calibration["supported_precision"]["span"],
+        "supported_no_other_precision": calibration["supported_precision"]["no_other_company"],
+        "span_ece_raw": span.get("ece_raw"),
+        "span_ece_calibrated": span.get("ece_calibrated"),
+    }
+
+
 def summary(rows: list[dict]) -> dict:
     """Per policy and review count: F1 over seeds (over_seeds), mean accepted labels, and the gain over random at
     the same count, seed by seed."""
@@ -205,6 +225,9 @@ def summary(rows: list[dict]) -> dict:
         for reviews in sorted({r["reviews"] for r in rows if r["policy"] == policy}):
             runs = [r for r in rows if r["policy"] == policy and r["reviews"] == reviews]
             cell = over_seeds(runs) | {"accepted_mean": round(mean(r["accepted"] for r in runs), 1)}
+            for name in EVIDENCE:
+                if all(r.get(name) is not None for r in runs):
+                    cell[f"{name}_mean"] = round(mean(r[name] for r in runs), 4)
             gains = [
                 round(r["f1"] - f1[("random", reviews, r["seed"])], 4)
                 for r in runs
@@ -228,13 +251,26 @@ def markdown_table(result: dict) -> str:
         "| reviews | policy | test F1 | accepted unseen | gain over random |",
         "|---|---|---|---|---|",
     ]
-    for policy, by_count in result["policies"].items():
-        for reviews, cell in by_count.items():
+    for policy in [p for p in POLICIES if p in result["policies"]]:  # the JSON keeps its keys sorted
+        for reviews, cell in sorted(result["policies"][policy].items(), key=lambda item: int(item[0])):
             gain = cell.get("gain_over_random")
             gain_cell = "" if gain is None else f"{gain['mean']:+.3f} [{gain['min']:+.3f}, {gain['max']:+.3f}]"
             lines.append(
                 f"| {int(reviews):,} | {policy} | {seed_cell(cell)} | {cell['accepted_mean']:g} | {gain_cell} |"
             )
+    supported = [
+        f"{int(k):,} reviews: {c['supported_span_precision_mean']:.3f} for a span, "
+        f"{c['supported_no_other_precision_mean']:.3f} for no other company (span score ECE "
+        f"{c['span_ece_raw_mean']:.3f} raw, {c['span_ece_calibrated_mean']:.3f} calibrated)"
+        for k, c in sorted(result["policies"].get("rounds", {}).items(), key=lambda item: int(item[0]))
+        if "supported_span_precision_mean" in c and "span_ece_calibrated_mean" in c
+    ]
+    if supported:
+        lines += [
+            "",
+            f"The highest precision the human labels so far let auto-accept promise (the target is "
+            f"{result['accept_precision']}), mean over seeds: {'; '.join(supported)}.",
+        ]
     lines += [
         "",
         f"Goal: the rounds reach review-everything's F1 ({everything['f1_mean']:.3f}, seeds' 95% range "

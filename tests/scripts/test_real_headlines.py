@@ -102,7 +102,7 @@ def test_the_docs_table_is_the_committed_runs():
 
 def test_the_make_targets_run_every_experiment_on_the_same_real_run():
     commands = {}
-    for target in ("real-headlines", "real-learning-curve", "whole-feed"):
+    for target in ("real-headlines", "real-learning-curve", "whole-feed", "review-rounds"):
         dry = subprocess.run(["make", "-n", target, "REAL_RUN=/runs/real"], cwd=real_headlines.ROOT, **TEXT)
         commands[target] = [line for line in dry.stdout.splitlines() if line.startswith("python -m scripts.")]
     assert commands == {
@@ -112,4 +112,5 @@ def test_the_make_targets_run_every_experiment_on_the_same_real_run():
             "--name real_learning_curve"
         ],
         "whole-feed": ["python -m scripts.whole_feed --run /runs/real --budget 300 --seeds 0 1 2"],
+        "review-rounds": ["python -m scripts.review_rounds --run /runs/real --batch 300 --rounds 2 --seeds 0 1 2"],
     }

@@ -1,6 +1,8 @@
 """The review-order simulation: what a round reveals, its summary and goal, and a real tiny run of every policy
 through the pipeline's own scout, calibration, auto-accept and queue."""
 
+import json
+
 import polars as pl
 import pytest
 import yaml
@@ -24,25 +26,46 @@ def test_a_review_state_reveals_human_labels_of_reviewed_train_headlines_only(tm
     assert state["test"].drop("reviewed").equals(splits["test"]) and state["test"]["reviewed"].all()  # reviewed whole
 
 
-def row(policy, seed, reviews, f1, accepted=0):
-    return {"policy": policy, "seed": seed, "reviews": reviews, "f1": f1, "accepted": accepted, "precision": f1}
+def row(policy, seed, reviews, f1, accepted=0, **evidence):
+    return {
+        "policy": policy,
+        "seed": seed,
+        "reviews": reviews,
+        "f1": f1,
+        "accepted": accepted,
+        "precision": f1,
+    } | evidence
 
 
 def test_the_summary_pairs_seeds_against_random_and_the_goal_says_met_or_by_how_much():
     rows = []
     for seed, shift in enumerate((0.0, 0.01, -0.01)):
-        rows += [row("random", seed, 300, 0.76 + shift), row("rounds", seed, 300, 0.80 + shift, accepted=40)]
+        supported = {"supported_span_precision": 0.9 + shift, "supported_no_other_precision": 0.95}
+        rows += [row("random", seed, 300, 0.76 + shift), row("rounds", seed, 300, 0.80 + shift, 40, **supported)]
         rows += [row("rounds", seed, 600, 0.84 + shift), row("everything", seed, 1200, 0.85 + shift)]
     rows = [r | {"recall": r["f1"], "f1_ci_low": r["f1"] - 0.05, "f1_ci_high": r["f1"] + 0.05} for r in rows]
     policies = review_rounds.summary(rows)
     assert policies["rounds"]["300"]["gain_over_random"] == {"mean": 0.04, "min": 0.04, "max": 0.04}
     assert policies["rounds"]["300"]["accepted_mean"] == 40 and "gain_over_random" not in policies["rounds"]["600"]
+    assert policies["rounds"]["300"]["supported_span_precision_mean"] == 0.9  # over seeds; absent where not all have it
+    assert (
+        "span_ece_raw_mean" not in policies["rounds"]["300"]
+        and "supported_span_precision_mean" not in policies["random"]["300"]
+    )
     result = {"policies": policies, "train_headlines": 1200}
     result["everything_range"] = review_rounds.seeds_range([r["f1"] for r in rows if r["policy"] == "everything"])
     assert result["everything_range"] == (0.8252, 0.8748)  # 0.85 +- 4.303 x 0.01 / sqrt(3)
     assert review_rounds.goal(result) == "met (rounds at 600 reviews: 0.840)"
     result["everything_range"] = (0.845, 0.855)
     assert review_rounds.goal(result) == "missed by 0.005 (rounds at 600 reviews: 0.840)"
+
+
+def test_the_docs_table_is_the_committed_run():
+    result = json.loads((review_rounds.ROOT / "metrics/review_rounds.json").read_text())
+    assert len(result["seeds"]) >= 3 and result["goal"].startswith(("met", "missed by"))
+    table = review_rounds.markdown_table(result)
+    for doc in ("README.md", "docs/review.md"):
+        assert table in (review_rounds.ROOT / doc).read_text(), f"{doc}: rerun python -m scripts.review_rounds --table"
 
 
 @pytest.mark.slow
@@ -68,6 +91,9 @@ def test_every_policy_runs_on_a_tiny_run_and_rounds_learn_from_the_first(tmp_pat
         ("everything", 20),
     ]
     assert all(0 <= r["f1"] <= 1 for r in rows)
+    # the rounds say what their calibration let auto-accept promise; the other policies accept nothing
+    assert all(0 <= r["supported_span_precision"] <= 1 for r in rows if r["policy"] == "rounds")
+    assert not any("supported_span_precision" in r for r in rows if r["policy"] != "rounds")
     # the second round's scout learned from the first round's five reviews
     kept = sorted(p.name for p in (run.root / "experiments").glob("review-rounds-scout-*"))
     assert [name.rsplit("-", 1)[0] for name in kept] == [
