@@ -155,7 +155,7 @@ class Simulation:
                 "train_records": len(records),
                 "accepted_span_precision": (calibration.get("test_held_out") or {}).get("accepted_span_precision"),
             }
-            | evidence(calibration)
+            | calibration_figures(calibration)
             | result
         )
 
@@ -203,7 +203,7 @@ class Simulation:
         } | result
 
 
-def evidence(calibration: dict) -> dict:
+def calibration_figures(calibration: dict) -> dict:
     """EVIDENCE from argilla_review's calibration metrics (empty without them)."""
     if not calibration:
         return {}
@@ -214,6 +214,11 @@ def evidence(calibration: dict) -> dict:
         "span_ece_raw": span.get("ece_raw"),
         "span_ece_calibrated": span.get("ece_calibrated"),
     }
+
+
+def in_count_order(cells: dict[str, dict]) -> list[tuple[str, dict]]:
+    """A policy's cells by review count (the JSON keeps its keys as sorted strings)."""
+    return sorted(cells.items(), key=lambda item: int(item[0]))
 
 
 def summary(rows: list[dict]) -> dict:
@@ -252,7 +257,7 @@ def markdown_table(result: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for policy in [p for p in POLICIES if p in result["policies"]]:  # the JSON keeps its keys sorted
-        for reviews, cell in sorted(result["policies"][policy].items(), key=lambda item: int(item[0])):
+        for reviews, cell in in_count_order(result["policies"][policy]):
             gain = cell.get("gain_over_random")
             gain_cell = "" if gain is None else f"{gain['mean']:+.3f} [{gain['min']:+.3f}, {gain['max']:+.3f}]"
             lines.append(
@@ -262,7 +267,7 @@ def markdown_table(result: dict) -> str:
         f"{int(k):,} reviews: {c['supported_span_precision_mean']:.3f} for a span, "
         f"{c['supported_no_other_precision_mean']:.3f} for no other company (span score ECE "
         f"{c['span_ece_raw_mean']:.3f} raw, {c['span_ece_calibrated_mean']:.3f} calibrated)"
-        for k, c in sorted(result["policies"].get("rounds", {}).items(), key=lambda item: int(item[0]))
+        for k, c in in_count_order(result["policies"].get("rounds", {}))
         if "supported_span_precision_mean" in c and "span_ece_calibrated_mean" in c
     ]
     if supported:
